@@ -1,0 +1,39 @@
+# polymodal: the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+export HF_HUB_OFFLINE = 1
+export POLYMODAL_CACHE ?= $(CURDIR)/.cache/polymodal
+DEMO_STORE ?= $(CURDIR)/.cache/demo-store
+
+.PHONY: setup system demo test lint bench clean
+
+# System packages (espeak-ng for spoken test queries, sox); skipped when present or not root.
+system:
+	@bash scripts/setup-system.sh
+
+$(STAMP): pyproject.toml scripts/setup-python.sh
+	@bash scripts/setup-python.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+setup: system $(STAMP)
+
+# Build the sample collection, index it, and run one search of each kind.
+demo: setup
+	$(BIN)/polymodal samples sample-collection
+	$(BIN)/polymodal index sample-collection --store $(DEMO_STORE)
+	@bash scripts/demo-searches.sh $(BIN)/polymodal $(DEMO_STORE)
+
+test: setup
+	$(BIN)/ruff check polymodal tests bench
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check polymodal tests bench
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .cache sample-collection

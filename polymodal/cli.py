@@ -1,0 +1,231 @@
+"""The command line: argument parsing and display over :class:`polymodal.Collection`, nothing more.
+
+Exit codes: 0 success; 1 an unexpected error; 2 bad usage or input (unknown item, missing file);
+3 indexing finished but some files could not be read (they are listed, and recorded in the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polymodal", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", help="store directory (default: $POLYMODAL_STORE or a per-user data dir)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    index = sub.add_parser("index", parents=[common], help="index files and folders (incremental)")
+    index.add_argument("paths", nargs="+", type=Path)
+    index.add_argument("--ocr", choices=["auto", "always", "never"], help="OCR policy for images")
+
+    search = sub.add_parser("search", parents=[common], help="search by text, image, audio, or image + text")
+    search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
+    search.add_argument("--image", type=Path, help="an example image")
+    search.add_argument("--audio", type=Path, help="a spoken question or a sound")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--modality", choices=["text", "image", "audio"], help="only items of this kind")
+    search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
+
+    show = sub.add_parser("show", parents=[common], help="everything known about one item")
+    show.add_argument("item", help="item id or path")
+
+    sub.add_parser("status", parents=[common], help="counts, models, store size, errors")
+
+    samples = sub.add_parser("samples", parents=[common], help="assemble the sample collection")
+    samples.add_argument("dest", type=Path, nargs="?", default=Path("sample-collection"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; what was indexed so far is kept", file=sys.stderr)
+        return EXIT_ERROR
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        return _fail(args, str(exc).strip("'\""), EXIT_USAGE)
+    except Exception as exc:  # shown in words, not a traceback
+        return _fail(args, f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _collection(args: argparse.Namespace, create: bool = False, **settings: Any):
+    from polymodal.collection import Collection
+    from polymodal.config import Settings
+
+    return Collection(settings=Settings.from_env(store=args.store, **settings), create=create)
+
+
+# --- commands ---------------------------------------------------------------------------------------
+def cmd_index(args: argparse.Namespace) -> int:
+    collection = _collection(args, create=True, ocr_mode=args.ocr)
+    with _ProgressBar(enabled=not args.json) as bar:
+        report = collection.index(*args.paths, progress=bar.update)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        outcomes = ", ".join(f"{n} {name}" for name, n in sorted(report.outcomes.items()))
+        modalities = ", ".join(f"{n} {m}" for m, n in sorted(report.per_modality.items())) or "none"
+        print(f"indexed {report.files} files in {report.seconds:.1f}s ({outcomes}); analyzed: {modalities}; "
+              f"{len(report.errors)} errors")
+        for path, reason in report.errors:
+            print(f"  skipped {path}: {reason}")
+        for path, note in report.notes:
+            print(f"  note {path}: {note}")
+    return EXIT_PARTIAL if report.errors else EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    collection = _collection(args)
+    result = collection.search(
+        args.text, image=args.image, audio=args.audio, k=args.k, modality=args.modality, path=args.path
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    understood = _understood(result.understood)
+    if understood:
+        print(f"query understood as: {understood}")
+    if not result.hits:
+        print("no results")
+    rows = [
+        (str(rank), f"{hit.score:.4f}", "" if hit.similarity is None else f"{hit.similarity:.3f}", hit.modality,
+         _short_path(hit.path), "; ".join(_describe(e) for e in hit.why[:2]))
+        for rank, hit in enumerate(result.hits, 1)
+    ]
+    _table(["#", "score", "cosine", "kind", "path", "why"], rows)
+    print(f"({result.milliseconds:.0f} ms{', approximate' if result.approximate else ''})")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    item = _collection(args).item(args.item)
+    if args.json:
+        print(json.dumps(item.to_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"item {item.id}: {item.path}")
+    print(f"  {item.modality} ({item.format}), {item.size} bytes, sha256 {item.sha256[:16]}…")
+    for key, value in item.meta.items():
+        if value is not None:
+            print(f"  {key}: {value}")
+    print(f"  models: {', '.join(f'{k}={v}' for k, v in item.models.items())}")
+    for note in item.notes:
+        print(f"  note: {note}")
+    print("evidence:")
+    for evidence in item.evidence:
+        print(f"  {_describe(evidence)}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _collection(args).status()
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    per = ", ".join(f"{n} {m}" for m, n in sorted(status["per_modality"].items())) or "empty"
+    print(f"store: {status['store']} ({status['store_bytes'] / 1e6:.1f} MB)")
+    print(f"items: {status['files']} ({per}); {status['vectors']} vectors, {status['evidence']} pieces of evidence")
+    print(f"models: {', '.join(status['models']) or 'none yet'}")
+    print(f"errors: {status['errors']}")
+    for error in status["recent_errors"]:
+        print(f"  {error['path']}: {error['reason']}")
+    return EXIT_OK
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from polymodal.samples import build_sample_collection
+
+    quiet = args.json
+    files = build_sample_collection(args.dest, progress=None if quiet else lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"dest": str(args.dest), "files": [str(f) for f in files]}))
+    else:
+        print(f"{len(files)} files in {args.dest}")
+    return EXIT_OK
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "show": cmd_show, "status": cmd_status, "samples": cmd_samples}
+
+
+# --- display ----------------------------------------------------------------------------------------
+def _describe(evidence: Any) -> str:
+    text = evidence.text if len(evidence.text) <= 90 else evidence.text[:87] + "…"
+    if evidence.start is not None:
+        text = f"{_clock(evidence.start)}–{_clock(evidence.end or evidence.start)} “{text}”"
+    elif evidence.kind in ("label", "tag") and evidence.score is not None:
+        text = f"{text} ({evidence.score:.2f})"
+    elif evidence.page is not None:
+        text = f"p.{evidence.page}: {text}"
+    return f"{evidence.kind}: {text}" if evidence.kind not in ("passage",) else text
+
+
+def _understood(evidence: list[Any]) -> str:
+    spoken = " ".join(e.text for e in evidence if e.kind == "transcript")
+    if spoken:
+        return f"speech “{spoken[:80]}”"
+    return ", ".join(f"{e.text} {e.score:.2f}" for e in evidence[:3] if e.score is not None)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}:{secs:04.1f}"
+
+
+def _short_path(path: str) -> str:
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home + "/") else path
+
+
+def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
+    width = os.get_terminal_size().columns if sys.stdout.isatty() else 160
+    widths = [max(len(r[i]) for r in [tuple(header), *rows]) for i in range(len(header))]
+    for row in [tuple(header), *rows]:
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
+        print(line[:width].rstrip())
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr with rate and ETA; silent when disabled (``--json``)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def update(self, done: int, total: int, current: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+        self._bar.n = done
+        self._bar.set_postfix_str(Path(current).name[:30] if current else "", refresh=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

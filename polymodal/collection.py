@@ -1,0 +1,136 @@
+"""The Python API: a collection of indexed media in one store directory.
+
+    from polymodal import Collection
+    c = Collection("~/.polymodal-store")
+    c.index("~/notes")
+    for hit in c.search("a cat on a sofa").hits:
+        print(hit.path, hit.why[0].text)
+
+The CLI, the HTTP API and the web page call only this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polymodal.analysis import Analyzer, Evidence
+from polymodal.config import Settings
+from polymodal.index import IndexReport, Indexer, Progress
+from polymodal.models.base import loaded_models
+from polymodal.search import Query, Searcher, SearchResult
+from polymodal.store.sqlite import SqliteStore
+from polymodal.store.vectors import VectorIndex
+
+
+class ItemNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no item {self.args[0]!r} in this collection"
+
+
+@dataclass
+class Item:
+    id: int
+    path: str
+    sha256: str
+    modality: str
+    format: str
+    size: int
+    meta: dict[str, Any]
+    models: dict[str, str]
+    notes: list[str]
+    evidence: list[Evidence]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item": self.id, "path": self.path, "sha256": self.sha256, "modality": self.modality,
+            "format": self.format, "size": self.size, "meta": self.meta, "models": self.models,
+            "notes": self.notes, "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+class Collection:
+    def __init__(self, store: str | Path | None = None, settings: Settings | None = None, create: bool = True):
+        settings = settings or Settings.from_env()
+        if store is not None:
+            settings = settings.with_(store=Path(store).expanduser())
+        self.settings = settings
+        self.store = SqliteStore(settings.store, create=create)
+        self.analyzer = Analyzer(settings)
+        self._index = VectorIndex(self.store, settings.exact_search_limit)
+
+    def index(self, *paths: str | Path, progress: Progress | None = None) -> IndexReport:
+        """Index files and folders; re-running it only does what changed."""
+        indexer = Indexer(self.store, self.analyzer, fts_text)
+        return indexer.index([Path(p) for p in paths], progress)
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        image: str | Path | bytes | None = None,
+        audio: str | Path | bytes | None = None,
+        k: int = 10,
+        modality: str | None = None,
+        path: str | None = None,
+    ) -> SearchResult:
+        query = Query(text, _as_source(image), _as_source(audio), k, modality, path)
+        return Searcher(self.store, self._index, self.analyzer, fts_text).search(query)
+
+    def item(self, ref: int | str) -> Item:
+        """An item by id or path, with everything known about it."""
+        row = self._file_row(ref)
+        analysis = self.store.load_analysis(row[2])
+        if analysis is None:
+            raise ItemNotFound(ref)
+        return Item(
+            row[0], row[1], row[2], analysis.modality, analysis.format, row[3], analysis.meta,
+            analysis.models, analysis.notes, analysis.evidence,
+        )
+
+    def remove(self, ref: int | str) -> None:
+        self.store.remove_file(self._file_row(ref)[1])
+
+    def status(self) -> dict[str, Any]:
+        stats = self.store.stats()
+        stats["store"] = str(self.settings.store)
+        stats["models_loaded"] = loaded_models()
+        stats["recent_errors"] = [{"path": p, "reason": r} for p, r in self.store.errors()[:20]]
+        return stats
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _file_row(self, ref: int | str) -> tuple[int, str, str, int]:
+        db = self.store.db
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            row = db.execute("SELECT id, path, sha, size FROM files WHERE id=?", (int(ref),)).fetchone()
+        else:
+            path = str(Path(ref).expanduser().absolute())
+            row = db.execute("SELECT id, path, sha, size FROM files WHERE path=?", (path,)).fetchone()
+        if row is None:
+            raise ItemNotFound(ref)
+        return row
+
+
+def fts_text(text: str) -> str:
+    """Text as the full-text index sees it: Chinese is segmented into words first."""
+    from polymodal.media.text import segment_for_search
+
+    return segment_for_search(text)
+
+
+def _as_source(value: str | Path | bytes | None) -> Path | bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"query file not found: {value}")
+    return path

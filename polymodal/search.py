@@ -1,0 +1,209 @@
+"""Search with a query of any modality, or several at once, ranked by vectors and words together.
+
+The query goes through the same analysis path as indexed files, so a photo is compared with what photos
+became (label-bridge vectors, OCR text) and a voice question with what recordings said. Two rankings,
+vector similarity (best vector per item) and BM25 over the evidence text, are fused by reciprocal rank
+fusion; each hit carries the evidence that made it match.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.analysis import LABEL, TAG, TRANSCRIPT, Analysis, Analyzer, Evidence
+from polymodal.models.text import normalize
+from polymodal.store.sqlite import SqliteStore
+from polymodal.store.vectors import VectorIndex
+
+RRF_K = 60
+CANDIDATES = 200
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has have how i in is it its of on or that the this to was were what "
+    "when where which who why with".split()
+)
+
+
+@dataclass
+class Query:
+    text: str | None = None
+    image: Path | bytes | None = None
+    audio: Path | bytes | None = None
+    k: int = 10
+    modality: str | None = None  # only items of this modality
+    path: str | None = None  # only items whose path matches this glob
+
+
+@dataclass
+class Hit:
+    item: int
+    path: str
+    modality: str
+    score: float  # fused (reciprocal rank fusion) score: higher is better
+    similarity: float | None  # best cosine between the query and the item's vectors
+    why: list[Evidence]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "path": self.path,
+            "modality": self.modality,
+            "score": round(self.score, 5),
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "why": [e.to_dict() for e in self.why],
+        }
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    understood: list[Evidence] = field(default_factory=list)  # what the query media were read as
+    approximate: bool = False
+    milliseconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "query_evidence": [e.to_dict() for e in self.understood],
+            "approximate": self.approximate,
+            "milliseconds": round(self.milliseconds, 1),
+        }
+
+
+class Searcher:
+    def __init__(self, store: SqliteStore, index: VectorIndex, analyzer: Analyzer, fts_text: Callable[[str], str]):
+        self.store = store
+        self.index = index
+        self.analyzer = analyzer
+        self.fts_text = fts_text
+
+    def search(self, query: Query) -> SearchResult:
+        started = time.perf_counter()
+        if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
+            raise ValueError("give a text, an image or an audio query")
+        vector, words, understood = self._represent(query)
+        filtered = bool(query.modality or query.path)
+        candidates = self.index.size if filtered else max(CANDIDATES, query.k * 20)
+        by_vector = self._vector_ranking(vector, candidates)
+        by_words = self._lexical_ranking(words)
+        hits = self._fuse(by_vector, by_words, query)
+        return SearchResult(hits, understood, self.index.approximate, (time.perf_counter() - started) * 1000)
+
+    # --- the query in the shared space ------------------------------------------------------------
+    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence]]:
+        parts: list[np.ndarray] = []
+        words: list[str] = []
+        understood: list[Evidence] = []
+        if query.image is not None:
+            analysis = self.analyzer.perceive_image(query.image)
+            self.analyzer.embed(analysis)
+            parts.append(_media_vector(analysis))
+            words += [e.text for e in analysis.evidence if e.kind == "ocr"]
+            words += [e.text for e in analysis.evidence if e.kind == LABEL][:3]
+            understood += analysis.evidence
+        if query.audio is not None:
+            analysis = self.analyzer.perceive_audio(query.audio)
+            self.analyzer.embed(analysis)
+            spoken = " ".join(e.text for e in analysis.evidence if e.kind == TRANSCRIPT).strip()
+            if spoken:
+                parts.append(self.analyzer.model("text").encode([spoken])[0])
+                words.append(spoken)
+            else:
+                parts.append(_media_vector(analysis))
+                words += [e.text for e in analysis.evidence if e.kind == TAG][:3]
+            understood += analysis.evidence
+        if query.text and query.text.strip():
+            parts.append(self.analyzer.model("text").encode([query.text])[0])
+            words.append(query.text)
+        return normalize(np.sum(parts, axis=0)), " ".join(words), understood
+
+    # --- two rankings ------------------------------------------------------------------------------
+    def _vector_ranking(self, vector: np.ndarray, candidates: int) -> dict[str, tuple[int, float, int]]:
+        """sha -> (rank, best cosine, best vector id)."""
+        best: dict[str, tuple[float, int]] = {}
+        neighbours = self.index.search(vector, candidates)
+        rows = self.store.vector_rows([vid for vid, _ in neighbours])
+        for vid, score in neighbours:
+            sha = rows[vid][0]
+            if sha not in best:
+                best[sha] = (score, vid)
+        ordered = sorted(best.items(), key=lambda item: -item[1][0])
+        return {sha: (rank, score, vid) for rank, (sha, (score, vid)) in enumerate(ordered)}
+
+    def _lexical_ranking(self, words: str) -> dict[str, tuple[int, int]]:
+        """sha -> (rank, best evidence id)."""
+        match = fts_query(self.fts_text(words))
+        if not match:
+            return {}
+        best: dict[str, tuple[int, int]] = {}
+        for sha, evidence_id, _ in self.store.lexical(match, CANDIDATES):
+            if sha not in best:
+                best[sha] = (len(best), evidence_id)
+        return best
+
+    def _fuse(self, by_vector: dict, by_words: dict, query: Query) -> list[Hit]:
+        scores: dict[str, float] = {}
+        for sha, (rank, _, _) in by_vector.items():
+            scores[sha] = 1.0 / (RRF_K + rank)
+        for sha, (rank, _) in by_words.items():
+            scores[sha] = scores.get(sha, 0.0) + 1.0 / (RRF_K + rank)
+        ordered = sorted(scores, key=lambda sha: -scores[sha])
+        files = self.store.files_for(ordered[: max(query.k * 5, 50)] if not (query.modality or query.path) else ordered)
+        info = self.store.content_info(list(files))
+        hits: list[Hit] = []
+        for sha in ordered:
+            modality = info.get(sha, {}).get("modality", "")
+            if query.modality and modality != query.modality:
+                continue
+            for row in files.get(sha, []):
+                if query.path and not fnmatch.fnmatch(row.path, query.path):
+                    continue
+                similarity = by_vector[sha][1] if sha in by_vector else None
+                why = self._why(sha, by_vector.get(sha), by_words.get(sha))
+                hits.append(Hit(row.id, row.path, modality, scores[sha], similarity, why))
+                if len(hits) >= query.k:
+                    return hits
+        return hits
+
+    def _why(self, sha: str, vector_match: tuple | None, word_match: tuple | None) -> list[Evidence]:
+        why: list[Evidence] = []
+        evidence_ids: list[int] = []
+        if vector_match is not None:
+            kind, evidence_id = self.store.vector_rows([vector_match[2]])[vector_match[2]][1:]
+            if evidence_id is not None:
+                evidence_ids.append(evidence_id)
+            else:  # a label-bridge vector: its top labels or tags are the reason
+                why += self.store.top_evidence(sha, LABEL if kind == "labels" else TAG, 3)
+        if word_match is not None and word_match[1] not in evidence_ids:
+            evidence_ids.append(word_match[1])
+        found = self.store.evidence_by_id(evidence_ids)
+        matched = [found[i] for i in evidence_ids if i in found]
+        return matched + [e for e in why if (e.kind, e.text) not in {(m.kind, m.text) for m in matched}]
+
+
+def _media_vector(analysis: Analysis) -> np.ndarray:
+    """One vector for a query image or sound: its bridge vector, joined by its OCR text if any."""
+    bridge = [v.vector for v in analysis.vectors if v.kind in ("labels", "tags")]
+    content = [v.vector for v in analysis.vectors if v.kind not in ("labels", "tags")]
+    parts = bridge + ([normalize(np.mean(content, axis=0))] if content else [])
+    return normalize(np.sum(parts, axis=0))
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str, max_terms: int = 32) -> str:
+    """An FTS5 OR-query of the meaningful words in ``text`` (quoted, so no operator injection)."""
+    terms: list[str] = []
+    for token in _TOKEN.findall(text.lower()):
+        if token in STOPWORDS or (token.isascii() and len(token) < 2) or token in terms:
+            continue
+        terms.append(token)
+    return " OR ".join(f'"{t}"' for t in terms[:max_terms])

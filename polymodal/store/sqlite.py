@@ -1,0 +1,336 @@
+"""The embedded store: one directory with a SQLite database (files, contents, evidence, FTS5, vectors).
+
+Analyses are keyed by content hash, files by path: a moved or duplicated file points at an existing
+analysis and costs nothing. Every file is written in one transaction (WAL journal), so killing the
+process at any moment leaves either the old or the new state of that file, never half of it.
+A ``generation`` counter increases with every write, so derived indexes know when they are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.analysis import Analysis, Evidence, Vector
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contents (
+    sha TEXT PRIMARY KEY, modality TEXT NOT NULL, format TEXT NOT NULL, size INTEGER NOT NULL,
+    meta TEXT NOT NULL, models TEXT NOT NULL, notes TEXT NOT NULL, analyzed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, sha TEXT NOT NULL REFERENCES contents(sha),
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, indexed_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS files_sha ON files(sha);
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY, sha TEXT NOT NULL, ord INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+    score REAL, start REAL, end REAL, page INTEGER, box TEXT);
+CREATE INDEX IF NOT EXISTS evidence_sha ON evidence(sha);
+CREATE VIRTUAL TABLE IF NOT EXISTS evidence_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS vectors (
+    id INTEGER PRIMARY KEY, sha TEXT NOT NULL, evidence_id INTEGER, kind TEXT NOT NULL, model TEXT NOT NULL,
+    vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(sha);
+CREATE TABLE IF NOT EXISTS features (
+    sha TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (sha, model));
+CREATE TABLE IF NOT EXISTS errors (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store directory is missing, unreadable or from an incompatible version."""
+
+
+@dataclass
+class FileRow:
+    id: int
+    path: str
+    sha: str
+    size: int
+    mtime_ns: int
+
+
+class SqliteStore:
+    def __init__(self, directory: Path, create: bool = True):
+        self.directory = Path(directory)
+        if not self.directory.exists():
+            if not create:
+                raise StoreError(f"no store at {self.directory}; index a folder first")
+            self.directory.mkdir(parents=True)
+        self.path = self.directory / "polymodal.sqlite"
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self.db.executescript(SCHEMA)  # executescript commits on its own: keep it outside a transaction
+        with self.transaction() as db:
+            found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if found is None:
+                db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA_VERSION),))
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise StoreError(f"store schema {found[0]} is not {SCHEMA_VERSION}; re-index into a new store")
+
+    # --- connections -------------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @property
+    def generation(self) -> int:
+        return int(self.db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    # --- files -------------------------------------------------------------------------------------
+    def file(self, path: str) -> FileRow | None:
+        row = self.db.execute("SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)).fetchone()
+        return FileRow(*row) if row else None
+
+    def files_under(self, root: str) -> list[FileRow]:
+        prefix = root.rstrip("/") + "/"
+        rows = self.db.execute(
+            "SELECT id, path, sha, size, mtime_ns FROM files WHERE substr(path, 1, ?) = ? OR path = ?",
+            (len(prefix), prefix, root),
+        )
+        return [FileRow(*row) for row in rows]
+
+    def content_state(self, sha: str) -> tuple[str, dict[str, str]] | None:
+        """(modality, {stage: model id}) of a stored analysis."""
+        row = self.db.execute("SELECT modality, models FROM contents WHERE sha=?", (sha,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def link_file(self, path: str, sha: str, size: int, mtime_ns: int) -> None:
+        """Point ``path`` at an analysis already stored (unchanged, moved or duplicated content)."""
+        with self.transaction() as db:
+            self._link(db, path, sha, size, mtime_ns)
+
+    def _link(self, db: sqlite3.Connection, path: str, sha: str, size: int, mtime_ns: int) -> None:
+        old = db.execute("SELECT sha FROM files WHERE path=?", (path,)).fetchone()
+        db.execute(
+            "INSERT INTO files(path, sha, size, mtime_ns, indexed_at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(path) DO UPDATE SET sha=excluded.sha, size=excluded.size, "
+            "mtime_ns=excluded.mtime_ns, indexed_at=excluded.indexed_at",
+            (path, sha, size, mtime_ns, time.time()),
+        )
+        db.execute("DELETE FROM errors WHERE path=?", (path,))
+        if old and old[0] != sha:
+            self._collect_garbage(db, old[0])
+
+    def remove_file(self, path: str) -> bool:
+        with self.transaction() as db:
+            row = db.execute("SELECT sha FROM files WHERE path=?", (path,)).fetchone()
+            db.execute("DELETE FROM errors WHERE path=?", (path,))
+            if row is None:
+                return False
+            db.execute("DELETE FROM files WHERE path=?", (path,))
+            self._collect_garbage(db, row[0])
+            return True
+
+    def _collect_garbage(self, db: sqlite3.Connection, sha: str) -> None:
+        if db.execute("SELECT 1 FROM files WHERE sha=? LIMIT 1", (sha,)).fetchone():
+            return
+        self._delete_content(db, sha)
+
+    def _delete_content(self, db: sqlite3.Connection, sha: str) -> None:
+        db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
+        for table in ("evidence", "vectors", "features"):
+            db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
+        db.execute("DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha))
+
+    # --- analyses ----------------------------------------------------------------------------------
+    def save(self, path: str, sha: str, size: int, mtime_ns: int, analysis: Analysis, fts_text) -> None:
+        """Store an analysis and point ``path`` at it, atomically. ``fts_text`` prepares text for FTS5."""
+        with self.transaction() as db:
+            self._write_analysis(db, sha, size, analysis, fts_text)
+            self._link(db, path, sha, size, mtime_ns)
+
+    def _write_analysis(self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text) -> None:
+        db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
+        for table in ("evidence", "vectors", "features"):
+            db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
+        db.execute(
+            "INSERT OR REPLACE INTO contents VALUES (?,?,?,?,?,?,?,?)",
+            (sha, analysis.modality, analysis.format, size, json.dumps(analysis.meta),
+             json.dumps(analysis.models), json.dumps(analysis.notes), time.time()),
+        )
+        ids = []
+        for order, e in enumerate(analysis.evidence):
+            cursor = db.execute(
+                "INSERT INTO evidence(sha, ord, kind, text, score, start, end, page, box) VALUES (?,?,?,?,?,?,?,?,?)",
+                (sha, order, e.kind, e.text, e.score, e.start, e.end, e.page, json.dumps(e.box) if e.box else None),
+            )
+            ids.append(cursor.lastrowid)
+            db.execute("INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(e.text)))
+        self._write_vectors(db, sha, analysis, ids)
+        for model, vector in analysis.features.items():
+            db.execute("INSERT INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
+
+    def _write_vectors(self, db: sqlite3.Connection, sha: str, analysis: Analysis, evidence_ids: list[int]) -> None:
+        model = analysis.models.get("text", "")
+        db.executemany(
+            "INSERT INTO vectors(sha, evidence_id, kind, model, vector) VALUES (?,?,?,?,?)",
+            [
+                (sha, evidence_ids[v.evidence] if v.evidence is not None else None, v.kind, model, _blob(v.vector))
+                for v in analysis.vectors
+            ],
+        )
+
+    def replace_vectors(self, sha: str, analysis: Analysis) -> None:
+        """Swap in re-embedded vectors for stored evidence (the text encoder changed)."""
+        with self.transaction() as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,))]
+            db.execute("DELETE FROM vectors WHERE sha=?", (sha,))
+            self._write_vectors(db, sha, analysis, ids)
+            db.execute("UPDATE contents SET models=? WHERE sha=?", (json.dumps(analysis.models), sha))
+
+    def load_analysis(self, sha: str) -> Analysis | None:
+        row = self.db.execute("SELECT modality, format, meta, models, notes FROM contents WHERE sha=?", (sha,)).fetchone()
+        if row is None:
+            return None
+        analysis = Analysis(row[0], row[1], json.loads(row[2]), models=json.loads(row[3]), notes=json.loads(row[4]))
+        for kind, text, score, start, end, page, box in self.db.execute(
+            "SELECT kind, text, score, start, end, page, box FROM evidence WHERE sha=? ORDER BY ord", (sha,)
+        ):
+            analysis.evidence.append(Evidence(kind, text, score, start, end, page, json.loads(box) if box else None))
+        order = {eid: i for i, (eid,) in enumerate(self.db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,)))}
+        for kind, evidence_id, blob in self.db.execute(
+            "SELECT kind, evidence_id, vector FROM vectors WHERE sha=? ORDER BY id", (sha,)
+        ):
+            analysis.vectors.append(Vector(kind, np.frombuffer(blob, np.float32), order.get(evidence_id)))
+        for model, blob in self.db.execute("SELECT model, vector FROM features WHERE sha=?", (sha,)):
+            analysis.features[model] = np.frombuffer(blob, np.float32)
+        return analysis
+
+    # --- errors ------------------------------------------------------------------------------------
+    def record_error(self, path: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO errors VALUES (?,?,?)", (path, reason, time.time()))
+
+    def errors(self) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT path, reason FROM errors ORDER BY path"))
+
+    def clear_errors_under(self, root: str, keep: set[str]) -> None:
+        prefix = root.rstrip("/") + "/"
+        with self.transaction() as db:
+            for (path,) in db.execute("SELECT path FROM errors").fetchall():
+                if (path.startswith(prefix) or path == root) and path not in keep:
+                    db.execute("DELETE FROM errors WHERE path=?", (path,))
+
+    # --- reading for search ------------------------------------------------------------------------
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(ids, matrix, shas) of every stored vector."""
+        rows = self.db.execute("SELECT id, sha, vector FROM vectors ORDER BY id").fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), []
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), -1)
+        return ids, matrix, [r[1] for r in rows]
+
+    def vector_rows(self, ids: list[int]) -> dict[int, tuple[str, str, int | None]]:
+        """vector id -> (sha, kind, evidence id)."""
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(f"SELECT id, sha, kind, evidence_id FROM vectors WHERE id IN ({marks})", ids)
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def lexical(self, match: str, limit: int) -> list[tuple[str, int, float]]:
+        """(sha, evidence id, bm25 score; lower is better) for an FTS5 MATCH expression."""
+        try:
+            rows = self.db.execute(
+                "SELECT e.sha, e.id, bm25(evidence_fts) AS rank FROM evidence_fts "
+                "JOIN evidence e ON e.id = evidence_fts.rowid WHERE evidence_fts MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def evidence_by_id(self, ids: list[int]) -> dict[int, Evidence]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id, kind, text, score, start, end, page, box FROM evidence WHERE id IN ({marks})", ids
+        )
+        return {r[0]: Evidence(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows}
+
+    def top_evidence(self, sha: str, kind: str, limit: int = 3) -> list[Evidence]:
+        rows = self.db.execute(
+            "SELECT kind, text, score, start, end, page FROM evidence WHERE sha=? AND kind=? ORDER BY ord LIMIT ?",
+            (sha, kind, limit),
+        )
+        return [Evidence(*r) for r in rows]
+
+    def files_for(self, shas: list[str]) -> dict[str, list[FileRow]]:
+        out: dict[str, list[FileRow]] = {}
+        if not shas:
+            return out
+        marks = ",".join("?" * len(shas))
+        for row in self.db.execute(
+            f"SELECT id, path, sha, size, mtime_ns FROM files WHERE sha IN ({marks}) ORDER BY path", shas
+        ):
+            out.setdefault(row[2], []).append(FileRow(*row))
+        return out
+
+    def content_info(self, shas: list[str]) -> dict[str, dict[str, Any]]:
+        if not shas:
+            return {}
+        marks = ",".join("?" * len(shas))
+        rows = self.db.execute(f"SELECT sha, modality, format, meta FROM contents WHERE sha IN ({marks})", shas)
+        return {r[0]: {"modality": r[1], "format": r[2], "meta": json.loads(r[3])} for r in rows}
+
+    def stats(self) -> dict[str, Any]:
+        db = self.db
+        per_modality = dict(
+            db.execute("SELECT c.modality, COUNT(*) FROM files f JOIN contents c ON c.sha=f.sha GROUP BY c.modality")
+        )
+        models: set[str] = set()
+        for (text,) in db.execute("SELECT DISTINCT models FROM contents"):
+            models.update(json.loads(text).values())
+        size = sum(p.stat().st_size for p in self.directory.glob("polymodal.sqlite*"))
+        return {
+            "files": sum(per_modality.values()),
+            "per_modality": per_modality,
+            "contents": db.execute("SELECT COUNT(*) FROM contents").fetchone()[0],
+            "evidence": db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0],
+            "vectors": db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0],
+            "errors": db.execute("SELECT COUNT(*) FROM errors").fetchone()[0],
+            "models": sorted(models),
+            "store_bytes": size,
+        }
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
