@@ -27,7 +27,26 @@ EMBEDDED_KINDS = (PASSAGE, OCR, TRANSCRIPT)
 BRIDGED_KINDS = (LABEL, TAG)
 
 # ImageNet classes whose presence suggests readable text (menu, website, plaque, ...): OCR is run then.
-TEXT_LIKELY_CLASSES = (446, 454, 458, 478, 549, 624, 664, 681, 692, 781, 782, 851, 916, 917, 918, 919, 921, 922)
+TEXT_LIKELY_CLASSES = (
+    446,
+    454,
+    458,
+    478,
+    549,
+    624,
+    664,
+    681,
+    692,
+    781,
+    782,
+    851,
+    916,
+    917,
+    918,
+    919,
+    921,
+    922,
+)
 TEXT_LIKELY_THRESHOLD = 0.15
 # Seconds of voice activity before a recording is sent to the speech recogniser.
 MIN_SPEECH_SECONDS = 1.0
@@ -92,7 +111,9 @@ class Analyzer:
         if family not in self._bridges:
             classifier = self.model(family)
             template = IMAGE_TEMPLATE if family == "image" else SOUND_TEMPLATE
-            self._bridges[family] = LabelBridge(self.model("text"), classifier.labels, template, self.settings.cache)
+            self._bridges[family] = LabelBridge(
+                self.model("text"), classifier.labels, template, self.settings.cache
+            )
         return self._bridges[family]
 
     def perception_ids(self, modality: str) -> dict[str, str]:
@@ -139,7 +160,9 @@ class Analyzer:
         classifier = self.model("image")
         result = classifier.analyze(classifier_input(image)[None])[0]
         analysis.features[classifier.model_id] = result.features
-        for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
+        for label, probability in self.bridge("image").top_labels(
+            result.probabilities, self.settings.bridge_top_k
+        ):
             analysis.evidence.append(Evidence(LABEL, label, score=probability))
         analysis.models = {"image": classifier.model_id}
         width, height = image.info["original_size"]
@@ -148,7 +171,9 @@ class Analyzer:
             # OCR needs every pixel: decode again at full size if the first decode was a draft.
             full = image if image.size == (width, height) else open_image(source, max_pixels)
             ocr = self.model("ocr")
-            analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box) for line in ocr.read(full)]
+            analysis.evidence += [
+                Evidence(OCR, line.text, line.confidence, box=line.box) for line in ocr.read(full)
+            ]
             analysis.models["ocr"] = ocr.model_id
         return analysis
 
@@ -161,7 +186,9 @@ class Analyzer:
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
         return text_mass >= TEXT_LIKELY_THRESHOLD or looks_like_document(image)
 
-    def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
+    def perceive_audio(
+        self, source: Path | bytes, fmt: str = "audio", language: str | None = None
+    ) -> Analysis:
         from polymodal.media.audio import decode_audio
 
         audio = decode_audio(source, 16000, self.settings.max_audio_seconds)
@@ -176,7 +203,9 @@ class Analyzer:
         if speech_seconds >= MIN_SPEECH_SECONDS:
             speech = self.model("speech")
             transcript = speech.transcribe(audio, language=language)
-            analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
+            analysis.meta.update(
+                language=transcript.language, language_probability=transcript.language_probability
+            )
             analysis.evidence += [
                 Evidence(TRANSCRIPT, s.text, s.confidence, start=round(s.start, 2), end=round(s.end, 2))
                 for s in transcript.segments
@@ -190,7 +219,9 @@ class Analyzer:
         encoder = self.model("text")
         indices = [i for i, e in enumerate(analysis.evidence) if e.kind in EMBEDDED_KINDS]
         matrix = encoder.encode([analysis.evidence[i].text for i in indices])
-        analysis.vectors = [Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)]
+        analysis.vectors = [
+            Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)
+        ]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
             weighted = [(e.text, e.score or 0.0) for e in analysis.evidence if e.kind == kind]
             if weighted:

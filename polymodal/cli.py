@@ -84,8 +84,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     else:
         outcomes = ", ".join(f"{n} {name}" for name, n in sorted(report.outcomes.items()))
         modalities = ", ".join(f"{n} {m}" for m, n in sorted(report.per_modality.items())) or "none"
-        print(f"indexed {report.files} files in {report.seconds:.1f}s ({outcomes}); analyzed: {modalities}; "
-              f"{len(report.errors)} errors")
+        print(
+            f"indexed {report.files} files in {report.seconds:.1f}s ({outcomes}); analyzed: {modalities}; "
+            f"{len(report.errors)} errors"
+        )
         for path, reason in report.errors:
             print(f"  skipped {path}: {reason}")
         for path, note in report.notes:
@@ -107,8 +109,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result.hits:
         print("no results")
     rows = [
-        (str(rank), f"{hit.score:.4f}", "" if hit.similarity is None else f"{hit.similarity:.3f}", hit.modality,
-         _short_path(hit.path), "; ".join(_describe(e) for e in hit.why[:2]))
+        (
+            str(rank),
+            f"{hit.score:.4f}",
+            "" if hit.similarity is None else f"{hit.similarity:.3f}",
+            hit.modality,
+            _short_path(hit.path),
+            "; ".join(_describe(e) for e in hit.why[:2]),
+        )
         for rank, hit in enumerate(result.hits, 1)
     ]
     _table(["#", "score", "cosine", "kind", "path", "why"], rows)
@@ -142,7 +150,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     per = ", ".join(f"{n} {m}" for m, n in sorted(status["per_modality"].items())) or "empty"
     print(f"store: {status['store']} ({status['store_bytes'] / 1e6:.1f} MB)")
-    print(f"items: {status['files']} ({per}); {status['vectors']} vectors, {status['evidence']} pieces of evidence")
+    print(
+        f"items: {status['files']} ({per}); {status['vectors']} vectors, {status['evidence']} pieces of evidence"
+    )
     print(f"models: {', '.join(status['models']) or 'none yet'}")
     print(f"errors: {status['errors']}")
     for error in status["recent_errors"]:
@@ -154,7 +164,9 @@ def cmd_samples(args: argparse.Namespace) -> int:
     from polymodal.samples import build_sample_collection
 
     quiet = args.json
-    files = build_sample_collection(args.dest, progress=None if quiet else lambda msg: print(msg, file=sys.stderr))
+    files = build_sample_collection(
+        args.dest, progress=None if quiet else lambda msg: print(msg, file=sys.stderr)
+    )
     if args.json:
         print(json.dumps({"dest": str(args.dest), "files": [str(f) for f in files]}))
     else:
@@ -162,7 +174,13 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "show": cmd_show, "status": cmd_status, "samples": cmd_samples}
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "show": cmd_show,
+    "status": cmd_status,
+    "samples": cmd_samples,
+}
 
 
 # --- display ----------------------------------------------------------------------------------------
@@ -191,7 +209,7 @@ def _clock(seconds: float) -> str:
 
 def _short_path(path: str) -> str:
     home = str(Path.home())
-    return "~" + path[len(home):] if path.startswith(home + "/") else path
+    return "~" + path[len(home) :] if path.startswith(home + "/") else path
 
 
 def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:

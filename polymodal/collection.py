@@ -44,14 +44,23 @@ class Item:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "item": self.id, "path": self.path, "sha256": self.sha256, "modality": self.modality,
-            "format": self.format, "size": self.size, "meta": self.meta, "models": self.models,
-            "notes": self.notes, "evidence": [e.to_dict() for e in self.evidence],
+            "item": self.id,
+            "path": self.path,
+            "sha256": self.sha256,
+            "modality": self.modality,
+            "format": self.format,
+            "size": self.size,
+            "meta": self.meta,
+            "models": self.models,
+            "notes": self.notes,
+            "evidence": [e.to_dict() for e in self.evidence],
         }
 
 
 class Collection:
-    def __init__(self, store: str | Path | None = None, settings: Settings | None = None, create: bool = True):
+    def __init__(
+        self, store: str | Path | None = None, settings: Settings | None = None, create: bool = True
+    ):
         settings = settings or Settings.from_env()
         if store is not None:
             settings = settings.with_(store=Path(store).expanduser())
@@ -85,8 +94,16 @@ class Collection:
         if analysis is None:
             raise ItemNotFound(ref)
         return Item(
-            row[0], row[1], row[2], analysis.modality, analysis.format, row[3], analysis.meta,
-            analysis.models, analysis.notes, analysis.evidence,
+            row[0],
+            row[1],
+            row[2],
+            analysis.modality,
+            analysis.format,
+            row[3],
+            analysis.meta,
+            analysis.models,
+            analysis.notes,
+            analysis.evidence,
         )
 
     def remove(self, ref: int | str) -> None:

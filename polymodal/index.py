@@ -22,7 +22,12 @@ from polymodal.store.sqlite import SqliteStore
 
 # Outcomes of one file.
 ANALYZED, REEMBEDDED, LINKED, UNCHANGED, FAILED, REMOVED = (
-    "analyzed", "re-embedded", "linked", "unchanged", "failed", "removed"
+    "analyzed",
+    "re-embedded",
+    "linked",
+    "unchanged",
+    "failed",
+    "removed",
 )
 
 
@@ -61,11 +66,15 @@ def scan(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
         if root.is_file():
             found.append(root)
         elif root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: problems.append((e.filename, e.strerror))):
+            for dirpath, dirnames, filenames in os.walk(
+                root, onerror=lambda e: problems.append((e.filename, e.strerror))
+            ):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 found += [
-                    Path(dirpath, name) for name in sorted(filenames)
-                    if not name.startswith(".") and Path(name).suffix.lower().lstrip(".") in SUPPORTED_EXTENSIONS
+                    Path(dirpath, name)
+                    for name in sorted(filenames)
+                    if not name.startswith(".")
+                    and Path(name).suffix.lower().lstrip(".") in SUPPORTED_EXTENSIONS
                 ]
         else:
             problems.append((str(root), "no such file or folder"))

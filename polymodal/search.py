@@ -78,7 +78,9 @@ class SearchResult:
 
 
 class Searcher:
-    def __init__(self, store: SqliteStore, index: VectorIndex, analyzer: Analyzer, fts_text: Callable[[str], str]):
+    def __init__(
+        self, store: SqliteStore, index: VectorIndex, analyzer: Analyzer, fts_text: Callable[[str], str]
+    ):
         self.store = store
         self.index = index
         self.analyzer = analyzer
@@ -155,7 +157,9 @@ class Searcher:
         for sha, (rank, _) in by_words.items():
             scores[sha] = scores.get(sha, 0.0) + 1.0 / (RRF_K + rank)
         ordered = sorted(scores, key=lambda sha: -scores[sha])
-        files = self.store.files_for(ordered[: max(query.k * 5, 50)] if not (query.modality or query.path) else ordered)
+        files = self.store.files_for(
+            ordered[: max(query.k * 5, 50)] if not (query.modality or query.path) else ordered
+        )
         info = self.store.content_info(list(files))
         hits: list[Hit] = []
         for sha in ordered:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import NamedTuple
 
 from polymodal.media.errors import MediaError
 
@@ -342,7 +343,9 @@ def split_passages(
 
     Markdown headings start a new passage; paragraphs are kept whole where they fit, else cut between
     sentences, else between words (or between Chinese characters). ``overlap_sentences`` repeats the last
-    sentences of a passage at the start of the next one.
+    sentences of a passage at the start of the next one. A CJK character counts as ``CJK_WEIGHT``
+    characters: it carries about as much meaning as three Latin letters, so Chinese passages hold about
+    as much as English ones.
     """
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
@@ -351,36 +354,49 @@ def split_passages(
     i = 0
     while i < len(units):
         j = _extend(units, i, max_chars)
-        start, end = units[i][0], units[j - 1][1]
+        start, end = units[i].start, units[j - 1].end
         passages.append(Passage(text[start:end], start, end))
         i = _next_start(units, i, j, max_chars, overlap_sentences)
     return passages
 
 
-# A unit is (start, end, section, paragraph): one sentence (or piece of a long sentence).
-_Unit = tuple[int, int, int, int]
+CJK_WEIGHT = 3
+
+
+class _Unit(NamedTuple):
+    """One sentence (or piece of a long one), with its weighted start and end (see ``CJK_WEIGHT``)."""
+
+    start: int
+    end: int
+    section: int
+    paragraph: int
+    wstart: int
+    wend: int
+
+
+def _weight(text: str) -> int:
+    return len(text) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
 
 
 def _extend(units: list[_Unit], i: int, max_chars: int) -> int:
     """End (exclusive) of the passage that starts at unit ``i``."""
+    first = units[i]
     j = i + 1
-    while j < len(units) and units[j][2] == units[i][2] and units[j][1] - units[i][0] <= max_chars:
+    while j < len(units) and units[j].section == first.section and units[j].wend - first.wstart <= max_chars:
         j += 1
-    if j < len(units) and units[j][2] == units[i][2] and units[j][3] == units[j - 1][3]:
+    if j < len(units) and units[j].section == first.section and units[j].paragraph == units[j - 1].paragraph:
         # The cut falls inside a paragraph: cut before that paragraph instead, if enough stays behind.
         for k in range(j - 1, i, -1):
-            if units[k][3] != units[k - 1][3]:
-                if units[k - 1][1] - units[i][0] >= max_chars // 3:
-                    return k
-                break
+            if units[k].paragraph != units[k - 1].paragraph:
+                return k if units[k - 1].wend - first.wstart >= max_chars // 3 else j
     return j
 
 
 def _next_start(units: list[_Unit], i: int, j: int, max_chars: int, overlap: int) -> int:
-    if overlap <= 0 or j >= len(units) or units[j][2] != units[j - 1][2]:
+    if overlap <= 0 or j >= len(units) or units[j].section != units[j - 1].section:
         return j
     start = max(j - overlap, i + 1)
-    while start < j and units[j][1] - units[start][0] > max_chars:
+    while start < j and units[j].wend - units[start].wstart > max_chars:
         start += 1
     return start
 
@@ -388,18 +404,30 @@ def _next_start(units: list[_Unit], i: int, j: int, max_chars: int, overlap: int
 def _sentence_units(text: str, max_chars: int) -> list[_Unit]:
     units: list[_Unit] = []
     paragraph = 0
+    last, wlast = 0, 0  # weighted offsets, computed incrementally
     for section, (s_start, s_end) in enumerate(_sections(text)):
         for p_start, p_end in _paragraphs(text, s_start, s_end):
             for start, end in _sentences(text, p_start, p_end):
-                units.extend((a, b, section, paragraph) for a, b in _split_long(text, start, end, max_chars))
+                for a, b in _split_long(text, start, end, max_chars):
+                    wa = wlast + _weight(text[last:a])
+                    wlast, last = wa + _weight(text[a:b]), b
+                    units.append(_Unit(a, b, section, paragraph, wa, wlast))
             paragraph += 1
     return units
 
 
 def _sections(text: str) -> list[tuple[int, int]]:
-    """Spans that start at each Markdown heading."""
-    starts = [0] + [m.start() for m in _HEADING.finditer(text) if m.start() > 0]
+    """Spans that start at each Markdown heading (a heading with nothing under it joins the next)."""
+    starts = [0]
+    for match in _HEADING.finditer(text):
+        if match.start() > 0 and text[starts[-1] : match.start()].strip() != _heading_line(text, starts[-1]):
+            starts.append(match.start())
     return list(zip(starts, starts[1:] + [len(text)], strict=True))
+
+
+def _heading_line(text: str, start: int) -> str | None:
+    heading = _HEADING.match(text, start)
+    return heading.group().strip() if heading else None
 
 
 def _paragraphs(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -446,8 +474,8 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
     """Pieces of at most ``max_chars``, cut after a clause mark, at a space, or between CJK characters."""
     pieces: list[tuple[int, int]] = []
-    while end - start > max_chars:
-        cut = _cut_point(text, start, start + max_chars)
+    while _weight(text[start:end]) > max_chars:
+        cut = _cut_point(text, start, _weighted_limit(text, start, max_chars))
         if span := _trim(text, start, cut):
             pieces.append(span)
         start = cut
@@ -456,6 +484,17 @@ def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
     if span := _trim(text, start, end):
         pieces.append(span)
     return pieces
+
+
+def _weighted_limit(text: str, start: int, max_chars: int) -> int:
+    """The furthest offset ``limit`` with ``_weight(text[start:limit]) <= max_chars`` (at least start + 1)."""
+    weight, limit = 0, start
+    while limit < len(text):
+        weight += CJK_WEIGHT if _CJK.match(text[limit]) else 1
+        if weight > max_chars:
+            break
+        limit += 1
+    return max(limit, start + 1)
 
 
 def _cut_point(text: str, start: int, limit: int) -> int:

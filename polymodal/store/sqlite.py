@@ -75,9 +75,13 @@ class SqliteStore:
         with self.transaction() as db:
             found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if found is None:
-                db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA_VERSION),))
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA_VERSION),)
+                )
             elif int(found[0]) != SCHEMA_VERSION:
-                raise StoreError(f"store schema {found[0]} is not {SCHEMA_VERSION}; re-index into a new store")
+                raise StoreError(
+                    f"store schema {found[0]} is not {SCHEMA_VERSION}; re-index into a new store"
+                )
 
     # --- connections -------------------------------------------------------------------------------
     @property
@@ -116,7 +120,9 @@ class SqliteStore:
 
     # --- files -------------------------------------------------------------------------------------
     def file(self, path: str) -> FileRow | None:
-        row = self.db.execute("SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)).fetchone()
+        row = self.db.execute(
+            "SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)
+        ).fetchone()
         return FileRow(*row) if row else None
 
     def files_under(self, root: str) -> list[FileRow]:
@@ -168,7 +174,9 @@ class SqliteStore:
         db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
         for table in ("evidence", "vectors", "features"):
             db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
-        db.execute("DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha))
+        db.execute(
+            "DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha)
+        )
 
     # --- analyses ----------------------------------------------------------------------------------
     def save(self, path: str, sha: str, size: int, mtime_ns: int, analysis: Analysis, fts_text) -> None:
@@ -177,33 +185,63 @@ class SqliteStore:
             self._write_analysis(db, sha, size, analysis, fts_text)
             self._link(db, path, sha, size, mtime_ns)
 
-    def _write_analysis(self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text) -> None:
+    def _write_analysis(
+        self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text
+    ) -> None:
         db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
         for table in ("evidence", "vectors", "features"):
             db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
         db.execute(
             "INSERT OR REPLACE INTO contents VALUES (?,?,?,?,?,?,?,?)",
-            (sha, analysis.modality, analysis.format, size, json.dumps(analysis.meta),
-             json.dumps(analysis.models), json.dumps(analysis.notes), time.time()),
+            (
+                sha,
+                analysis.modality,
+                analysis.format,
+                size,
+                json.dumps(analysis.meta),
+                json.dumps(analysis.models),
+                json.dumps(analysis.notes),
+                time.time(),
+            ),
         )
         ids = []
         for order, e in enumerate(analysis.evidence):
             cursor = db.execute(
                 "INSERT INTO evidence(sha, ord, kind, text, score, start, end, page, box) VALUES (?,?,?,?,?,?,?,?,?)",
-                (sha, order, e.kind, e.text, e.score, e.start, e.end, e.page, json.dumps(e.box) if e.box else None),
+                (
+                    sha,
+                    order,
+                    e.kind,
+                    e.text,
+                    e.score,
+                    e.start,
+                    e.end,
+                    e.page,
+                    json.dumps(e.box) if e.box else None,
+                ),
             )
             ids.append(cursor.lastrowid)
-            db.execute("INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(e.text)))
+            db.execute(
+                "INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(e.text))
+            )
         self._write_vectors(db, sha, analysis, ids)
         for model, vector in analysis.features.items():
             db.execute("INSERT INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
 
-    def _write_vectors(self, db: sqlite3.Connection, sha: str, analysis: Analysis, evidence_ids: list[int]) -> None:
+    def _write_vectors(
+        self, db: sqlite3.Connection, sha: str, analysis: Analysis, evidence_ids: list[int]
+    ) -> None:
         model = analysis.models.get("text", "")
         db.executemany(
             "INSERT INTO vectors(sha, evidence_id, kind, model, vector) VALUES (?,?,?,?,?)",
             [
-                (sha, evidence_ids[v.evidence] if v.evidence is not None else None, v.kind, model, _blob(v.vector))
+                (
+                    sha,
+                    evidence_ids[v.evidence] if v.evidence is not None else None,
+                    v.kind,
+                    model,
+                    _blob(v.vector),
+                )
                 for v in analysis.vectors
             ],
         )
@@ -217,15 +255,26 @@ class SqliteStore:
             db.execute("UPDATE contents SET models=? WHERE sha=?", (json.dumps(analysis.models), sha))
 
     def load_analysis(self, sha: str) -> Analysis | None:
-        row = self.db.execute("SELECT modality, format, meta, models, notes FROM contents WHERE sha=?", (sha,)).fetchone()
+        row = self.db.execute(
+            "SELECT modality, format, meta, models, notes FROM contents WHERE sha=?", (sha,)
+        ).fetchone()
         if row is None:
             return None
-        analysis = Analysis(row[0], row[1], json.loads(row[2]), models=json.loads(row[3]), notes=json.loads(row[4]))
+        analysis = Analysis(
+            row[0], row[1], json.loads(row[2]), models=json.loads(row[3]), notes=json.loads(row[4])
+        )
         for kind, text, score, start, end, page, box in self.db.execute(
             "SELECT kind, text, score, start, end, page, box FROM evidence WHERE sha=? ORDER BY ord", (sha,)
         ):
-            analysis.evidence.append(Evidence(kind, text, score, start, end, page, json.loads(box) if box else None))
-        order = {eid: i for i, (eid,) in enumerate(self.db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,)))}
+            analysis.evidence.append(
+                Evidence(kind, text, score, start, end, page, json.loads(box) if box else None)
+            )
+        order = {
+            eid: i
+            for i, (eid,) in enumerate(
+                self.db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,))
+            )
+        }
         for kind, evidence_id, blob in self.db.execute(
             "SELECT kind, evidence_id, vector FROM vectors WHERE sha=? ORDER BY id", (sha,)
         ):
@@ -284,7 +333,10 @@ class SqliteStore:
         rows = self.db.execute(
             f"SELECT id, kind, text, score, start, end, page, box FROM evidence WHERE id IN ({marks})", ids
         )
-        return {r[0]: Evidence(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows}
+        return {
+            r[0]: Evidence(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None)
+            for r in rows
+        }
 
     def top_evidence(self, sha: str, kind: str, limit: int = 3) -> list[Evidence]:
         rows = self.db.execute(
@@ -308,13 +360,17 @@ class SqliteStore:
         if not shas:
             return {}
         marks = ",".join("?" * len(shas))
-        rows = self.db.execute(f"SELECT sha, modality, format, meta FROM contents WHERE sha IN ({marks})", shas)
+        rows = self.db.execute(
+            f"SELECT sha, modality, format, meta FROM contents WHERE sha IN ({marks})", shas
+        )
         return {r[0]: {"modality": r[1], "format": r[2], "meta": json.loads(r[3])} for r in rows}
 
     def stats(self) -> dict[str, Any]:
         db = self.db
         per_modality = dict(
-            db.execute("SELECT c.modality, COUNT(*) FROM files f JOIN contents c ON c.sha=f.sha GROUP BY c.modality")
+            db.execute(
+                "SELECT c.modality, COUNT(*) FROM files f JOIN contents c ON c.sha=f.sha GROUP BY c.modality"
+            )
         )
         models: set[str] = set()
         for (text,) in db.execute("SELECT DISTINCT models FROM contents"):
