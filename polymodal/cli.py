@@ -185,7 +185,8 @@ COMMANDS = {
 
 # --- display ----------------------------------------------------------------------------------------
 def _describe(evidence: Any) -> str:
-    text = evidence.text if len(evidence.text) <= 90 else evidence.text[:87] + "…"
+    text = " ".join(evidence.text.split())
+    text = text if len(text) <= 90 else text[:87] + "…"
     if evidence.start is not None:
         text = f"{_clock(evidence.start)}–{_clock(evidence.end or evidence.start)} “{text}”"
     elif evidence.kind in ("label", "tag") and evidence.score is not None:

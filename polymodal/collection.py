@@ -17,7 +17,7 @@ from typing import Any
 
 from polymodal.analysis import Analyzer, Evidence
 from polymodal.config import Settings
-from polymodal.index import IndexReport, Indexer, Progress
+from polymodal.index import Indexer, IndexReport, Progress
 from polymodal.models.base import loaded_models
 from polymodal.search import Query, Searcher, SearchResult
 from polymodal.store.sqlite import SqliteStore

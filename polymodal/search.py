@@ -24,10 +24,13 @@ from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
 
 RRF_K = 60
+# Word matches count half as much as vector matches: a single shared word is weaker evidence than meaning.
+LEXICAL_WEIGHT = 0.5
 CANDIDATES = 200
 STOPWORDS = frozenset(
-    "a an and are as at be by for from has have how i in is it its of on or that the this to was were what "
-    "when where which who why with".split()
+    "a about all an and any are as at be but by can did do does for from has have he her his how i if in into "
+    "is it its me my no not of on or our she so some than that the their them then there these they this "
+    "those to was we were what when where which who why will with you your".split()
 )
 
 
@@ -155,7 +158,7 @@ class Searcher:
         for sha, (rank, _, _) in by_vector.items():
             scores[sha] = 1.0 / (RRF_K + rank)
         for sha, (rank, _) in by_words.items():
-            scores[sha] = scores.get(sha, 0.0) + 1.0 / (RRF_K + rank)
+            scores[sha] = scores.get(sha, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank)
         ordered = sorted(scores, key=lambda sha: -scores[sha])
         files = self.store.files_for(
             ordered[: max(query.k * 5, 50)] if not (query.modality or query.path) else ordered

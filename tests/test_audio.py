@@ -39,7 +39,7 @@ def animal_file(name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def audio_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("audio")
     return Settings(store=root / "store", cache=root / "cache", threads=2)
 
@@ -50,24 +50,24 @@ def speech() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def whisper(settings: Settings):
+def whisper(audio_settings: Settings):
     from polymodal.models.speech import WhisperBase
 
-    return WhisperBase(settings)
+    return WhisperBase(audio_settings)
 
 
 @pytest.fixture(scope="module")
-def yamnet(settings: Settings):
+def yamnet(audio_settings: Settings):
     from polymodal.models.sound import YamNet
 
-    return YamNet(settings)
+    return YamNet(audio_settings)
 
 
 @pytest.fixture(scope="module")
-def vad(settings: Settings):
+def vad(audio_settings: Settings):
     from polymodal.models.vad import SileroVad
 
-    return SileroVad(settings)
+    return SileroVad(audio_settings)
 
 
 # ---- decoding ----------------------------------------------------------------------------------------
@@ -240,15 +240,16 @@ def test_whisper_says_nothing_about_silence_or_noise(whisper) -> None:
     assert whisper.transcribe(np.zeros(0, np.float32)).segments == []
 
 
-def test_whisper_user_model_dir(settings: Settings, whisper, tmp_path: Path) -> None:
+def test_whisper_user_model_dir(audio_settings: Settings, whisper, tmp_path: Path) -> None:
     from polymodal.models.base import ModelError
     from polymodal.models.speech import WhisperBase
 
     with pytest.raises(ModelError, match="no model.bin"):
-        WhisperBase(settings.with_(model_paths={"whisper-base": str(tmp_path)})).runtime  # noqa: B018
+        WhisperBase(audio_settings.with_(model_paths={"whisper-base": str(tmp_path)})).runtime  # noqa: B018
     whisper.runtime  # noqa: B018  (assembles the bundled model)
-    bundled = settings.cache / "models" / "whisper-base"
-    assert WhisperBase(settings.with_(model_paths={"whisper-base": str(bundled)}))._model_dir() == bundled
+    bundled = audio_settings.cache / "models" / "whisper-base"
+    user = WhisperBase(audio_settings.with_(model_paths={"whisper-base": str(bundled)}))
+    assert user._model_dir() == bundled
 
 
 # ---- sound tagging -----------------------------------------------------------------------------------
@@ -381,3 +382,13 @@ def test_find_wheel_file_without_download(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("POLYMODAL_WHEELS", str(tmp_path / "wheels"))
     with pytest.raises(FileNotFoundError, match="no wheel"):
         find_wheel_file("moonshine-voice", "0.1.5", "two_cities.wav", download=False)
+
+
+MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
+
+
+@pytest.mark.skipif(not MEGAMIND.exists(), reason="opencv-doc is not installed (see DATA.md)")
+def test_real_video_with_a_corrupt_first_audio_packet(whisper) -> None:
+    audio = decode_audio(MEGAMIND)  # AC-3 track whose first packet does not decode
+    assert abs(audio.size / SR - 11.2) < 0.2
+    assert "judge a book by its cover" in whisper.transcribe(audio, language="en").text

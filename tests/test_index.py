@@ -66,11 +66,18 @@ def test_bad_files_are_reported_and_good_ones_indexed(folder, settings, tmp_path
     c = collection(settings, tmp_path)
     report = c.index(folder)
     failed = dict(report.errors)
-    assert set(map(lambda p: Path(p).name, failed)) == {"empty.txt", "truncated.jpg", "noise.png", "fake.wav",
-                                                        "unreadable.md"}
+    assert set(map(lambda p: Path(p).name, failed)) == {
+        "empty.txt",
+        "truncated.jpg",
+        "noise.png",
+        "fake.wav",
+        "unreadable.md",
+    }
     assert all(reason for reason in failed.values())
     assert report.outcomes[ANALYZED] == 5 and report.outcomes[FAILED] == 5
-    assert any("named .jpg" in note for _, note in report.notes)  # mislabelled but readable: indexed by content
+    assert any(
+        "named .jpg" in note for _, note in report.notes
+    )  # mislabelled but readable: indexed by content
     assert c.item(str(folder / "notes-named.jpg")).modality == "text"
     assert c.status()["errors"] == 5
 
@@ -83,7 +90,9 @@ def test_cli_reports_errors_with_exit_code(folder, tmp_path):
     (folder / "empty.md").write_bytes(b"")
     store = tmp_path / "cli-store"
     run = [sys.executable, "-m", "polymodal.cli"]
-    done = subprocess.run([*run, "index", str(folder), "--store", str(store), "--json"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*run, "index", str(folder), "--store", str(store), "--json"], capture_output=True, text=True
+    )
     assert done.returncode == 3, done.stderr
     assert '"reason": "empty file"' in done.stdout
     missing = subprocess.run([*run, "show", "999", "--store", str(store)], capture_output=True, text=True)

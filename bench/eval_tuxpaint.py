@@ -1,0 +1,184 @@
+"""Text -> image retrieval on the Tux Paint stamps: recall@1/5/10 of the English captions.
+
+Images: the PNG stamps that have a caption file (``NAME.txt``, first line = English caption), leaving out
+PNG renderings of SVG stamps (a ``.svg`` with the same stem: "skip SVG"), mirrored copies (no caption) and,
+unless ``--include-alphabets``, the letter glyphs under ``symbols/alphabets`` (not photos). Queries are the
+distinct captions; a hit is any image with the identical caption in the top K. OCR is off
+(``ocr_mode="never"``): stamps carry no text worth reading, and the figure is about the image vectors.
+
+Two figures:
+- **bridge vector only**: the "labels" vector indexing makes (``perceive_image`` + ``embed``), cosine
+  against the caption's text vector;
+- **full search**: the PNGs indexed with ``Collection.index`` into a temporary store, queried with
+  ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_tuxpaint.py [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from polymodal.analysis import Analyzer
+from polymodal.collection import Collection
+from polymodal.config import Settings
+
+STAMPS = Path("/usr/share/tuxpaint/stamps")
+RESULTS = Path(__file__).resolve().parent / "results"
+KS = (1, 5, 10)
+# FINDINGS.md (2026-11-22): USE-multilingual, label bridge T=10, 498 captions against 538 PNGs.
+FINDINGS = {"R@1": 17.5, "R@5": 29.1, "R@10": 33.9}
+
+
+@dataclass(frozen=True)
+class Stamp:
+    path: Path
+    caption: str
+    category: str
+
+
+def collect(root: Path, include_alphabets: bool = False) -> list[Stamp]:
+    stamps: list[Stamp] = []
+    for png in sorted(root.rglob("*.png")):
+        caption_file = png.with_suffix(".txt")
+        if not caption_file.exists() or png.with_suffix(".svg").exists():
+            continue
+        if not include_alphabets and "alphabets" in png.relative_to(root).parts:
+            continue
+        lines = caption_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].strip():
+            stamps.append(Stamp(png, lines[0].strip(), png.relative_to(root).parts[0]))
+    return stamps
+
+
+def limit_queries(stamps: list[Stamp], limit: int | None) -> list[Stamp]:
+    """The stamps of the first ``limit`` distinct captions (all images of each), for quick runs."""
+    if not limit:
+        return stamps
+    keep = list(dict.fromkeys(s.caption for s in stamps))[:limit]
+    return [s for s in stamps if s.caption in set(keep)]
+
+
+def first_hit_ranks(ranked_captions: list[list[str]], queries: list[str]) -> list[int | None]:
+    """0-based rank of the first image with the query's caption, or None if not in the list."""
+    pairs = zip(queries, ranked_captions, strict=True)
+    return [next((r for r, c in enumerate(found) if c == q), None) for q, found in pairs]
+
+
+def recalls(ranks: list[int | None]) -> dict[str, float]:
+    return {f"R@{k}": 100 * sum(r is not None and r < k for r in ranks) / len(ranks) for k in KS}
+
+
+Ranks = list[int | None]
+
+
+def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, float]:
+    """Ranks from the label-bridge vectors alone, and the seconds spent making the image vectors."""
+    started = time.perf_counter()
+    vectors = []
+    for i, stamp in enumerate(stamps):
+        analysis = analyzer.perceive_image(stamp.path, "png")
+        analyzer.embed(analysis)
+        vectors.append(next(v.vector for v in analysis.vectors if v.kind == "labels"))
+        _progress("perceived", i + 1, len(stamps))
+    seconds = time.perf_counter() - started
+    similarities = analyzer.model("text").encode(queries) @ np.stack(vectors).T
+    order = np.argsort(-similarities, axis=1)[:, : max(KS)]
+    ranked = [[stamps[j].caption for j in row] for row in order]
+    return first_hit_ranks(ranked, queries), seconds
+
+
+def full_search(settings: Settings, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, dict]:
+    """Ranks from the product path: index the PNGs, then ``Collection.search`` each caption."""
+    caption_of = {str(s.path.absolute()): s.caption for s in stamps}
+    with Collection(settings=settings) as collection:
+        report = collection.index(*[s.path for s in stamps])
+        if report.errors:
+            print(f"  {len(report.errors)} indexing errors, first: {report.errors[0]}", file=sys.stderr)
+        started = time.perf_counter()
+        ranked = []
+        for i, query in enumerate(queries):
+            hits = collection.search(query, modality="image", k=max(KS)).hits
+            ranked.append([caption_of.get(hit.path, "") for hit in hits])
+            _progress("searched", i + 1, len(queries))
+        per_query_ms = 1000 * (time.perf_counter() - started) / len(queries)
+    timing = {"index_seconds": round(report.seconds, 1), "index_outcomes": dict(report.outcomes),
+              "search_ms_per_query": round(per_query_ms, 1)}
+    return first_hit_ranks(ranked, queries), timing
+
+
+def by_category(stamps: list[Stamp], queries: list[str], ranks: Ranks, k: int = 5) -> dict[str, dict]:
+    categories = {s.caption: s.category for s in stamps}  # a caption shared across folders: its last one
+    grouped: dict[str, list[int | None]] = defaultdict(list)
+    for query, rank in zip(queries, ranks, strict=True):
+        grouped[categories[query]].append(rank)
+    return {c: {"n": len(r), f"R@{k}": round(recalls(r)[f"R@{k}"], 1)} for c, r in sorted(grouped.items())}
+
+
+def _progress(what: str, done: int, total: int) -> None:
+    print(f"\r  {what} {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+
+
+def print_table(results: dict, n_images: int, n_queries: int) -> None:
+    print(f"\nTux Paint text->image, {n_queries} distinct English captions against {n_images} PNG stamps")
+    print(f"{'method':<44} {'R@1':>6} {'R@5':>6} {'R@10':>6}")
+    for name, row in results.items():
+        print(f"{name:<44} {row['R@1']:6.1f} {row['R@5']:6.1f} {row['R@10']:6.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, help="only the first N distinct captions (and their images)")
+    parser.add_argument("--include-alphabets", action="store_true", help="keep the 158 letter glyphs")
+    args = parser.parse_args()
+    stamps = limit_queries(collect(STAMPS, args.include_alphabets), args.limit)
+    queries = list(dict.fromkeys(s.caption for s in stamps))
+    with tempfile.TemporaryDirectory(prefix="pm-tuxpaint-") as store:
+        settings = Settings.from_env(store=Path(store), ocr_mode="never")
+        analyzer = Analyzer(settings)
+        bridge_ranks, perceive_seconds = bridge_only(analyzer, stamps, queries)
+        search_ranks, timing = full_search(settings, stamps, queries)
+    results = {
+        "bridge vector only (labels, T=10)": recalls(bridge_ranks),
+        "full search (Collection.search, fused)": recalls(search_ranks),
+        "FINDINGS.md bridge (498 q / 538 img)": FINDINGS,
+    }
+    print_table(results, len(stamps), len(queries))
+    categories = by_category(stamps, queries, search_ranks)
+    parts = [f"{c} {v['R@5']:.0f} (n={v['n']})" for c, v in categories.items()]
+    print("\nfull search R@5 by category: " + ", ".join(parts))
+    timing["perceive_images_per_second"] = round(len(stamps) / perceive_seconds, 1)
+    write_json(args, analyzer, results, categories, timing, len(stamps), len(queries))
+
+
+def write_json(args: argparse.Namespace, analyzer: Analyzer, results: dict, categories: dict, timing: dict,
+               n_images: int, n_queries: int) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    suffix = ("-alphabets" if args.include_alphabets else "") + (f"-limit{args.limit}" if args.limit else "")
+    path = RESULTS / f"tuxpaint{suffix}.json"
+    report = {
+        "benchmark": "tuxpaint text->image recall@k", "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU",
+        "command": "bench/eval_tuxpaint.py " + " ".join(sys.argv[1:]),
+        "n_images": n_images, "n_queries": n_queries, "ocr_mode": "never",
+        "image_model": analyzer.model("image").model_id, "encoder": analyzer.encoder_id,
+        "results": results, "full_search_by_category": categories, "timing": timing,
+    }
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
