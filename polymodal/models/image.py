@@ -107,6 +107,7 @@ def _export_to_onnx(weights: Path, target: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)
 
 
