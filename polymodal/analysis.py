@@ -19,6 +19,7 @@ from polymodal.config import Settings
 from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.models.base import get_model
+from polymodal.models.text import normalize
 from polymodal.space.bridge import IMAGE_TEMPLATE, SOUND_TEMPLATE, LabelBridge
 
 # Evidence kinds. Vectors are made for the searchable ones; labels and tags share one bridge vector.
@@ -106,6 +107,7 @@ class Analyzer:
             "speech": self.settings.speech,
             "sound": self.settings.sound,
             "vad": self.settings.vad,
+            "llm": self.settings.llm,
         }[family]
         return get_model(family, name, self.settings)
 
@@ -233,3 +235,14 @@ class Analyzer:
             if weighted:
                 analysis.vectors.append(Vector(vector_kind, self.bridge(family).vector(weighted)))
         analysis.models["text"] = self.encoder_id
+
+
+def media_vector(analysis: Analysis) -> np.ndarray:
+    """One vector for an image or sound: its bridge vector, joined by its content (OCR, transcript) if any.
+
+    Search uses it for query media and classification for the item; call :meth:`Analyzer.embed` first.
+    """
+    bridge = [v.vector for v in analysis.vectors if v.kind in ("labels", "tags")]
+    content = [v.vector for v in analysis.vectors if v.kind not in ("labels", "tags")]
+    parts = bridge + ([normalize(np.mean(content, axis=0))] if content else [])
+    return normalize(np.sum(parts, axis=0))

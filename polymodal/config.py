@@ -28,6 +28,11 @@ class Settings:
     speech: str = "whisper-base"
     sound: str = "yamnet"
     vad: str = "silero"
+    # Local LLM that phrases descriptions, answers and summaries ("none": template/extractive fallbacks only).
+    llm: str = "qwen2.5-1.5b"
+    # A remote model for describe / ask / summarize, used only when configured:
+    # {"kind": "openai" | "anthropic", "url": ..., "model": ..., "api_key_env": ..., "timeout": 60, "retries": 2}
+    provider: dict[str, object] | None = None
     # OCR policy for images: "auto" runs it only where a cheap detector sees text.
     ocr_mode: str = "auto"
     # Number of classifier labels that make an image's (or sound's) label-bridge vector.
@@ -54,6 +59,8 @@ class Settings:
             values["cache"] = Path(env["POLYMODAL_CACHE"]).expanduser()
         if "POLYMODAL_THREADS" in env:
             values["threads"] = max(1, int(env["POLYMODAL_THREADS"]))
+        if "POLYMODAL_LLM" in env:
+            values["llm"] = env["POLYMODAL_LLM"]
         if "POLYMODAL_OCR" in env:
             values["ocr_mode"] = env["POLYMODAL_OCR"]
         for key, value in env.items():

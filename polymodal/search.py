@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.analysis import LABEL, TAG, TRANSCRIPT, Analysis, Analyzer, Evidence
+from polymodal.analysis import LABEL, TAG, TRANSCRIPT, Analyzer, Evidence, media_vector
 from polymodal.models.text import normalize
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
@@ -109,7 +109,7 @@ class Searcher:
         if query.image is not None:
             analysis = self.analyzer.perceive_image(query.image)
             self.analyzer.embed(analysis)
-            parts.append(_media_vector(analysis))
+            parts.append(media_vector(analysis))
             words += [e.text for e in analysis.evidence if e.kind == "ocr"]
             words += [e.text for e in analysis.evidence if e.kind == LABEL][:3]
             understood += analysis.evidence
@@ -121,7 +121,7 @@ class Searcher:
                 parts.append(self.analyzer.model("text").encode([spoken])[0])
                 words.append(spoken)
             else:
-                parts.append(_media_vector(analysis))
+                parts.append(media_vector(analysis))
                 words += [e.text for e in analysis.evidence if e.kind == TAG][:3]
             understood += analysis.evidence
         if query.text and query.text.strip():
@@ -193,14 +193,6 @@ class Searcher:
         found = self.store.evidence_by_id(evidence_ids)
         matched = [found[i] for i in evidence_ids if i in found]
         return matched + [e for e in why if (e.kind, e.text) not in {(m.kind, m.text) for m in matched}]
-
-
-def _media_vector(analysis: Analysis) -> np.ndarray:
-    """One vector for a query image or sound: its bridge vector, joined by its OCR text if any."""
-    bridge = [v.vector for v in analysis.vectors if v.kind in ("labels", "tags")]
-    content = [v.vector for v in analysis.vectors if v.kind not in ("labels", "tags")]
-    parts = bridge + ([normalize(np.mean(content, axis=0))] if content else [])
-    return normalize(np.sum(parts, axis=0))
 
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)

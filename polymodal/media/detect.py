@@ -52,7 +52,6 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
 )
 
 HEAD_BYTES = 64 * 1024
-TEXT_SAMPLE_BYTES = 256 * 1024
 
 # Extensions that are fine for a format; a name outside its family earns a note.
 _FAMILIES: dict[str, frozenset[str]] = {
@@ -109,7 +108,7 @@ def detect(path: Path) -> Detected:
         raise MediaError("empty file")
     found = (
         _sniff_binary(path, head, ext)
-        or _sniff_text(path, head, size, ext)
+        or _sniff_text(head, size, ext)
         or _sniff_frame_sync(head)  # weak magic: only once the content is known not to be text
     )
     if found is None:
@@ -339,21 +338,15 @@ def _is_mpeg_audio(head: bytes) -> bool:
 # --- text ---------------------------------------------------------------------------------------------
 
 
-def _sniff_text(path: Path, head: bytes, size: int, ext: str) -> tuple[Modality, str] | None:
+def _sniff_text(head: bytes, size: int, ext: str) -> tuple[Modality, str] | None:
     from polymodal.media.text import decode_bytes
 
-    sample = head if size <= len(head) else _read_sample(path)
-    text = decode_bytes(sample, strict=True, partial=size > len(sample))
+    text = decode_bytes(head, strict=True, partial=size > len(head))
     if text is None or not looks_like_text(text):
         return None
     if _is_html(text, ext):
         return "text", "html"
     return "text", "md" if ext in _MARKDOWN_EXTENSIONS else "txt"
-
-
-def _read_sample(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(TEXT_SAMPLE_BYTES)
 
 
 _NOT_TEXT = frozenset({"Cc", "Cs", "Co", "Cn"})

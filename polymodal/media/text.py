@@ -474,8 +474,10 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
 def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
     """Pieces of at most ``max_chars``, cut after a clause mark, at a space, or between CJK characters."""
     pieces: list[tuple[int, int]] = []
-    while _weight(text[start:end]) > max_chars:
-        cut = _cut_point(text, start, _weighted_limit(text, start, max_chars))
+    if _weight(text[start:end]) <= max_chars:  # the common case, without a loop over characters
+        return [(start, end)]
+    while (limit := _weighted_limit(text, start, max_chars)) < end:
+        cut = _cut_point(text, start, limit)
         if span := _trim(text, start, cut):
             pieces.append(span)
         start = cut

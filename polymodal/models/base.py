@@ -94,4 +94,4 @@ def loaded_models() -> list[str]:
 
 def _import_adapters() -> None:
     # Importing the adapter modules only registers classes; none of them loads weights at import.
-    from polymodal.models import image, ocr, sound, speech, text, vad  # noqa: F401
+    from polymodal.models import image, llm, ocr, sound, speech, text, vad  # noqa: F401

@@ -1,0 +1,1 @@
+"""Understanding tasks built on the shared analysis path: classify, describe, ask, transcribe, read, tag, analyze."""
