@@ -109,7 +109,8 @@ def test_recordings_and_sounds_come_from_the_wheels(built):
 
 def test_attribution_names_every_file(built):
     dest, files, _ = built
-    attribution = (Path(polymodal.samples.__file__).parent / "sample_docs" / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    docs = Path(polymodal.samples.__file__).parent / "sample_docs"
+    attribution = (docs / "ATTRIBUTION.md").read_text(encoding="utf-8")
     for path in files:
         relative = path.relative_to(dest).as_posix()
         if relative.startswith("sounds/"):
