@@ -79,8 +79,9 @@ def classify(analyzer: Analyzer, images: np.ndarray, invert: bool) -> tuple[np.n
             for grey in images[start : start + BATCH]
         ]
         rows += [result.probabilities for result in model.analyze(np.stack(batch))]
-        print(f"\r  classified {min(start + BATCH, len(images))}/{len(images)}", end="", file=sys.stderr)
-    print(file=sys.stderr)
+        done = min(start + BATCH, len(images))
+        if done % (BATCH * 20) == 0 or done == len(images):
+            print(f"  classified {done}/{len(images)}", file=sys.stderr)
     return np.stack(rows), len(images) / (time.perf_counter() - started)
 
 

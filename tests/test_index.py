@@ -144,3 +144,27 @@ def _count_files(store: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_changing_a_model_redoes_only_what_it_affects(folder, settings, tmp_path, monkeypatch):
+    from polymodal.models.image import EfficientNetLite0
+    from polymodal.models.text import UseMultilingual
+
+    c = collection(settings, tmp_path)
+    c.index(folder)
+    monkeypatch.setattr(UseMultilingual, "version", "3-int8-next")  # a new text encoder: re-embed, don't re-perceive
+    assert c.index(folder).outcomes == {"re-embedded": 4}
+    assert {m for m in c.status()["models"] if m.startswith("use-multilingual")} == {
+        "use-multilingual@3-int8-next/bridge-top10"
+    }
+    monkeypatch.setattr(EfficientNetLite0, "version", "2")  # a new image model: only the images are re-analyzed
+    assert c.index(folder).outcomes == {ANALYZED: 3, UNCHANGED: 1}
+    assert Path(c.search("a cat", modality="image").hits[0].path).name == "chelsea_cat.jpg"
+
+
+def test_hnsw_index_above_the_exact_limit_agrees_with_exact_search(indexed, settings):
+    approximate = Collection(settings=settings.with_(exact_search_limit=10))
+    for query in ("a cat", "coffee", "it was the best of times", "a dog barking"):
+        fast = approximate.search(query, k=5)
+        assert fast.approximate
+        assert [h.path for h in fast.hits[:3]] == [h.path for h in indexed.search(query, k=5).hits[:3]]
