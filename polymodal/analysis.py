@@ -87,9 +87,6 @@ class Analysis:
     models: dict[str, str] = field(default_factory=dict)  # stage -> model id that produced it
     notes: list[str] = field(default_factory=list)
 
-    def texts(self, *kinds: str) -> list[Evidence]:
-        return [e for e in self.evidence if e.kind in kinds]
-
 
 class Analyzer:
     """Holds the models (loaded lazily, shared per process) and runs the perceive -> embed path."""
@@ -115,9 +112,7 @@ class Analyzer:
         if family not in self._bridges:
             classifier = self.model(family)
             template = IMAGE_TEMPLATE if family == "image" else SOUND_TEMPLATE
-            self._bridges[family] = LabelBridge(
-                self.model("text"), classifier.labels, template, self.settings.cache
-            )
+            self._bridges[family] = LabelBridge(self.model("text"), classifier.labels, template, self.settings.cache)
         return self._bridges[family]
 
     def perception_ids(self, modality: str) -> dict[str, str]:
@@ -164,9 +159,7 @@ class Analyzer:
         classifier = self.model("image")
         result = classifier.analyze(classifier_input(image)[None])[0]
         analysis.features[classifier.model_id] = result.features
-        for label, probability in self.bridge("image").top_labels(
-            result.probabilities, self.settings.bridge_top_k
-        ):
+        for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
             analysis.evidence.append(Evidence(LABEL, label, score=probability))
         analysis.models = {"image": classifier.model_id}
         width, height = image.info["original_size"]
@@ -175,9 +168,7 @@ class Analyzer:
             # OCR needs every pixel: decode again at full size if the first decode was a draft.
             full = image if image.size == (width, height) else open_image(source, max_pixels)
             ocr = self.model("ocr")
-            analysis.evidence += [
-                Evidence(OCR, line.text, line.confidence, box=line.box) for line in ocr.read(full)
-            ]
+            analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box) for line in ocr.read(full)]
             analysis.models["ocr"] = ocr.model_id
         return analysis
 
@@ -190,9 +181,7 @@ class Analyzer:
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
         return text_mass >= TEXT_LIKELY_THRESHOLD or looks_like_document(image)
 
-    def perceive_audio(
-        self, source: Path | bytes, fmt: str = "audio", language: str | None = None
-    ) -> Analysis:
+    def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
         from polymodal.media.audio import decode_audio
 
         audio = decode_audio(source, 16000, self.settings.max_audio_seconds)
@@ -207,9 +196,7 @@ class Analyzer:
         if speech_seconds >= MIN_SPEECH_SECONDS:
             speech = self.model("speech")
             transcript = speech.transcribe(audio, language=language)
-            analysis.meta.update(
-                language=transcript.language, language_probability=transcript.language_probability
-            )
+            analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
             analysis.evidence += [
                 Evidence(TRANSCRIPT, s.text, s.confidence, start=round(s.start, 2), end=round(s.end, 2))
                 for s in transcript.segments
@@ -223,9 +210,7 @@ class Analyzer:
         encoder = self.model("text")
         indices = [i for i, e in enumerate(analysis.evidence) if e.kind in EMBEDDED_KINDS]
         matrix = encoder.encode([analysis.evidence[i].text for i in indices])
-        analysis.vectors = [
-            Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)
-        ]
+        analysis.vectors = [Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
             weighted = [
                 (e.text, e.score or 0.0)
