@@ -157,8 +157,8 @@ def transcribe_all(analyzer: Analyzer, items: list[tuple[str, Path, str]]) -> li
         errors = edit_distance(reference.split(), hypothesis.split())
         results.append(Utterance(name, reference, hypothesis, raw, errors, len(audio) / 16000, seconds,
                                  vad.speech_seconds(audio)))
-        end = "\n" if i + 1 == len(items) else ""
-        print(f"\r  transcribed {i + 1}/{len(items)}", end=end, file=sys.stderr)
+        if (i + 1) % 50 == 0 or i + 1 == len(items):
+            print(f"  transcribed {i + 1}/{len(items)}", file=sys.stderr)
     return results
 
 

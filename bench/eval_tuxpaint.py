@@ -40,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 KS = (1, 5, 10)
 # FINDINGS.md (2026-11-22): USE-multilingual, label bridge T=10, 498 captions against 538 PNGs.
 FINDINGS = {"R@1": 17.5, "R@5": 29.1, "R@10": 33.9}
+Ranks = list[int | None]  # per query: 0-based rank of the first correct image, None if not in the top 10
 
 
 @dataclass(frozen=True)
@@ -71,17 +72,14 @@ def limit_queries(stamps: list[Stamp], limit: int | None) -> list[Stamp]:
     return [s for s in stamps if s.caption in set(keep)]
 
 
-def first_hit_ranks(ranked_captions: list[list[str]], queries: list[str]) -> list[int | None]:
+def first_hit_ranks(ranked_captions: list[list[str]], queries: list[str]) -> Ranks:
     """0-based rank of the first image with the query's caption, or None if not in the list."""
     pairs = zip(queries, ranked_captions, strict=True)
     return [next((r for r, c in enumerate(found) if c == q), None) for q, found in pairs]
 
 
-def recalls(ranks: list[int | None]) -> dict[str, float]:
+def recalls(ranks: Ranks) -> dict[str, float]:
     return {f"R@{k}": 100 * sum(r is not None and r < k for r in ranks) / len(ranks) for k in KS}
-
-
-Ranks = list[int | None]
 
 
 def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, float]:
@@ -128,7 +126,8 @@ def by_category(stamps: list[Stamp], queries: list[str], ranks: Ranks, k: int = 
 
 
 def _progress(what: str, done: int, total: int) -> None:
-    print(f"\r  {what} {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+    if done % 100 == 0 or done == total:
+        print(f"  {what} {done}/{total}", file=sys.stderr)
 
 
 def print_table(results: dict, n_images: int, n_queries: int) -> None:

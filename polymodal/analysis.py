@@ -20,7 +20,7 @@ from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.models.base import get_model
 from polymodal.models.text import normalize
-from polymodal.space.bridge import IMAGE_TEMPLATE, SOUND_TEMPLATE, LabelBridge
+from polymodal.space import bridge as bridges
 
 # Evidence kinds. Vectors are made for the searchable ones; labels and tags share one bridge vector.
 PASSAGE, LABEL, OCR, TRANSCRIPT, TAG = "passage", "label", "ocr", "transcript", "tag"
@@ -49,8 +49,20 @@ TEXT_LIKELY_CLASSES = (
     922,
 )
 TEXT_LIKELY_THRESHOLD = 0.15
-# Tags that say nothing about what is heard; kept as evidence, left out of the bridge vector.
-UNINFORMATIVE_TAGS = frozenset({"Silence"})
+# AudioSet's broadest classes fire with nearly every sound of their kind ("Animal" for any bark, moo or
+# crow) and would make all such sounds alike; they weigh less in a sound's bridge vector. Silence says nothing.
+SOUND_TAG_WEIGHTS = {
+    "Silence": 0.0,
+    "Animal": 0.25,
+    "Domestic animals, pets": 0.25,
+    "Livestock, farm animals, working animals": 0.25,
+    "Wild animals": 0.25,
+    "Vehicle": 0.25,
+    "Music": 0.25,
+    "Inside, small room": 0.25,
+    "Outside, rural or natural": 0.25,
+    "Outside, urban or manmade": 0.25,
+}
 # Seconds of voice activity before a recording is sent to the speech recogniser.
 MIN_SPEECH_SECONDS = 1.0
 
@@ -93,7 +105,7 @@ class Analyzer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._bridges: dict[str, LabelBridge] = {}
+        self._bridges: dict[str, bridges.LabelBridge] = {}
 
     # --- models, created on first use ------------------------------------------------------------
     def model(self, family: str) -> Any:
@@ -108,11 +120,20 @@ class Analyzer:
         }[family]
         return get_model(family, name, self.settings)
 
-    def bridge(self, family: str) -> LabelBridge:
+    def bridge(self, family: str) -> bridges.LabelBridge:
         if family not in self._bridges:
             classifier = self.model(family)
-            template = IMAGE_TEMPLATE if family == "image" else SOUND_TEMPLATE
-            self._bridges[family] = LabelBridge(self.model("text"), classifier.labels, template, self.settings.cache)
+            encoder, cache = self.model("text"), self.settings.cache
+            if family == "image":
+                bridge = bridges.LabelBridge(
+                    encoder, classifier.labels, bridges.IMAGE_TEMPLATES, cache, bridges.IMAGE_SHARPNESS
+                )
+            else:
+                bridge = bridges.LabelBridge(
+                    encoder, classifier.labels, bridges.SOUND_TEMPLATES, cache, bridges.SOUND_SHARPNESS,
+                    SOUND_TAG_WEIGHTS,
+                )
+            self._bridges[family] = bridge
         return self._bridges[family]
 
     def perception_ids(self, modality: str) -> dict[str, str]:
@@ -122,15 +143,17 @@ class Analyzer:
 
     @property
     def encoder_id(self) -> str:
-        return f"{self.model('text').model_id}/bridge-top{self.settings.bridge_top_k}"
+        # Bumped by hand when the bridge recipe (templates, weights) changes, so stored vectors are redone.
+        return f"{self.model('text').model_id}/bridge2-top{self.settings.bridge_top_k}"
 
     # --- perceive ----------------------------------------------------------------------------------
-    def analyze_file(self, path: Path) -> Analysis:
+    def analyze_file(self, path: Path, ocr_mode: str | None = None) -> Analysis:
+        """``ocr_mode`` overrides ``Settings.ocr_mode`` for this file (tasks that need any text use "always")."""
         detected = detect(path)
         if detected.modality == "text":
             analysis = self.perceive_text(path, detected.format)
         elif detected.modality == "image":
-            analysis = self.perceive_image(path, detected.format)
+            analysis = self.perceive_image(path, detected.format, ocr_mode=ocr_mode)
         elif detected.modality == "audio":
             analysis = self.perceive_audio(path, detected.format)
         else:
@@ -150,7 +173,7 @@ class Analyzer:
         analysis.evidence = [Evidence(PASSAGE, p.text, page=p.page) for p in document.passages]
         return analysis
 
-    def perceive_image(self, source: Path | bytes, fmt: str = "image") -> Analysis:
+    def perceive_image(self, source: Path | bytes, fmt: str = "image", ocr_mode: str | None = None) -> Analysis:
         from polymodal.media.image import classifier_input, open_image
 
         max_pixels = self.settings.max_image_pixels
@@ -164,7 +187,7 @@ class Analyzer:
         analysis.models = {"image": classifier.model_id}
         width, height = image.info["original_size"]
         analysis.meta.update(width=width, height=height)
-        if self._wants_ocr(result.probabilities, image):
+        if self._wants_ocr(result.probabilities, image, ocr_mode or self.settings.ocr_mode):
             # OCR needs every pixel: decode again at full size if the first decode was a draft.
             full = image if image.size == (width, height) else open_image(source, max_pixels)
             ocr = self.model("ocr")
@@ -172,10 +195,9 @@ class Analyzer:
             analysis.models["ocr"] = ocr.model_id
         return analysis
 
-    def _wants_ocr(self, probabilities: np.ndarray, image: Any) -> bool:
+    def _wants_ocr(self, probabilities: np.ndarray, image: Any, mode: str) -> bool:
         from polymodal.media.image import looks_like_document
 
-        mode = self.settings.ocr_mode
         if mode in ("always", "never"):
             return mode == "always"
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
@@ -212,11 +234,7 @@ class Analyzer:
         matrix = encoder.encode([analysis.evidence[i].text for i in indices])
         analysis.vectors = [Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
-            weighted = [
-                (e.text, e.score or 0.0)
-                for e in analysis.evidence
-                if e.kind == kind and e.text not in UNINFORMATIVE_TAGS
-            ]
+            weighted = [(e.text, e.score or 0.0) for e in analysis.evidence if e.kind == kind]
             if weighted:
                 analysis.vectors.append(Vector(vector_kind, self.bridge(family).vector(weighted)))
         analysis.models["text"] = self.encoder_id

@@ -11,14 +11,18 @@ The CLI, the HTTP API and the web page call only this.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polymodal.analysis import Analyzer, Evidence
+import numpy as np
+
+from polymodal.analysis import Analyzer, Evidence, media_vector
 from polymodal.config import Settings
 from polymodal.index import Indexer, IndexReport, Progress
 from polymodal.models.base import loaded_models
+from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
@@ -54,6 +58,26 @@ class Item:
             "models": self.models,
             "notes": self.notes,
             "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+@dataclass
+class ItemSummary:
+    id: int
+    path: str
+    modality: str
+    format: str
+    size: int
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item": self.id,
+            "path": self.path,
+            "modality": self.modality,
+            "format": self.format,
+            "size": self.size,
+            "meta": self.meta,
         }
 
 
@@ -105,6 +129,33 @@ class Collection:
             analysis.notes,
             analysis.evidence,
         )
+
+    def items(
+        self, modality: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[int, list[ItemSummary]]:
+        """(total, one page of items), newest first, optionally of one modality."""
+        where, args = ("WHERE c.modality=?", [modality]) if modality else ("", [])
+        base = f"FROM files f JOIN contents c ON c.sha=f.sha {where}"
+        db = self.store.db
+        total = db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
+        rows = db.execute(
+            f"SELECT f.id, f.path, c.modality, c.format, f.size, c.meta {base} ORDER BY f.id DESC LIMIT ? OFFSET ?",
+            [*args, max(0, limit), max(0, offset)],
+        ).fetchall()
+        return total, [ItemSummary(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def similar(self, ref: int | str, k: int = 8) -> SearchResult:
+        """Items nearest to this one in the shared space (itself and its duplicates left out)."""
+        row = self._file_row(ref)
+        analysis = self.store.load_analysis(row[2])
+        if analysis is None or not analysis.vectors:
+            raise ItemNotFound(ref)
+        if analysis.modality in ("image", "audio"):
+            vector = media_vector(analysis)
+        else:
+            vector = normalize(np.mean([v.vector for v in analysis.vectors], axis=0))
+        searcher = Searcher(self.store, self._index, self.analyzer, fts_text)
+        return searcher.search_vector(vector, k, exclude=row[2])
 
     def remove(self, ref: int | str) -> None:
         self.store.remove_file(self._file_row(ref)[1])

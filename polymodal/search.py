@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.analysis import LABEL, TAG, TRANSCRIPT, Analyzer, Evidence, media_vector
+from polymodal.analysis import LABEL, SOUND_TAG_WEIGHTS, TAG, TRANSCRIPT, Analyzer, Evidence, media_vector
 from polymodal.models.text import normalize
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
@@ -101,6 +101,14 @@ class Searcher:
         hits = self._fuse(by_vector, by_words, query)
         return SearchResult(hits, understood, self.index.approximate, (time.perf_counter() - started) * 1000)
 
+    def search_vector(self, vector: np.ndarray, k: int = 10, exclude: str | None = None) -> SearchResult:
+        """Items nearest to a vector already in the shared space (e.g. an item's own), by vectors only."""
+        started = time.perf_counter()
+        by_vector = self._vector_ranking(vector, max(CANDIDATES, k * 20))
+        by_vector.pop(exclude, None)
+        hits = self._fuse(by_vector, {}, Query(k=k))
+        return SearchResult(hits, [], self.index.approximate, (time.perf_counter() - started) * 1000)
+
     # --- the query in the shared space ------------------------------------------------------------
     def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence]]:
         parts: list[np.ndarray] = []
@@ -122,7 +130,8 @@ class Searcher:
                 words.append(spoken)
             else:
                 parts.append(media_vector(analysis))
-                words += [e.text for e in analysis.evidence if e.kind == TAG][:3]
+                tags = [e.text for e in analysis.evidence if e.kind == TAG]
+                words += [t for t in tags if SOUND_TAG_WEIGHTS.get(t, 1.0) >= 1.0][:3]
             understood += analysis.evidence
         if query.text and query.text.strip():
             parts.append(self.analyzer.model("text").encode([query.text])[0])
@@ -136,6 +145,8 @@ class Searcher:
         neighbours = self.index.search(vector, candidates)
         rows = self.store.vector_rows([vid for vid, _ in neighbours])
         for vid, score in neighbours:
+            if vid not in rows:  # deleted since the index was read (a file re-indexed meanwhile)
+                continue
             sha = rows[vid][0]
             if sha not in best:
                 best[sha] = (score, vid)

@@ -46,6 +46,41 @@ def decode_audio(
     return samples
 
 
+def iter_audio(
+    source: AudioSource,
+    block_seconds: float,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Like :func:`decode_audio`, in consecutive blocks of ``block_seconds`` (the last one shorter).
+
+    Memory stays bounded by one block plus one decoded frame, however long the file: long recordings are
+    transcribed and tagged block by block (16 kHz float32 is 3.8 MB a minute).
+    """
+    block = max(1, int(block_seconds * sample_rate))
+    limit = None if max_seconds is None else int((max_seconds + 1) * sample_rate)
+    with _open(source) as container:
+        stream = _audio_stream(container)
+        if max_seconds is not None and _declared_seconds(container, stream) > max_seconds + 1:
+            raise MediaError(f"longer than the {_human_seconds(max_seconds)} limit")
+        pending: list[np.ndarray] = []
+        held = total = 0
+        for chunk in _decode(container, stream, sample_rate):
+            pending.append(chunk)
+            held += chunk.size
+            total += chunk.size
+            if limit is not None and total > limit:
+                raise MediaError(f"longer than the {_human_seconds(max_seconds or 0)} limit")
+            while held >= block:
+                joined = np.concatenate(pending)
+                yield np.clip(joined[:block], -1.0, 1.0).astype(np.float32, copy=False)
+                pending, held = [joined[block:]], joined.size - block
+    if total == 0:
+        raise MediaError("could not decode any audio (corrupt or truncated?)")
+    if held:
+        yield np.clip(np.concatenate(pending), -1.0, 1.0).astype(np.float32, copy=False)
+
+
 def audio_duration(source: AudioSource) -> float:
     """Duration in seconds from the container's headers, or by reading packets (not decoding) if absent."""
     with _open(source) as container:

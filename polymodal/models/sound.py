@@ -120,7 +120,10 @@ class YamNet(LazyModel):
         higher than the mean did. ``"mean"`` is the classic YAMNet clip score and says what dominates a
         long recording rather than what happens anywhere in it.
         """
-        _, scores = self.frame_scores(audio)
+        return self.tags_from_scores(self.frame_scores(audio)[1], top_k, pooling)
+
+    def tags_from_scores(self, scores: np.ndarray, top_k: int = 5, pooling: str = "max") -> list[tuple[str, float]]:
+        """:meth:`tag` over patch scores from :meth:`frame_scores` (of one clip, or blocks of a long one)."""
         mean = scores.mean(axis=0)
         if pooling == "mean":
             clip, key = mean, mean
@@ -140,7 +143,12 @@ class YamNet(LazyModel):
         Runs of such patches are merged, also across one patch below it: patches k and k+2 already touch.
         """
         starts, scores = self.frame_scores(audio)
-        duration = len(audio) / SAMPLE_RATE
+        return self.events_from_scores(starts, scores, len(audio) / SAMPLE_RATE, threshold, min_duration)
+
+    def events_from_scores(
+        self, starts: np.ndarray, scores: np.ndarray, duration: float, threshold: float = 0.2, min_duration: float = 0.5
+    ) -> list[SoundEvent]:
+        """:meth:`events` over patch start times and scores from :meth:`frame_scores`."""
         found: list[SoundEvent] = []
         for label_index in np.flatnonzero((scores >= threshold).any(axis=0)):
             column = scores[:, label_index]

@@ -1,0 +1,48 @@
+"""What the service allows: where it listens, who may call it, how much they may send, how much work at once."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # "auto": API keys are required unless the service listens on loopback only.
+    auth: str = "auto"
+    max_upload_bytes: int = 200 * MB  # one uploaded file
+    max_request_bytes: int = 1024 * MB  # one request body, all files together
+    max_files: int = 200  # files in one upload
+    max_query_bytes: int = 25 * MB  # an image or a recording sent as a query
+    # Requests per minute per key (per client address when keys are off); 0 turns the limit off.
+    rate_per_minute: int = 600
+    rate_burst: int = 120
+    search_workers: int = 4  # threads for searches and quick tasks
+    max_pending: int = 64  # requests waiting for a worker before the service answers 503
+    max_jobs: int = 16  # index jobs queued or running
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)  # CORS is off unless origins are given
+    warm: bool = True  # load the search models in the background at start
+
+    @property
+    def keys_required(self) -> bool:
+        if self.auth in ("on", "required"):
+            return True
+        if self.auth in ("off", "none"):
+            return False
+        return not is_loopback(self.host)
+
+    def with_(self, **changes: object) -> ServeConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,300 @@
+"""Who phrases descriptions, answers and summaries: the local LLM or a configured remote model.
+
+One interface, :class:`Phraser`: ``complete(system, user, images)`` returns text. The local LLM ignores
+images (it is text-only and sees the evidence instead); a provider is sent the images as well.
+Providers speak either the OpenAI chat-completions wire format (OpenAI, Ollama, vLLM, llama.cpp server)
+or Anthropic's Messages API, over the standard library's ``urllib``: nothing is contacted unless
+``Settings.provider`` is set.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from polymodal.config import Settings
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_URLS = {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com"}
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+MAX_RETRY_AFTER = 30.0
+
+
+class ProviderError(RuntimeError):
+    """A configured provider could not be reached, refused, or answered something unusable."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """An image ready to send: JPEG bytes."""
+
+    jpeg: bytes
+    media_type: str = "image/jpeg"
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.jpeg).decode("ascii")
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64}"
+
+
+class Phraser(Protocol):
+    name: str
+    sees_images: bool
+    context_tokens: int
+
+    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
+        """The model's answer to ``user`` under the ``system`` instructions."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class LocalPhraser:
+    """The local LLM (``Settings.llm``) behind the :class:`Phraser` interface; images are not sent."""
+
+    sees_images = False
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.name = model.name
+        self.context_tokens = model.context_tokens
+
+    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.model.chat(messages, max_tokens=max_tokens, temperature=0.0)
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
+
+
+@dataclass
+class ProviderConfig:
+    kind: str
+    url: str
+    model: str
+    api_key_env: str | None = None
+    timeout: float = 60.0
+    retries: int = 2
+    backoff: float = 1.0  # seconds before the first retry; doubled each time
+    vision: bool = True  # send images (False for a text-only model)
+    context_tokens: int = 32_000
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, provider: dict[str, Any]) -> ProviderConfig:
+        kind = str(provider.get("kind", "openai")).lower()
+        if kind not in DEFAULT_URLS:
+            raise ProviderError(f"unknown provider kind {kind!r}: use 'openai' (any compatible server) or 'anthropic'")
+        if not provider.get("model"):
+            raise ProviderError("the provider needs a 'model' name")
+        known = {f for f in cls.__dataclass_fields__ if f != "kind"}
+        unknown = set(provider) - known - {"kind"}
+        if unknown:
+            raise ProviderError(f"unknown provider settings: {', '.join(sorted(unknown))}")
+        values = {k: v for k, v in provider.items() if k in known}
+        values.setdefault("url", DEFAULT_URLS[kind])
+        return cls(kind=kind, **values)  # type: ignore[arg-type]
+
+
+class ProviderPhraser:
+    """A remote model over HTTP, OpenAI-compatible or Anthropic, with timeouts and retries."""
+
+    def __init__(self, config: ProviderConfig):
+        self.config = config
+        self.name = f"{config.kind}:{config.model}"
+        self.sees_images = config.vision
+        self.context_tokens = config.context_tokens
+
+    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
+        images = list(images or []) if self.sees_images else []
+        if self.config.kind == "anthropic":
+            body = anthropic_body(self.config.model, system, user, images, max_tokens)
+            answer = self._post(self.endpoint, body, self._headers())
+            return _anthropic_text(answer, self.config.url)
+        body = openai_body(self.config.model, system, user, images, max_tokens)
+        return _openai_text(self._post(self.endpoint, body, self._headers()), self.config.url)
+
+    def count_tokens(self, text: str) -> int:
+        # No tokenizer for a remote model: ~4 characters a token in English, ~1 a token in Chinese.
+        return max(1, len(text.encode("utf-8")) // 3)
+
+    @property
+    def endpoint(self) -> str:
+        url = self.config.url.rstrip("/")
+        suffix = "/messages" if self.config.kind == "anthropic" else "/chat/completions"
+        if url.endswith(suffix):
+            return url
+        return url + suffix if url.endswith("/v1") else url + "/v1" + suffix
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.config.extra_headers}
+        key = self._api_key()
+        if self.config.kind == "anthropic":
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if key:
+                headers["x-api-key"] = key
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _api_key(self) -> str | None:
+        name = self.config.api_key_env
+        if not name:
+            return None
+        key = os.environ.get(name)
+        if not key:
+            raise ProviderError(f"the provider's API key variable ${name} is not set")
+        return key
+
+    def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        data = json.dumps(body).encode("utf-8")
+        attempts = 1 + max(0, int(self.config.retries))
+        for attempt in range(attempts):
+            try:
+                return _post_once(url, data, headers, self.config.timeout)
+            except _Retryable as exc:
+                if attempt == attempts - 1:
+                    suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    raise ProviderError(f"{exc}{suffix}") from None
+                time.sleep(exc.retry_after if exc.retry_after is not None else self.config.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    where = _origin(url)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        excerpt = _excerpt(exc.read())
+        message = f"provider {where} answered {exc.code}: {excerpt}"
+        if exc.code in RETRY_STATUSES:
+            raise _Retryable(message, _retry_after(exc.headers.get("retry-after"))) from None
+        raise ProviderError(message) from None
+    except (TimeoutError, socket.timeout):
+        raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError | socket.timeout):
+            raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
+        raise _Retryable(f"provider {where} could not be reached: {exc.reason}") from None
+    except (ConnectionError, OSError) as exc:
+        raise _Retryable(f"provider {where} connection failed: {exc}") from None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ProviderError(f"provider {where} answered something that is not JSON: {_excerpt(raw)}") from None
+
+
+def openai_body(model: str, system: str, user: str, images: list[ImageData], max_tokens: int) -> dict[str, Any]:
+    content: list[dict[str, Any]] | str = user
+    if images:
+        content = [{"type": "text", "text": user}] + [
+            {"type": "image_url", "image_url": {"url": image.data_url}} for image in images
+        ]
+    return {
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+
+
+def anthropic_body(model: str, system: str, user: str, images: list[ImageData], max_tokens: int) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.base64}}
+        for image in images
+    ]
+    blocks.append({"type": "text", "text": user})
+    return {
+        "model": model,
+        "system": system,
+        "messages": [{"role": "user", "content": blocks}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+
+
+def _openai_text(answer: dict[str, Any], url: str) -> str:
+    try:
+        content = answer["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise ProviderError(f"provider {_origin(url)} answered without a message: {_excerpt(answer)}") from None
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "").strip()
+
+
+def _anthropic_text(answer: dict[str, Any], url: str) -> str:
+    blocks = answer.get("content") if isinstance(answer, dict) else None
+    if not isinstance(blocks, list):
+        raise ProviderError(f"provider {_origin(url)} answered without content: {_excerpt(answer)}")
+    return "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text").strip()
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _excerpt(raw: bytes | dict[str, Any], limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None
+
+
+AUTO = "auto"  # as a ``phraser`` argument: the configured provider, else the local LLM, else none
+
+
+def phraser_for(settings: Settings, analyzer: Any | None = None) -> Phraser | None:
+    """The configured provider, else the local LLM, else None (``llm="none"``: template fallbacks)."""
+    if settings.provider:
+        return ProviderPhraser(ProviderConfig.from_settings(dict(settings.provider)))
+    if settings.llm == "none":
+        return None
+    if analyzer is not None:
+        return LocalPhraser(analyzer.model("llm"))
+    from polymodal.models.base import get_model
+
+    return LocalPhraser(get_model("llm", settings.llm, settings))
+
+
+def resolve(phraser: Phraser | str | None, analyzer: Any) -> Phraser | None:
+    """``AUTO`` becomes :func:`phraser_for` the analyzer's settings; a phraser or None is kept."""
+    return phraser_for(analyzer.settings, analyzer) if phraser == AUTO else phraser  # type: ignore[return-value]
+
+
+def encode_image(image: Any, max_side: int = 1024, quality: int = 85) -> ImageData:
+    """A PIL image as JPEG, at most ``max_side`` pixels on its longer side."""
+    import io
+
+    from polymodal.media.image import thumbnail
+
+    buffer = io.BytesIO()
+    thumbnail(image, max_side).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return ImageData(buffer.getvalue())

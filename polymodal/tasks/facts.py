@@ -1,0 +1,201 @@
+"""What is known about one file, as short facts: the common input of describe, ask and analyze.
+
+Facts come from the one analysis path (:meth:`Analyzer.analyze_file`: labels, OCR lines, transcript
+segments, sound tags, passages) plus cheap measurements made here: an image's size, orientation and
+dominant colours (named colours over a 64×64 thumbnail). Each fact keeps its score, so that phrasing can
+say "probably" for the unsure ones, and each can be traced back to the evidence it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, Analyzer, Evidence
+
+SURE = 0.5  # below this score a fact is phrased with "probably"
+MIN_LABEL_SCORE = 0.05  # classifier labels below this are noise, not facts
+MAX_LABELS = 5
+MAX_TAGS = 5
+MIN_COLOUR_SHARE = 0.12  # a colour covering less of the image is not dominant
+COLOUR, SIZE, META = "colour", "size", "meta"
+
+
+@dataclass
+class Fact:
+    kind: str  # an evidence kind (label, ocr, transcript, tag, passage) or colour / size / meta
+    text: str
+    score: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def sure(self) -> bool:
+        return self.score is None or self.score >= SURE
+
+    def line(self) -> str:
+        """The fact as one prompt line, e.g. ``label: espresso (95%)`` or ``label: cup (12%, probably)``."""
+        text = f"“{self.text}”" if self.kind in (OCR, TRANSCRIPT) else self.text
+        if self.start is not None:
+            text = f"[{clock(self.start)}–{clock(self.end or self.start)}] {text}"
+        if self.score is not None and self.kind in (LABEL, TAG):
+            text += f" ({percent(self.score)}{'' if self.sure else ', probably'})"
+        elif self.score is not None and self.kind == COLOUR:
+            text += f" ({percent(self.score)} of the image)"
+        return f"{self.kind}: {text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Facts:
+    source: str
+    modality: str
+    facts: list[Fact]
+    analysis: Analysis
+    image: Any = field(default=None, repr=False)  # the decoded PIL image (images only), for thumbnails
+
+    def of(self, *kinds: str) -> list[Fact]:
+        return [f for f in self.facts if f.kind in kinds]
+
+    @property
+    def used(self) -> list[str]:
+        """The kinds of evidence present, in a stable order ("label", "ocr", ...)."""
+        order = [LABEL, OCR, COLOUR, SIZE, TAG, TRANSCRIPT, PASSAGE, META]
+        return [kind for kind in order if self.of(kind)]
+
+    def prompt(self, facts: list[Fact] | None = None) -> str:
+        return "\n".join(f"- {fact.line()}" for fact in (self.facts if facts is None else facts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "modality": self.modality, "facts": [f.to_dict() for f in self.facts]}
+
+
+def ocr_mode_for(analyzer: Analyzer) -> str:
+    """Tasks that describe or answer want any text an image has, unless the user turned OCR off."""
+    return "never" if analyzer.settings.ocr_mode == "never" else "always"
+
+
+def gather(analyzer: Analyzer, source: Path, analysis: Analysis | None = None) -> Facts:
+    """Facts about the file at ``source``; ``analysis`` (e.g. from the store) skips perception."""
+    source = Path(source)
+    analysis = analysis or analyzer.analyze_file(source, ocr_mode=ocr_mode_for(analyzer))
+    facts: list[Fact] = []
+    image = None
+    if analysis.modality == "image":
+        from polymodal.media.image import open_image
+
+        image = open_image(source, analyzer.settings.max_image_pixels, draft_to=1024)
+        facts += image_facts(analysis, image)
+    elif analysis.modality == "audio":
+        facts += audio_facts(analysis)
+    else:
+        facts += text_facts(analysis)
+    return Facts(str(source), analysis.modality, facts, analysis, image)
+
+
+def image_facts(analysis: Analysis, image: Any) -> list[Fact]:
+    labels = [e for e in evidence_of(analysis, LABEL) if (e.score or 0.0) >= MIN_LABEL_SCORE][:MAX_LABELS]
+    if not labels and evidence_of(analysis, LABEL):
+        labels = evidence_of(analysis, LABEL)[:1]  # the best guess, marked unsure by its score
+    facts = [Fact(LABEL, e.text, e.score) for e in labels]
+    facts += [Fact(OCR, e.text, e.score) for e in evidence_of(analysis, OCR) if readable(e.text)]
+    facts += [Fact(COLOUR, name, share) for name, share in dominant_colours(image)]
+    width, height = analysis.meta.get("width", image.width), analysis.meta.get("height", image.height)
+    facts.append(Fact(SIZE, f"{width}×{height} pixels, {orientation(width, height)}"))
+    return facts
+
+
+def audio_facts(analysis: Analysis) -> list[Fact]:
+    meta = analysis.meta
+    facts = [Fact(META, f"duration {meta.get('duration', 0):.0f} s")]
+    facts += [Fact(TAG, e.text, e.score) for e in evidence_of(analysis, TAG)[:MAX_TAGS]]
+    segments = evidence_of(analysis, TRANSCRIPT)
+    if segments and meta.get("language"):
+        facts.append(Fact(META, f"spoken language {meta['language']}"))
+    elif not segments:
+        facts.append(Fact(META, "no speech recognised"))
+    facts += [Fact(TRANSCRIPT, e.text, e.score, e.start, e.end) for e in segments]
+    return facts
+
+
+def text_facts(analysis: Analysis) -> list[Fact]:
+    from polymodal.media.text import has_cjk
+
+    passages = evidence_of(analysis, PASSAGE)
+    language = "Chinese" if any(has_cjk(p.text) for p in passages[:5]) else "not Chinese"
+    facts = [Fact(META, f"{analysis.format} document, {analysis.meta.get('chars', 0)} characters, {language}")]
+    if analysis.meta.get("title"):
+        facts.append(Fact(META, f"title {analysis.meta['title']}"))
+    return facts + [Fact(PASSAGE, p.text) for p in passages]
+
+
+def evidence_of(analysis: Analysis, *kinds: str) -> list[Evidence]:
+    return [e for e in analysis.evidence if e.kind in kinds]
+
+
+def readable(text: str) -> bool:
+    """An OCR line worth reporting: at least two letters or digits (a lone "0" on fur is noise)."""
+    return sum(ch.isalnum() for ch in text) >= 2
+
+
+def orientation(width: int, height: int) -> str:
+    if abs(width - height) <= 0.05 * max(width, height):
+        return "square"
+    return "landscape" if width > height else "portrait"
+
+
+# --- colours ------------------------------------------------------------------------------------------------
+# Hue sectors (degrees, upper bound) of the saturated colours.
+_HUES = [(15, "red"), (40, "orange"), (68, "yellow"), (160, "green"), (195, "cyan"), (255, "blue"),
+         (290, "purple"), (335, "pink"), (360, "red")]  # fmt: skip
+
+
+def dominant_colours(image: Any, k: int = 3) -> list[tuple[str, float]]:
+    """Named colours covering at least ``MIN_COLOUR_SHARE`` of a 64×64 thumbnail, largest share first."""
+    rgb = np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32).reshape(-1, 3) / 255.0
+    names = colour_names(rgb)
+    values, counts = np.unique(names, return_counts=True)
+    shares = sorted(zip(values.tolist(), (counts / counts.sum()).tolist(), strict=True), key=lambda v: -v[1])
+    return [(name, round(share, 2)) for name, share in shares[:k] if share >= MIN_COLOUR_SHARE]
+
+
+def colour_names(rgb: np.ndarray) -> np.ndarray:
+    """A colour name per (n, 3) RGB row in [0, 1], by rules on hue, saturation and value."""
+    top, bottom = rgb.max(axis=1), rgb.min(axis=1)
+    chroma = top - bottom
+    saturation = np.where(top > 0, chroma / np.maximum(top, 1e-6), 0.0)
+    hue = _hue(rgb, top, chroma)
+    names = np.empty(len(rgb), dtype=object)
+    bounds = [bound for bound, _ in _HUES]
+    names[:] = [_HUES[i][1] for i in np.searchsorted(bounds, hue, side="right").clip(0, len(_HUES) - 1)]
+    warm = (hue >= 12) & (hue < 50)
+    names[warm & (top < 0.72) & (saturation > 0.3)] = "brown"
+    names[(names == "cyan") & (top < 0.6)] = "teal"
+    names[warm & (saturation <= 0.35) & (saturation > 0.15) & (top >= 0.6)] = "beige"
+    grey = saturation <= 0.15
+    names[grey] = "grey"
+    names[grey & (top >= 0.85)] = "white"
+    names[(top < 0.18) | (grey & (top < 0.3))] = "black"
+    return names
+
+
+def _hue(rgb: np.ndarray, top: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(top == r, ((g - b) / safe) % 6, np.where(top == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    return np.where(chroma > 0, hue * 60.0, 0.0)
+
+
+# --- small formatting helpers shared by the tasks --------------------------------------------------------------
+def percent(score: float) -> str:
+    return f"{round(score * 100)}%"
+
+
+def clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"

