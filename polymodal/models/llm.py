@@ -47,9 +47,8 @@ class LocalLlm(LazyModel):
             if not path.is_file():
                 raise ModelError(f"{path} is not a GGUF file")
             return path
-        parts = [
-            assets.package_file(f"{self.parts_package}{i}", "data", f"part{i:02d}.bin") for i in range(1, self.parts + 1)
-        ]
+        numbers = range(1, self.parts + 1)
+        parts = [assets.package_file(f"{self.parts_package}{i}", "data", f"part{i:02d}.bin") for i in numbers]
         target = assets.cache_dir(self.settings.cache, self.name) / self.filename
         return assets.assemble(target, parts, self.sha256, self.settings.cache)
 

@@ -116,7 +116,7 @@ def audio_facts(analysis: Analysis) -> list[Fact]:
     facts += [Fact(TAG, e.text, e.score) for e in evidence_of(analysis, TAG)[:MAX_TAGS]]
     segments = evidence_of(analysis, TRANSCRIPT)
     if segments and meta.get("language"):
-        facts.append(Fact(META, f"spoken language {meta['language']}"))
+        facts.append(Fact(META, f"spoken language {language_name(meta['language'])}"))
     elif not segments:
         facts.append(Fact(META, "no speech recognised"))
     facts += [Fact(TRANSCRIPT, e.text, e.score, e.start, e.end) for e in segments]
@@ -136,6 +136,17 @@ def text_facts(analysis: Analysis) -> list[Fact]:
 
 def evidence_of(analysis: Analysis, *kinds: str) -> list[Evidence]:
     return [e for e in analysis.evidence if e.kind in kinds]
+
+
+LANGUAGES = dict(
+    pair.split(":")
+    for pair in "en:English zh:Chinese fr:French de:German es:Spanish it:Italian ja:Japanese ko:Korean "
+    "ru:Russian pt:Portuguese nl:Dutch ar:Arabic".split()
+)
+
+
+def language_name(code: str) -> str:
+    return f"{LANGUAGES[code]} ({code})" if code in LANGUAGES else code
 
 
 def readable(text: str) -> bool:

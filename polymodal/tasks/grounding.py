@@ -1,17 +1,19 @@
 """Check that phrased text states nothing the evidence does not support.
 
 A small LLM asked to "use only these facts" still adds a table under the cup or a number from nowhere.
-Three checks, simple and strict:
+Four checks, simple and strict:
 - **things**: a word naming something our models could have seen or heard (a head noun of the 1000 ImageNet
   classes or the 521 AudioSet classes, a colour, or a common noun LLMs like to add: person, table, sky, ...)
   must appear in the evidence (or the question);
 - **numbers**: every number must appear in the evidence;
-- **quotes**: quoted text must be found in the evidence (OCR lines, transcript, document).
+- **quotes**: quoted text must be found in the evidence (OCR lines, transcript, document);
+- **names**: a capitalised word inside a sentence (a person, place or brand) must appear in the evidence.
 A text that fails is not shown: the caller falls back to its template or extractive answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 
@@ -32,6 +34,13 @@ COLOURS = frozenset(
     "red orange yellow green cyan teal blue purple violet pink brown beige black white grey gray gold "
     "golden silver".split()
 )
+# Class names that are also everyday words ("can", "open", "light"): not counted as things.
+GENERIC = frozenset(
+    """by can etc t run walk call close open inside outside short home leave fill go drive effect control center
+    cover country section unit rule space natural rock pop light tap fly hum cry rub pad pet hip kit rig clip drip
+    bang ring tick tone pulse signal static stage surface wave swing switch stick watch scale case block
+    pointer press rack register bar pin chain crack crash break breaking""".split()
+)
 # What a kind of evidence supports besides its own words.
 IMPLIED = {
     OCR: "text writing written words word letters reads read says",
@@ -41,28 +50,44 @@ IMPLIED = {
     PASSAGE: "document text author writes says",
 }
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# "18%" supports only "18%", "0:05" only "0:05": a probability is not a count, a time is not a size.
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*%?")
+_NEGATION = re.compile(r"\b(no|not|nothing|none|neither|nor|without|cannot)\b|n't")
 _QUOTED = re.compile(r"[“\"]([^”\"]{2,200})[”\"]")
 
 
-def problems(text: str, facts: Facts, question: str = "") -> list[str]:
-    """Claims in ``text`` that ``facts`` (and the ``question``) do not support; empty when it is grounded."""
+def problems(text: str, facts: Facts) -> list[str]:
+    """Claims in ``text`` that ``facts`` do not support; empty when it is grounded.
+
+    A sentence that denies ("there is no dog") may name what is not there; it is not checked for things.
+    """
     evidence = _evidence_text(facts)
-    supported = words(evidence + " " + question) | _implied(facts)
+    supported = words(evidence) | _implied(facts)
+    flat, numbers = _alnum(evidence), set(_NUMBER.findall(evidence))
     found = []
-    for word in sorted(words(text) - supported):
-        if word in things_vocabulary():
-            found.append(f"mentions “{word}”, which no evidence supports")
-    numbers = set(_NUMBER.findall(evidence + " " + question))
-    found += [f"states the number {n}, found in no evidence" for n in _NUMBER.findall(text) if n not in numbers]
-    flat = _alnum(evidence)
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if not _NEGATION.search(sentence.lower()):
+            found += [f"mentions “{w}”, which no evidence supports" for w in sorted(words(sentence) - supported)
+                      if w in things_vocabulary()]  # fmt: skip
+            found += [f"states the number {n}, found in no evidence" for n in _NUMBER.findall(sentence)
+                      if n not in numbers]  # fmt: skip
+        found += [f"names “{name}”, which no evidence mentions" for name in _names(sentence)
+                  if singular(name.lower()) not in supported]  # fmt: skip
     found += [f"quotes “{q}”, which is not in the evidence" for q in _QUOTED.findall(text) if _alnum(q) not in flat]
     return list(dict.fromkeys(found))
 
 
+def _names(sentence: str) -> list[str]:
+    """Capitalised words after the first word of a sentence, outside quotes: names of people, places, brands."""
+    unquoted = _QUOTED.sub(" ", sentence)
+    tokens = _WORD.findall(unquoted)
+    return [t for t in tokens[1:] if t[0].isupper() and t.lower() not in ("i", "i'm")]
+
+
 def words(text: str) -> set[str]:
-    """Lower-case English words in a crude singular form ("cups" -> "cup", "berries" -> "berry")."""
-    return {singular(w) for w in _WORD.findall(text.lower().replace("’", "'"))}
+    """Lower-case English words in a crude singular form ("cups" -> "cup"); "green-gold" gives its parts too."""
+    found = _WORD.findall(text.lower().replace("’", "'"))
+    return {singular(w) for w in found} | {singular(p) for w in found if "-" in w for p in w.split("-") if p}
 
 
 def singular(word: str) -> str:
@@ -78,16 +103,13 @@ def singular(word: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def things_vocabulary() -> frozenset[str]:
-    """Head nouns of the image and sound classes, colours and ``COMMON_THINGS``."""
+    """Head nouns of the ImageNet classes, one-word AudioSet classes, colours and ``COMMON_THINGS``."""
     from polymodal.models.image import imagenet_labels
 
-    names = list(imagenet_labels())
-    try:
-        names += _audioset_names()
-    except Exception:  # noqa: BLE001 - the sound model's package is optional for this check
-        pass
-    heads = {singular(name.split()[-1].lower()) for name in _alternatives(names) if name.split()}
-    return frozenset(heads | {singular(w) for w in COMMON_THINGS} | COLOURS)
+    heads = {singular(name.split()[-1].lower()) for name in _alternatives(imagenet_labels()) if name.split()}
+    with contextlib.suppress(Exception):  # without the sound model's package, the image classes and lists remain
+        heads |= {singular(n.lower()) for n in _alternatives(_audioset_names()) if n.isalpha()}
+    return frozenset((heads | {singular(w) for w in COMMON_THINGS} | COLOURS) - GENERIC)
 
 
 def _alternatives(names: list[str]) -> list[str]:

@@ -25,8 +25,10 @@ SUMMARY_SYSTEM = (
 )
 MAP_PROMPT = "Summarise this part of a longer text in at most {words} words.\n\nTEXT:\n{text}"
 ONE_PROMPT = "Summarise this text in at most {words} words.\n\nTEXT:\n{text}"
-REDUCE_PROMPT = "These are summaries of consecutive parts of one text. Combine them into one summary of at most " \
+REDUCE_PROMPT = (
+    "These are summaries of consecutive parts of one text. Combine them into one summary of at most "
     "{words} words.\n\nSUMMARIES:\n{text}"
+)
 RESERVED_TOKENS = 700  # instructions and the answer
 MAX_ROUNDS = 4
 

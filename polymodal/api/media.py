@@ -1,0 +1,67 @@
+"""Serving an indexed file: its content type, safe headers, and cached thumbnails of images."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from polymodal.api.errors import ApiError
+
+THUMB_SIZES = (128, 256, 512)
+MIME = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "webm": "audio/webm",
+    "mkv": "audio/x-matroska",
+    "pdf": "application/pdf",
+}
+# Documents are shown as plain text and sandboxed: an indexed HTML file must never run in the page's origin.
+SAFE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; media-src 'self'",
+    "Cache-Control": "private, max-age=3600",
+}
+
+
+def media_type(fmt: str, modality: str) -> str:
+    if modality == "text" and fmt != "pdf":
+        return "text/plain; charset=utf-8"
+    return MIME.get(fmt, "application/octet-stream")
+
+
+def existing_file(path: str) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise ApiError(404, "the file of this item is no longer on disk; re-index its folder")
+    return file
+
+
+def thumbnail(source: Path, sha: str, size: int, cache_dir: Path, max_pixels: int) -> Path:
+    """A JPEG thumbnail (longest side ``size``), made once and cached under the store."""
+    if size not in THUMB_SIZES:
+        raise ApiError(400, f"thumbnail size must be one of {', '.join(map(str, THUMB_SIZES))}")
+    target = cache_dir / f"{sha[:32]}-{size}.jpg"
+    if target.is_file():
+        return target
+    from polymodal.media.image import open_image
+    from polymodal.media.image import thumbnail as shrink
+
+    image = shrink(open_image(source, max_pixels, draft_to=size * 2), size)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, optimize=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.{id(buffer)}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(target)
+    return target

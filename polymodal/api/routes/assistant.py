@@ -1,0 +1,113 @@
+"""The assistant: any mix of text, images and recordings plus a request, routed to the right capability
+(:func:`polymodal.tasks.assist.assist`). JSON by default; server-sent events when asked for with
+``Accept: text/event-stream`` or ``stream=true`` (events: ``route``, ``step``, then ``answer`` or ``error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import StreamingResponse
+
+from polymodal.api.deps import Svc, caller
+from polymodal.api.errors import ApiError, body
+from polymodal.api.routes.index import SSE_HEADERS, sse
+from polymodal.api.routes.tasks import phraser, task
+from polymodal.api.service import Service
+from polymodal.api.uploads import check_kind
+
+router = APIRouter(tags=["assistant"], dependencies=[Depends(caller)])
+MAX_FILES = 8
+KEEPALIVE_SECONDS = 10.0
+
+
+@router.post(
+    "/api/assistant",
+    summary="Describe, answer, summarize or transcribe any mix of text, images and audio",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def assistant(
+    request: Request,
+    svc: Svc,
+    ask: Annotated[
+        str, Form(max_length=2000, description="describe | answer | summarize | transcribe | free text")
+    ] = "",
+    text: Annotated[str | None, Form(max_length=50_000, description="text to work on, or the question")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="images, recordings, documents")] = None,
+    phrase: Annotated[bool, Form(description="let the LLM word it (false: template / extractive)")] = True,
+    stream: Annotated[bool, Form(description="answer as server-sent events")] = False,
+) -> Any:
+    files = files or []
+    if len(files) > MAX_FILES:
+        raise ApiError(413, f"{len(files)} files is over the limit of {MAX_FILES} for the assistant")
+    if not ask.strip() and not (text or "").strip() and not files:
+        raise ApiError(400, "say what you want (ask) and give text or files")
+    run = task("assist")
+    paths, names = await _receive(svc, files)
+    search = lambda q: svc.collection.search(q, k=3).hits  # noqa: E731
+    kwargs = {"text": text, "files": paths, "names": names, "phraser": phraser(phrase), "search": search}
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _events(svc, run, ask, kwargs, paths), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+    try:
+        result = await svc.task_pool.run(run, svc.collection.analyzer, ask, **kwargs)
+    finally:
+        _remove(paths)
+    svc.metrics.count("task_assistant")
+    return result.to_dict()
+
+
+async def _receive(svc: Service, files: list[UploadFile]) -> tuple[list[Path], list[str]]:
+    paths: list[Path] = []
+    try:
+        for upload in files:
+            path = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
+            paths.append(path)
+            check_kind(path, ("image", "audio", "video", "text"), Path(upload.filename or "file").name)
+    except BaseException:
+        _remove(paths)
+        raise
+    return paths, [Path(u.filename or f"file {i + 1}").name for i, u in enumerate(files)]
+
+
+async def _events(svc: Service, run: Any, ask: str, kwargs: dict, paths: list[Path]) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def progress(event: str, data: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (event, data))
+
+    work = asyncio.ensure_future(svc.task_pool.run(run, svc.collection.analyzer, ask, progress=progress, **kwargs))
+    try:
+        while not (work.done() and queue.empty()):
+            try:
+                event, data = await asyncio.wait_for(queue.get(), timeout=0.2 if work.done() else KEEPALIVE_SECONDS)
+                yield sse(event, data)
+            except TimeoutError:
+                if not work.done():
+                    yield ": still working\n\n"
+        try:
+            result = work.result()
+            svc.metrics.count("task_assistant")
+            yield sse("answer", result.to_dict())
+        except ApiError as exc:
+            yield sse("error", body(exc.status, exc.message))
+        except (ValueError, OSError) as exc:
+            yield sse("error", body(400, str(exc)))
+        except Exception as exc:  # the stream has started: the error is an event, never a traceback
+            yield sse("error", body(500, f"{type(exc).__name__}: {exc}"))
+    finally:
+        if not work.done():
+            work.add_done_callback(lambda _: _remove(paths))
+        else:
+            _remove(paths)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,112 @@
+"""Adding files: upload (files or a dropped folder) into ``<store>/uploads/``, then index them in the background.
+
+Progress is a JSON snapshot (``GET /api/jobs/{id}``) or a live stream of server-sent events
+(``GET /api/jobs/{id}/events``); ``DELETE /api/jobs/{id}`` cancels before the next file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from polymodal.api import views
+from polymodal.api.deps import Svc, caller
+from polymodal.api.errors import ApiError
+from polymodal.api.jobs import FINISHED
+from polymodal.api.uploads import UploadError, check_kind
+
+router = APIRouter(tags=["index"], dependencies=[Depends(caller)])
+INDEXABLE = ("text", "image", "audio")
+POLL_SECONDS = 0.25
+
+
+@router.post("/api/index", status_code=202, summary="Upload files (or a folder) and index them in the background")
+async def upload_and_index(
+    svc: Svc,
+    files: Annotated[list[UploadFile], File(description="the files; a dropped folder sends each file")],
+    paths: Annotated[list[str] | None, Form(description="each file's relative path in a dropped folder")] = None,
+) -> JSONResponse:
+    if len(files) > svc.config.max_files:
+        raise ApiError(413, f"{len(files)} files is over the limit of {svc.config.max_files} per upload")
+    if paths and len(paths) != len(files):
+        raise ApiError(400, "give one relative path per file, or none")
+    batch = svc.uploads.new_batch()
+    accepted, rejected = 0, []
+    try:
+        for n, upload in enumerate(files):
+            name = paths[n] if paths else (upload.filename or f"file-{n}")
+            try:
+                temp = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
+                try:
+                    detected = check_kind(temp, INDEXABLE, name.rsplit("/", 1)[-1])
+                    svc.uploads.place(temp, batch, name, detected)
+                    accepted += 1
+                finally:
+                    temp.unlink(missing_ok=True)
+            except UploadError as exc:
+                if exc.status == 413:
+                    raise
+                rejected.append({"name": name.rsplit("/", 1)[-1][:120], "reason": str(exc)})
+        if not accepted:
+            reasons = "; ".join(r["reason"] for r in rejected[:3])
+            raise ApiError(415, f"none of the files can be indexed: {reasons}")
+        job = svc.jobs.start(batch, f"{accepted} uploaded file{'s' * (accepted != 1)}", accepted, rejected)
+    except BaseException:
+        shutil.rmtree(batch, ignore_errors=True)
+        raise
+    return JSONResponse(views.job(svc, job.to_dict()), status_code=202)
+
+
+@router.get("/api/jobs", summary="Index jobs, newest first")
+def list_jobs(svc: Svc) -> dict[str, Any]:
+    return {"jobs": [views.job(svc, j.to_dict()) for j in svc.jobs.list()]}
+
+
+@router.get("/api/jobs/{job_id}", summary="One index job's progress")
+def get_job(job_id: str, svc: Svc) -> dict[str, Any]:
+    return views.job(svc, svc.jobs.get(job_id).to_dict())
+
+
+@router.delete("/api/jobs/{job_id}", summary="Cancel an index job (files already indexed stay)")
+def cancel_job(job_id: str, svc: Svc) -> dict[str, Any]:
+    return views.job(svc, svc.jobs.cancel(job_id).to_dict())
+
+
+@router.get(
+    "/api/jobs/{job_id}/events",
+    summary="Live progress as server-sent events (event: progress, then event: done)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def job_events(job_id: str, request: Request, svc: Svc) -> StreamingResponse:
+    job = svc.jobs.get(job_id)
+
+    async def events() -> AsyncIterator[str]:
+        last = None
+        while True:
+            snapshot = views.job(svc, job.to_dict())
+            key = (snapshot["state"], snapshot["done"], snapshot["total"], snapshot["current"])
+            if key != last:
+                last = key
+                kind = "done" if snapshot["state"] in FINISHED else "progress"
+                yield sse(kind, snapshot)
+                if kind == "done":
+                    return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,122 @@
+"""Search: a JSON body (text), or multipart with an image and/or a recording (and optional text)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from polymodal.api import views
+from polymodal.api.deps import Svc, caller
+from polymodal.api.errors import ApiError
+from polymodal.api.service import Service
+from polymodal.api.uploads import check_kind
+
+router = APIRouter(tags=["search"], dependencies=[Depends(caller)])
+Modality = Literal["text", "image", "audio"]
+
+
+class SearchRequest(BaseModel):
+    text: str | None = Field(None, max_length=2000, description="words, in any language the encoder knows")
+    k: int = Field(10, ge=1, le=100)
+    modality: Modality | None = Field(None, description="only items of this kind")
+    path: str | None = Field(None, max_length=300, description="only items whose path matches this glob")
+
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string"},
+        "k": {"type": "integer", "default": 10},
+        "modality": {"type": "string", "enum": ["text", "image", "audio"]},
+        "path": {"type": "string"},
+        "image": {"type": "string", "format": "binary", "description": "an example image"},
+        "audio": {"type": "string", "format": "binary", "description": "a spoken question or a sound"},
+    },
+}
+_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+        },
+    }
+}
+
+
+@router.post("/api/search", summary="Search by text, image, audio, or a mix", openapi_extra=_OPENAPI)
+async def search(request: Request, svc: Svc) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        params = _validated(await _json(request))
+        return await _run(svc, params)
+    if kind == "multipart/form-data":
+        async with request.form(max_files=2, max_fields=10) as form:
+            params = _validated({k: v for k, v in form.items() if isinstance(v, str) and v != ""})
+            async with _query_media(svc, form.get("image"), form.get("audio")) as (image, audio):
+                return await _run(svc, params, image, audio)
+    raise ApiError(415, "send JSON (application/json) or a form with files (multipart/form-data)")
+
+
+@router.get("/api/search", summary="Search by text (for links and quick tries)")
+async def search_get(
+    svc: Svc,
+    q: Annotated[str, Query(min_length=1, max_length=2000)],
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    modality: Modality | None = None,
+) -> dict[str, Any]:
+    return await _run(svc, SearchRequest(text=q, k=k, modality=modality))
+
+
+async def _run(svc: Service, params: SearchRequest, image: Path | None = None, audio: Path | None = None) -> dict:
+    if not (params.text and params.text.strip()) and image is None and audio is None:
+        raise ApiError(400, "give a text, an image or an audio query")
+    result = await svc.search_pool.run(
+        svc.collection.search, params.text, image=image, audio=audio, k=params.k,
+        modality=params.modality, path=params.path,
+    )  # fmt: skip
+    svc.metrics.count("searches")
+    return views.search_result(svc, result.to_dict())
+
+
+@contextlib.asynccontextmanager
+async def _query_media(svc: Service, image: Any, audio: Any) -> AsyncIterator[tuple[Path | None, Path | None]]:
+    saved: list[Path] = []
+    try:
+        paths = []
+        for upload, allowed, what in ((image, ("image",), "the image"), (audio, ("audio", "video"), "the audio")):
+            if isinstance(upload, UploadFile):
+                path = await svc.uploads.receive(upload, svc.config.max_query_bytes)
+                saved.append(path)
+                check_kind(path, allowed, what)
+                paths.append(path)
+            elif upload not in (None, ""):
+                raise ApiError(400, f"{what} must be sent as a file")
+            else:
+                paths.append(None)
+        yield paths[0], paths[1]
+    finally:
+        for path in saved:
+            path.unlink(missing_ok=True)
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON ({getattr(exc, 'msg', 'bad encoding')})") from None
+
+
+def _validated(data: Any) -> SearchRequest:
+    try:
+        return SearchRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise ApiError(422, problems) from None

@@ -1,0 +1,124 @@
+"""The one service object per process: the shared Collection, the worker pools, keys, limits, jobs, metrics.
+
+Models are loaded once (the Collection's analyzer is shared by every request). CPU-heavy work never runs
+on the event loop: searches and quick tasks go to a bounded pool; long tasks (transcription, the LLM, which
+is not re-entrant) to a pool of one; indexing to its own single worker (:mod:`polymodal.api.jobs`). Each
+pool has a queue bound: past it the service answers 503 instead of piling up work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from polymodal.api.config import ServeConfig
+from polymodal.api.errors import ApiError
+from polymodal.api.jobs import JobManager
+from polymodal.api.metrics import Metrics, rss_bytes
+from polymodal.api.security import KeyStore, RateLimiter
+from polymodal.api.uploads import Uploads
+from polymodal.collection import Collection
+
+T = TypeVar("T")
+WARM_FAMILIES = ("text", "image", "sound", "vad", "speech")
+
+
+class Pool:
+    """A thread pool with a bound on work waiting or running in it."""
+
+    def __init__(self, name: str, workers: int, max_pending: int):
+        self.name = name
+        self.workers = workers
+        self.max_pending = max_pending
+        self.pending = 0
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"polymodal-{name}")
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            if self.pending >= self.max_pending:
+                raise ApiError(503, f"the service is busy ({self.name}); try again in a moment", {"Retry-After": "2"})
+            self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        finally:
+            with self._lock:
+                self.pending -= 1
+
+    def submit(self, fn: Callable[..., Any]) -> None:
+        self._executor.submit(fn)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Service:
+    def __init__(self, collection: Collection, config: ServeConfig):
+        self.collection = collection
+        self.config = config
+        self.store_dir = Path(collection.settings.store).absolute()
+        self.keys = KeyStore(self.store_dir)
+        self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
+        self.metrics = Metrics()
+        self.uploads = Uploads(self.store_dir)
+        self.search_pool = Pool("search", config.search_workers, config.max_pending)
+        self.task_pool = Pool("tasks", 1, max(4, config.max_pending // 4))
+        self.jobs = JobManager(collection.index, self.display_path, config.max_jobs)
+        self.started = time.time()
+        self.warm = {"state": "idle", "seconds": None}
+        self._register_gauges()
+
+    # --- paths as callers see them ------------------------------------------------------------------
+    def display_path(self, path: str) -> str:
+        """A path shown to callers: inside uploads, relative to the upload; elsewhere its last two parts."""
+        full = Path(path)
+        try:
+            relative = full.relative_to(self.uploads.root)
+            return str(Path("uploads", *relative.parts[1:])) if len(relative.parts) > 1 else full.name
+        except ValueError:
+            return str(Path(*full.parts[-2:])) if len(full.parts) >= 2 else full.name
+
+    def is_upload(self, path: str) -> bool:
+        return Path(path).absolute().is_relative_to(self.uploads.root)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.uploads.clear_incoming()
+        if self.config.warm:
+            self.warm["state"] = "warming"
+            self.search_pool.submit(self._warm_models)
+
+    def stop(self) -> None:
+        self.jobs.shutdown()
+        self.search_pool.shutdown()
+        self.task_pool.shutdown()
+        self.uploads.clear_incoming()
+
+    def _warm_models(self) -> None:
+        started = time.perf_counter()
+        analyzer = self.collection.analyzer
+        try:
+            analyzer.model("text").encode(["warm up"])
+            for family in WARM_FAMILIES[1:]:
+                analyzer.model(family).runtime  # noqa: B018 (loading is the point)
+            self.warm["state"] = "ready"
+        except Exception as exc:  # a model that cannot load is reported by the request that needs it
+            self.warm["state"] = f"failed: {type(exc).__name__}"
+        self.warm["seconds"] = round(time.perf_counter() - started, 2)
+
+    def _register_gauges(self) -> None:
+        gauge = self.metrics.gauge
+        gauge("process_resident_memory_bytes", rss_bytes)
+        gauge("uptime_seconds", lambda: time.time() - self.started)
+        gauge("search_pool_pending", lambda: self.search_pool.pending)
+        gauge("task_pool_pending", lambda: self.task_pool.pending)
+        gauge("index_jobs_running", lambda: self.jobs.counts()["running"])
+        gauge("index_jobs_queued", lambda: self.jobs.counts()["queued"])
+        gauge("items", lambda: self.collection.items(limit=0)[0])

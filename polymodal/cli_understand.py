@@ -1,0 +1,99 @@
+"""Command-line faces of the understanding tasks: classify, transcribe, read, tag, describe, ask, analyze.
+
+Parsing and display only; the work is in :mod:`polymodal.tasks`. No store is needed: each handler builds an
+:class:`~polymodal.analysis.Analyzer` from the settings, so only the models a command uses are loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    classify = sub.add_parser(
+        "classify", parents=[common], help="zero-shot: score your labels for an image, a sound or a text"
+    )
+    classify.add_argument("file", nargs="?", type=Path, help="an image, audio or text file")
+    classify.add_argument("--text", help="classify this text instead of a file")
+    classify.add_argument(
+        "--labels", required=True, help="comma-separated, English or Chinese: 'cat,dog,bird' or '狗叫,警报,说话'"
+    )
+    classify.add_argument("-k", "--top-k", type=int, help="show only the best K labels (scores stay over all)")
+    classify.add_argument("--template", help="prompt with {} for the label, e.g. 'a drawing of a {}'")
+
+    transcribe = sub.add_parser("transcribe", parents=[common], help="speech to text with times")
+    transcribe.add_argument("file", type=Path, help="audio or video file")
+    transcribe.add_argument(
+        "--format", choices=["txt", "srt", "vtt", "json"], help="subtitle / text output (default: a listing)"
+    )
+    transcribe.add_argument("--language", help="force the language: en, zh, ... (default: detect)")
+    transcribe.add_argument("--words", action="store_true", help="word timestamps (in --format json)")
+    transcribe.add_argument("-o", "--output", type=Path, help="write to this file instead of the terminal")
+
+    read = sub.add_parser("read", parents=[common], help="OCR: text lines with boxes, and a chart's or page's layout")
+    read.add_argument("file", type=Path, help="an image: scan, screenshot, chart, photo of a page")
+
+    tag = sub.add_parser("tag", parents=[common], help="sound events (AudioSet classes) with start and end times")
+    tag.add_argument("file", type=Path, help="audio or video file")
+    tag.add_argument("--threshold", type=float, default=0.2, help="event score threshold (default 0.2)")
+    tag.add_argument("--min-duration", type=float, default=0.5, help="shortest event in seconds (default 0.5)")
+    tag.add_argument("-k", "--top-k", type=int, default=5, help="clip-level tags to show (default 5)")
+
+
+def _analyzer(args: argparse.Namespace) -> Any:
+    from polymodal.analysis import Analyzer
+    from polymodal.config import Settings
+
+    return Analyzer(Settings.from_env(store=args.store))
+
+
+def _emit(args: argparse.Namespace, result: Any) -> int:
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(result.to_text())
+    return EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from polymodal.tasks.classify import classify, parse_labels
+
+    if (args.file is None) == (args.text is None):
+        raise ValueError("give either a file or --text")
+    result = classify(_analyzer(args), args.file, parse_labels(args.labels), args.top_k, args.template, text=args.text)
+    return _emit(args, result)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from polymodal.tasks.transcribe import transcribe
+
+    result = transcribe(_analyzer(args), args.file, language=args.language, words=args.words)
+    fmt = "json" if args.json else args.format
+    text = result.render(fmt) if fmt else result.to_text() + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(result.segments)} segments, {result.language})")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from polymodal.tasks.read import read
+
+    return _emit(args, read(_analyzer(args), args.file))
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from polymodal.tasks.tag import tag
+
+    result = tag(_analyzer(args), args.file, args.threshold, args.min_duration, args.top_k)
+    return _emit(args, result)
+
+
+COMMANDS = {"classify": cmd_classify, "transcribe": cmd_transcribe, "read": cmd_read, "tag": cmd_tag}

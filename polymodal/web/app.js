@@ -1,0 +1,787 @@
+// polymodal web page: plain JavaScript over the HTTP API, no build step. Server data is never put in
+// innerHTML: every node is built with h(), so file names, transcripts and OCR text stay text.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+const STOP = new Set("a an and are as at be by for from has have how i in is it its of on or that the this to was were what when where which who why will with you".split(" "));
+const state = { image: null, audio: null, modality: "", ask: "", analyzeFiles: [], askFiles: [], lastQuery: null, recorder: null };
+
+// --- DOM helpers ---------------------------------------------------------------------------------------
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "style") Object.assign(el.style, value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+const clear = (el) => { el.replaceChildren(); return el; };
+const clock = (s) => { s = Math.max(0, s || 0); const m = Math.floor(s / 60); return `${m}:${(s - m * 60).toFixed(1).padStart(4, "0")}`; };
+const pct = (x) => `${Math.round((x || 0) * 100)}%`;
+const bytes = (n) => n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1e3))} kB`;
+const KIND = { image: "Image", audio: "Audio", text: "Document", video: "Video" };
+
+// --- API ---------------------------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+async function api(path, { method = "GET", json, form, signal, accept } = {}) {
+  const headers = {};
+  let body;
+  if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+  if (form) body = form;
+  if (accept) headers.Accept = accept;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, signal, credentials: "same-origin" });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError("The service cannot be reached. Is `polymodal serve` still running?", 0);
+  }
+  if (response.status === 401) {
+    askForKey();
+    throw new ApiError("An API key is needed (see the dialog).", 401);
+  }
+  if (!response.ok) {
+    let message = `The service answered ${response.status}.`;
+    try { const data = await response.json(); if (data.error) message = data.error; } catch { /* not JSON */ }
+    throw new ApiError(message, response.status);
+  }
+  if (accept === "text/event-stream") return response;
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json() : response.text();
+}
+
+// Server-sent events read from a fetch response (works with POST, unlike EventSource).
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(event, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+function showError(err) {
+  if (err && err.name === "AbortError") return;
+  const banner = $("#banner");
+  clear(banner).append(
+    h("span", { text: err && err.message ? err.message : String(err) }),
+    h("button", { type: "button", "aria-label": "Dismiss", onclick: () => { banner.hidden = true; } }, "×"),
+  );
+  banner.hidden = false;
+}
+function hideError() { $("#banner").hidden = true; }
+
+// --- API key dialog ---------------------------------------------------------------------------------------------
+function askForKey() {
+  const dialog = $("#key-dialog");
+  if (!dialog.open) dialog.showModal();
+}
+$("#key-form")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("#key-input").value.trim();
+  const error = $("#key-error");
+  try {
+    const response = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${key}` } });
+    if (!response.ok) throw new Error((await response.json()).error || "That key was not accepted.");
+    $("#key-dialog").close();
+    error.hidden = true;
+    loadStats();
+    route();
+  } catch (err) {
+    error.textContent = err.message;
+    error.hidden = false;
+  }
+});
+
+// --- routing -------------------------------------------------------------------------------------------------------
+const VIEWS = ["search", "item", "add", "analyze", "ask"];
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, query = ""] = raw.split("?");
+  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query) };
+}
+function show(view) {
+  for (const name of VIEWS) $(`#view-${name}`).hidden = name !== view;
+  for (const link of $$("nav a")) {
+    if (link.dataset.nav === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+async function route() {
+  hideError();
+  const { parts, params } = parseHash();
+  const view = parts[0] || "search";
+  if (view === "item" && parts[1]) { show("item"); return renderItem(parts[1]); }
+  if (view === "add") { show("add"); document.title = "Add files · polymodal"; return refreshJobs(); }
+  if (view === "analyze") { show("analyze"); document.title = "Analyze · polymodal"; return; }
+  if (view === "ask") { show("ask"); document.title = "Ask · polymodal"; return; }
+  show("search");
+  document.title = "polymodal";
+  const q = params.get("q");
+  if (q !== null && !state.image && !state.audio) {
+    $("#q").value = q;
+    setModality(params.get("m") || "");
+    return runSearch();
+  }
+  if (!state.lastQuery && !$("#results").children.length) renderWelcome();
+}
+window.addEventListener("hashchange", route);
+
+// --- search ----------------------------------------------------------------------------------------------------------
+function setModality(value) {
+  state.modality = value;
+  for (const button of $$(".filters .seg")) button.setAttribute("aria-checked", String(button.dataset.modality === value));
+}
+for (const button of $$(".filters .seg")) {
+  button.addEventListener("click", () => { setModality(button.dataset.modality); if (state.lastQuery) runSearch(); });
+}
+function renderWelcome() {
+  clear($("#understood"));
+  clear($("#results")).append(h("div", { class: "empty" },
+    h("strong", { text: "Search your collection any way you like" }),
+    h("span", { text: "Type words (English, 中文, …), attach or drop a photo, or press the microphone and ask out loud." })));
+}
+function renderChips() {
+  const chips = clear($("#chips"));
+  if (state.image) {
+    chips.append(h("span", { class: "chip" }, h("img", { src: state.image.url, alt: "" }),
+      `Image: ${state.image.file.name}`,
+      h("button", { type: "button", "aria-label": "Remove the image", onclick: () => { URL.revokeObjectURL(state.image.url); state.image = null; renderChips(); } }, "×")));
+  }
+  if (state.audio) {
+    chips.append(h("span", { class: "chip" }, h("span", { class: "glyph", "aria-hidden": "true" }, "♪"),
+      `${state.audio.recorded ? "Voice" : "Audio"}: ${state.audio.file.name}`,
+      h("button", { type: "button", "aria-label": "Remove the recording", onclick: () => { state.audio = null; renderChips(); } }, "×")));
+  }
+}
+function attach(file) {
+  if (!file) return false;
+  const kind = (file.type || "").split("/")[0];
+  if (kind === "image") {
+    if (state.image) URL.revokeObjectURL(state.image.url);
+    state.image = { file, url: URL.createObjectURL(file) };
+  } else if (kind === "audio" || kind === "video" || /\.(wav|mp3|ogg|opus|flac|m4a|webm)$/i.test(file.name)) {
+    state.audio = { file };
+  } else {
+    showError(`${file.name} is not an image or a recording; search by example takes those two.`);
+    return false;
+  }
+  renderChips();
+  return true;
+}
+$("#attach-btn").addEventListener("click", () => $("#attach").click());
+$("#attach").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (attach(file)) runSearch();
+});
+$("#search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+
+let searchController = null;
+async function runSearch() {
+  const text = $("#q").value.trim();
+  if (!text && !state.image && !state.audio) { renderWelcome(); $("#q").focus(); return; }
+  hideError();
+  searchController?.abort();
+  searchController = new AbortController();
+  const results = $("#results");
+  results.setAttribute("aria-busy", "true");
+  clear(results).append(...Array.from({ length: 8 }, () => h("div", { class: "skeleton", "aria-hidden": "true" })));
+  clear($("#understood")).append(h("span", { class: "spinner", "aria-hidden": "true" }), " Searching…");
+  state.lastQuery = { text };
+  if (!state.image && !state.audio) {
+    const hash = `#/?q=${encodeURIComponent(text)}${state.modality ? `&m=${state.modality}` : ""}`;
+    if (location.hash !== hash) history.replaceState(null, "", hash);
+  }
+  try {
+    let data;
+    if (state.image || state.audio) {
+      const form = new FormData();
+      if (text) form.append("text", text);
+      form.append("k", "24");
+      if (state.modality) form.append("modality", state.modality);
+      if (state.image) form.append("image", state.image.file, state.image.file.name);
+      if (state.audio) form.append("audio", state.audio.file, state.audio.file.name);
+      data = await api("/api/search", { method: "POST", form, signal: searchController.signal });
+    } else {
+      data = await api("/api/search", { method: "POST", json: { text, k: 24, modality: state.modality || null }, signal: searchController.signal });
+    }
+    renderResults(data, text);
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    clear($("#understood"));
+    clear(results).append(h("div", { class: "empty" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message })));
+    showError(err);
+  } finally {
+    results.setAttribute("aria-busy", "false");
+  }
+}
+
+function understoodText(evidence) {
+  const spoken = evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" ").trim();
+  if (spoken) return `Heard: “${spoken}”`;
+  const labels = evidence.filter((e) => e.kind === "label" || e.kind === "tag").slice(0, 3).map((e) => e.text);
+  const ocr = evidence.filter((e) => e.kind === "ocr").map((e) => e.text).slice(0, 2);
+  const parts = [];
+  if (labels.length) parts.push(`Seen as: ${labels.join(", ")}`);
+  if (ocr.length) parts.push(`Text: “${ocr.join(" / ")}”`);
+  return parts.join(" · ");
+}
+function renderResults(data, text) {
+  const results = clear($("#results"));
+  const terms = queryTerms(text + " " + data.query_evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" "));
+  const seen = understoodText(data.query_evidence);
+  clear($("#understood")).append(`${data.hits.length} result${data.hits.length === 1 ? "" : "s"} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
+  if (!data.hits.length) {
+    results.append(h("div", { class: "empty" }, h("strong", { text: "Nothing matched" }), h("span", { text: "Try other words, or remove the kind filter." })));
+    return;
+  }
+  results.append(...data.hits.map((hit, i) => card(hit, terms, i)));
+}
+function queryTerms(text) {
+  const words = (text || "").toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
+  const out = new Set();
+  for (const word of words) {
+    if (STOP.has(word) || (word.length < 3 && /^[a-z0-9]+$/.test(word))) continue;
+    out.add(word);
+  }
+  return [...out];
+}
+function highlight(text, terms) {
+  const fragment = document.createDocumentFragment();
+  if (!terms.length) { fragment.append(text); return fragment; }
+  // Latin words match at the start of a word ("cat" in "cats", not in "Cattle"... nor "bobcat"); CJK anywhere.
+  const escaped = terms.map((t) => {
+    const safe = t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/u.test(t) ? safe : `(?<![\\p{L}\\p{N}])${safe}`;
+  }).sort((a, b) => b.length - a.length);
+  const pattern = new RegExp(escaped.join("|"), "giu");
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    fragment.append(text.slice(last, match.index), h("mark", { text: match[0] }));
+    last = match.index + match[0].length;
+  }
+  fragment.append(text.slice(last));
+  return fragment;
+}
+function excerpt(text, terms, size = 220) {
+  const flat = text.replace(/\s+/g, " ").trim();
+  const lower = flat.toLowerCase();
+  let at = -1;
+  for (const term of terms) { at = lower.indexOf(term); if (at >= 0) break; }
+  if (at < 0 || flat.length <= size) return flat.length > size ? flat.slice(0, size) + "…" : flat;
+  const start = Math.max(0, at - Math.floor(size / 3));
+  return (start > 0 ? "…" : "") + flat.slice(start, start + size) + (start + size < flat.length ? "…" : "");
+}
+function whyLine(hit, terms) {
+  const why = hit.why || [];
+  const line = h("p", { class: "why" });
+  const moment = why.find((e) => e.kind === "transcript");
+  const passage = why.find((e) => e.kind === "passage");
+  const ocr = why.find((e) => e.kind === "ocr");
+  if (moment) line.append(h("strong", { text: "Said: " }), highlight(`“${excerpt(moment.text, terms, 160)}”`, terms));
+  else if (passage) line.append(highlight(excerpt(passage.text, terms), terms));
+  else if (ocr) line.append(h("strong", { text: "Text: " }), highlight(`“${excerpt(ocr.text, terms, 140)}”`, terms));
+  else {
+    const labels = why.filter((e) => e.kind === "label" || e.kind === "tag").map((e) => e.text);
+    if (labels.length) line.append(h("strong", { text: hit.modality === "audio" ? "Heard: " : "Seen: " }), highlight(labels.slice(0, 3).join(", "), terms));
+  }
+  return line;
+}
+function waveBars(seed) {
+  let x = seed * 9301 + 49297;
+  return Array.from({ length: 28 }, () => { x = (x * 9301 + 49297) % 233280; const bar = h("i"); bar.style.height = `${18 + (x / 233280) * 70}%`; return bar; });
+}
+function card(hit, terms, index) {
+  const title = h("a", { class: "title", href: `#/item/${hit.item}`, text: hit.name });
+  const score = h("span", { class: "score", title: `fused rank score ${hit.score}; cosine ${hit.similarity ?? "—"}` },
+    hit.similarity !== null && hit.similarity !== undefined ? pct(hit.similarity) : "words");
+  const meta = h("div", { class: "meta" }, h("span", { class: `kind ${hit.modality}`, text: KIND[hit.modality] || hit.modality }), score);
+  const body = h("div", { class: "body" }, meta, title, whyLine(hit, terms));
+  const el = h("article", { class: `card ${hit.modality}`, "data-name": hit.name, "data-item": hit.item, "data-rank": index + 1 });
+  if (hit.modality === "image") {
+    el.append(h("div", { class: "thumb" }, h("img", { src: hit.thumbnail, alt: hit.name, loading: "lazy" })), body);
+  } else if (hit.modality === "audio") {
+    const start = hit.start ?? 0;
+    const audio = h("audio", { controls: true, preload: "none", src: `${hit.media}#t=${start}`, "aria-label": `Play ${hit.name}` });
+    if (hit.start !== null && hit.start !== undefined) {
+      body.insertBefore(h("button", { type: "button", class: "time", title: "Play from the matching moment", "data-start": start,
+        onclick: () => playFrom(audio, start) }, `▶ ${clock(start)}`), body.children[2]);
+    }
+    body.append(audio);
+    el.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(hit.item)), body);
+  } else {
+    el.append(h("div", { class: "doc", "aria-hidden": "true" }, "¶ ", hit.path), body);
+  }
+  return el;
+}
+function playFrom(audio, start) {
+  const go = () => { audio.currentTime = start; audio.play().catch(() => {}); };
+  if (audio.readyState >= 1) go();
+  else { audio.preload = "auto"; audio.addEventListener("loadedmetadata", go, { once: true }); audio.load(); }
+}
+
+// --- voice ----------------------------------------------------------------------------------------------------------
+$("#mic").addEventListener("click", toggleRecording);
+async function toggleRecording() {
+  const button = $("#mic");
+  if (state.recorder) { state.recorder.stop(); return; }
+  if (!navigator.mediaDevices?.getUserMedia || !window.MediaRecorder) {
+    showError("This browser cannot record here (recording needs a secure page: localhost or https). Attach a recording instead.");
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    showError(`The microphone could not be used: ${err.message}`);
+    return;
+  }
+  const chunks = [];
+  const recorder = new MediaRecorder(stream);
+  state.recorder = recorder;
+  const started = Date.now();
+  button.setAttribute("aria-pressed", "true");
+  button.setAttribute("aria-label", "Stop recording and search");
+  const timer = setInterval(() => { $("#understood").textContent = `Recording… ${clock((Date.now() - started) / 1000)} (press the microphone again to stop)`; }, 200);
+  recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
+  recorder.addEventListener("stop", () => {
+    clearInterval(timer);
+    stream.getTracks().forEach((track) => track.stop());
+    state.recorder = null;
+    button.setAttribute("aria-pressed", "false");
+    button.setAttribute("aria-label", "Record a spoken question");
+    const type = recorder.mimeType || "audio/webm";
+    const file = new File(chunks, `voice-${new Date().toISOString().slice(11, 19).replaceAll(":", "")}.${type.includes("ogg") ? "ogg" : "webm"}`, { type });
+    state.audio = { file, recorded: true };
+    renderChips();
+    runSearch();
+  });
+  recorder.start();
+}
+
+// --- drag and drop onto the search bar or the page ---------------------------------------------------------------
+function dropTarget(zone, onFiles, { overlay = false } = {}) {
+  let depth = 0;
+  zone.addEventListener("dragenter", (event) => { event.preventDefault(); depth++; zone.classList.add("dragging"); if (overlay) $("#drop-overlay").hidden = false; });
+  zone.addEventListener("dragover", (event) => event.preventDefault());
+  zone.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; zone.classList.remove("dragging"); $("#drop-overlay").hidden = true; } });
+  zone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    depth = 0;
+    zone.classList.remove("dragging");
+    $("#drop-overlay").hidden = true;
+    onFiles(await droppedFiles(event.dataTransfer));
+  });
+}
+dropTarget($("#view-search"), (files) => { if (attach(files[0]?.file)) runSearch(); }, { overlay: true });
+
+// Files from a drop, folders walked (each with its relative path).
+async function droppedFiles(transfer) {
+  const entries = [...(transfer.items || [])].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.length) return [...transfer.files].map((file) => ({ file, path: file.name }));
+  const out = [];
+  async function walk(entry, prefix) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      out.push({ file, path: prefix + file.name });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, `${prefix}${entry.name}/`);
+      }
+    }
+  }
+  for (const entry of entries) await walk(entry, "");
+  return out.filter((f) => !f.file.name.startsWith("."));
+}
+
+// --- item view ----------------------------------------------------------------------------------------------------------
+async function renderItem(id) {
+  const view = clear($("#view-item"));
+  view.append(h("a", { class: "back", href: "#/", onclick: (e) => { if (history.length > 1) { e.preventDefault(); history.back(); } } }, "← Back"),
+    h("p", {}, h("span", { class: "spinner", "aria-hidden": "true" }), " Loading…"));
+  let item;
+  try {
+    item = await api(`/api/items/${encodeURIComponent(id)}`);
+  } catch (err) {
+    view.lastChild.replaceWith(h("div", { class: "empty" }, h("strong", { text: err.status === 404 ? "No such item" : "The item could not be loaded" }), h("span", { text: err.message })));
+    return;
+  }
+  document.title = `${item.name} · polymodal`;
+  view.lastChild.remove();
+  window.scrollTo(0, 0);
+  const mediaPanel = h("div", { class: "panel media-view" });
+  const evidencePanels = h("div");
+  const side = h("div");
+  view.append(
+    h("div", { class: "item-head" },
+      h("div", {}, h("span", { class: `kind ${item.modality}`, text: `${KIND[item.modality] || item.modality} · ${item.format} · ${bytes(item.size)}` }), h("h1", { text: item.name }), h("div", { class: "muted", text: item.path })),
+      h("div", { class: "row" },
+        h("a", { class: "secondary", href: item.media, target: "_blank", rel: "noopener" }, "Open file"),
+        h("button", { type: "button", class: "danger", onclick: () => removeItem(item) }, "Remove"))),
+    h("div", { class: "item-layout" }, h("div", {}, mediaPanel, evidencePanels), side));
+  const audio = renderMedia(mediaPanel, item);
+  renderEvidence(evidencePanels, item, audio);
+  side.append(understandPanel(item), metaPanel(item));
+  const similar = h("section", { class: "panel" }, h("h2", { text: "Similar items" }), h("p", { class: "muted" }, h("span", { class: "spinner" }), " Finding…"));
+  side.append(similar);
+  try {
+    const data = await api(`/api/items/${item.item}/similar?k=6`);
+    similar.lastChild.replaceWith(data.hits.length ? h("div", { class: "grid small" }, data.hits.map((hit, i) => card(hit, [], i))) : h("p", { class: "muted", text: "Nothing close." }));
+  } catch (err) {
+    similar.lastChild.replaceWith(h("p", { class: "error", text: err.message }));
+  }
+  $("#main").focus({ preventScroll: true });
+}
+function renderMedia(panel, item) {
+  if (item.modality === "image") {
+    panel.append(h("img", { src: item.media, alt: item.evidence.filter((e) => e.kind === "label").slice(0, 3).map((e) => e.text).join(", ") || item.name }));
+    return null;
+  }
+  if (item.modality === "audio") {
+    const audio = h("audio", { controls: true, preload: "metadata", src: item.media });
+    const start = Number(parseHash().params.get("t"));
+    if (start) playFrom(audio, start);
+    panel.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(item.item)), audio);
+    return audio;
+  }
+  panel.append(h("p", { class: "muted" }, `${item.meta.title ? `“${item.meta.title}” · ` : ""}${(item.meta.chars || 0).toLocaleString()} characters. `,
+    h("a", { href: item.media, target: "_blank", rel: "noopener" }, "Open the document")));
+  return null;
+}
+function renderEvidence(root, item, audio) {
+  const of = (kind) => item.evidence.filter((e) => e.kind === kind);
+  const transcript = of("transcript");
+  if (transcript.length) {
+    const list = h("ol", { class: "segments" });
+    for (const seg of transcript) {
+      list.append(h("li", {}, h("button", { type: "button", "data-start": seg.start, onclick: (e) => {
+        $$(".segments button.playing").forEach((b) => b.classList.remove("playing"));
+        e.currentTarget.classList.add("playing");
+        if (audio) playFrom(audio, seg.start);
+      } }, h("span", { class: "time", text: clock(seg.start) }), h("span", { text: seg.text }))));
+    }
+    root.append(h("section", { class: "panel" }, h("h2", { text: `Transcript${item.meta.language ? ` (${item.meta.language})` : ""}` }), list));
+  }
+  for (const [kind, titleText] of [["label", "What the image model sees"], ["tag", "What the sound model hears"]]) {
+    const rows = of(kind);
+    if (!rows.length) continue;
+    const list = h("ul", { class: "bars" });
+    for (const row of rows) {
+      const bar = h("span");
+      bar.style.width = pct(Math.min(1, Math.sqrt(row.score || 0)));
+      list.append(h("li", {}, h("span", { text: row.text }), h("span", { class: "num", text: pct(row.score) }), h("span", { class: "bar", "aria-hidden": "true" }, bar)));
+    }
+    root.append(h("section", { class: "panel" }, h("h2", { text: titleText }), list));
+  }
+  const ocr = of("ocr");
+  if (ocr.length) root.append(h("section", { class: "panel" }, h("h2", { text: "Text read in the image" }), h("ol", { class: "lines" }, ocr.map((e) => h("li", { text: e.text })))));
+  const passages = of("passage");
+  if (passages.length) {
+    root.append(h("section", { class: "panel" }, h("h2", { text: `Passages (${passages.length})` }),
+      h("div", { class: "passages" }, passages.map((p) => h("p", { class: "passage", text: (p.page ? `[p. ${p.page}] ` : "") + p.text })))));
+  }
+}
+function understandPanel(item) {
+  const out = h("div");
+  const panel = h("section", { class: "panel" }, h("h2", { text: "Understand it" }));
+  const describeBtn = h("button", { type: "button", class: "secondary" }, "Describe");
+  describeBtn.addEventListener("click", async () => {
+    describeBtn.disabled = true;
+    clear(out).append(h("p", { class: "muted" }, h("span", { class: "spinner" }), " Describing (the language model can take a few seconds)…"));
+    try {
+      const form = new FormData();
+      form.append("item", item.item);
+      const data = await api("/api/describe", { method: "POST", form });
+      clear(out).append(h("p", { class: "caption", text: data.caption }), h("p", { class: "note", text: `by ${data.by}; from ${(data.used || []).join(", ") || "no evidence"}` }),
+        ...(data.notes || []).map((n) => h("p", { class: "note", text: n })));
+    } catch (err) { clear(out).append(h("p", { class: "error", text: err.message })); }
+    describeBtn.disabled = false;
+  });
+  const input = h("input", { type: "text", placeholder: item.modality === "image" ? "Ask about this image…" : "Ask about this item…", "aria-label": "Your question", maxlength: 2000 });
+  const askForm = h("form", { class: "inline-form" }, input, h("button", { type: "submit", class: "primary" }, "Ask"));
+  askForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!input.value.trim()) { input.focus(); return; }
+    clear(out).append(h("p", { class: "muted" }, h("span", { class: "spinner" }), " Thinking…"));
+    try {
+      const form = new FormData();
+      form.append("item", item.item);
+      form.append("question", input.value.trim());
+      const data = await api("/api/ask", { method: "POST", form });
+      clear(out).append(h("p", { class: "caption", text: data.answer }),
+        data.reason ? h("p", { class: "note", text: `Why: ${data.reason}` }) : null,
+        evidenceList((data.evidence || []).map((e) => ({ ...e, source: "" }))),
+        h("p", { class: "note", text: `answered by ${data.by}` }));
+    } catch (err) { clear(out).append(h("p", { class: "error", text: err.message })); }
+  });
+  panel.append(h("div", { class: "row" }, describeBtn), askForm, out);
+  return panel;
+}
+function metaPanel(item) {
+  const rows = [];
+  for (const [key, value] of Object.entries(item.meta || {})) {
+    if (value === null || value === undefined || value === "") continue;
+    rows.push(h("dt", { text: key.replaceAll("_", " ") }), h("dd", { text: metaValue(key, value) }));
+  }
+  for (const [stage, model] of Object.entries(item.models || {})) rows.push(h("dt", { text: `${stage} model` }), h("dd", { text: model }));
+  const panel = h("section", { class: "panel" }, h("h2", { text: "Details" }), h("dl", { class: "kv" }, rows));
+  for (const note of item.notes || []) panel.append(h("p", { class: "note", text: note }));
+  return panel;
+}
+function metaValue(key, value) {
+  if (typeof value !== "number") return String(value);
+  if (key === "duration" || key.endsWith("seconds")) return `${clock(value)} (${value.toFixed(1)} s)`;
+  if (key.endsWith("probability")) return pct(value);
+  return Number.isInteger(value) ? value.toLocaleString() : String(Math.round(value * 1000) / 1000);
+}
+async function removeItem(item) {
+  if (!confirm(`Remove ${item.name} from the collection?${item.uploaded ? " Its uploaded copy is deleted too." : ""}`)) return;
+  try {
+    await api(`/api/items/${item.item}`, { method: "DELETE" });
+    location.hash = "#/";
+    loadStats();
+  } catch (err) { showError(err); }
+}
+
+// --- add files, index jobs ---------------------------------------------------------------------------------------------
+function clickable(zone, input) {
+  zone.addEventListener("click", (event) => { if (event.target === zone || !event.target.closest("button")) input.click(); });
+  zone.addEventListener("keydown", (event) => { if ((event.key === "Enter" || event.key === " ") && event.target === zone) { event.preventDefault(); input.click(); } });
+}
+clickable($("#drop-add"), $("#add-files"));
+$("#pick-files").addEventListener("click", () => $("#add-files").click());
+$("#pick-folder").addEventListener("click", () => $("#add-folder").click());
+for (const id of ["#add-files", "#add-folder"]) {
+  $(id).addEventListener("change", (event) => {
+    const files = [...event.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
+    event.target.value = "";
+    upload(files);
+  });
+}
+dropTarget($("#drop-add"), upload);
+
+async function upload(files) {
+  files = files.filter((f) => f.file.size > 0);
+  if (!files.length) return;
+  hideError();
+  const form = new FormData();
+  for (const { file, path } of files) { form.append("files", file, file.name); form.append("paths", path); }
+  const total = files.reduce((n, f) => n + f.file.size, 0);
+  const pending = h("div", { class: "job" }, h("header", {}, h("strong", { text: `Uploading ${files.length} file${files.length === 1 ? "" : "s"} (${bytes(total)})` }), h("span", { class: "spinner" })));
+  $("#jobs").prepend(pending);
+  try {
+    const job = await api("/api/index", { method: "POST", form });
+    pending.remove();
+    watchJob(job);
+  } catch (err) {
+    pending.remove();
+    showError(err);
+  }
+}
+function jobCard(job) {
+  let el = $(`#job-${job.id}`);
+  if (!el) { el = h("div", { class: "job", id: `job-${job.id}` }); $("#jobs").prepend(el); }
+  const bar = h("span");
+  bar.style.width = job.total ? pct(job.done / job.total) : job.state === "done" ? "100%" : "0%";
+  const cancel = ["queued", "running"].includes(job.state) ? h("button", { type: "button", class: "danger", onclick: () => api(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(showError) }, "Cancel") : null;
+  const lines = [];
+  if (job.state === "running") lines.push(`${job.done} of ${job.total} files${job.current ? ` · now: ${job.current}` : ""}`);
+  if (job.report) {
+    const o = job.report.outcomes || {};
+    lines.push(`${job.report.files} files in ${job.report.seconds}s: ${Object.entries(o).map(([k, v]) => `${v} ${k}`).join(", ") || "nothing new"}`);
+  }
+  if (job.error) lines.push(job.error);
+  const problems = [...(job.rejected || []).map((r) => `${r.name}: ${r.reason}`), ...((job.report?.errors) || []).map((e) => `${e.path}: ${e.reason}`)];
+  clear(el).append(
+    h("header", {}, h("strong", { text: job.label }), h("span", { class: `state ${job.state}`, text: job.state }), cancel),
+    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": job.total || 1, "aria-valuenow": job.done, "aria-label": `Indexing ${job.label}` }, bar),
+    ...lines.map((line) => h("small", { text: line })),
+    problems.length ? h("ul", { class: "evidence" }, problems.slice(0, 20).map((p) => h("li", { class: "error", text: p }))) : null,
+    job.state === "done" ? h("p", {}, h("a", { href: "#/", text: "Search the collection →" })) : null);
+}
+async function watchJob(job) {
+  jobCard(job);
+  if (["done", "failed", "cancelled"].includes(job.state)) return;
+  try {
+    const response = await api(`/api/jobs/${job.id}/events`, { accept: "text/event-stream" });
+    await readEvents(response, (event, data) => { jobCard(data); if (event === "done") loadStats(); });
+  } catch (err) { showError(err); }
+}
+async function refreshJobs() {
+  try {
+    const { jobs } = await api("/api/jobs");
+    for (const job of jobs.slice().reverse()) { if (!$(`#job-${job.id}`)) watchJob(job); }
+  } catch (err) { if (err.status !== 401) showError(err); }
+}
+
+// --- analyze a bundle -----------------------------------------------------------------------------------------------------
+function fileList(listEl, files, onChange) {
+  clear(listEl).append(...files.map((file, i) => h("li", {}, `${file.name} · ${bytes(file.size)}`,
+    h("button", { type: "button", "aria-label": `Remove ${file.name}`, onclick: () => { files.splice(i, 1); onChange(); } }, "×"))));
+}
+function refreshAnalyzeList() {
+  fileList($("#analyze-list"), state.analyzeFiles, refreshAnalyzeList);
+  $("#analyze-run").disabled = !state.analyzeFiles.length;
+}
+clickable($("#drop-analyze"), $("#analyze-files"));
+$("#analyze-files").addEventListener("change", (event) => { state.analyzeFiles.push(...event.target.files); event.target.value = ""; refreshAnalyzeList(); });
+dropTarget($("#drop-analyze"), (files) => { state.analyzeFiles.push(...files.map((f) => f.file)); refreshAnalyzeList(); });
+$("#analyze-run").addEventListener("click", async () => {
+  const out = clear($("#analyze-result"));
+  const button = $("#analyze-run");
+  button.disabled = true;
+  out.append(h("div", { class: "panel" }, h("span", { class: "spinner" }), ` Reading ${state.analyzeFiles.length} file${state.analyzeFiles.length === 1 ? "" : "s"} and writing the report…`));
+  try {
+    const form = new FormData();
+    for (const file of state.analyzeFiles) form.append("files", file, file.name);
+    form.append("phrase", String($("#analyze-phrase").checked));
+    const report = await api("/api/analyze", { method: "POST", form });
+    renderReport(clear(out), report);
+  } catch (err) {
+    clear(out).append(h("div", { class: "panel" }, h("p", { class: "error", text: err.message })));
+  }
+  button.disabled = !state.analyzeFiles.length;
+});
+function renderReport(out, report) {
+  const panel = h("section", { class: "panel md", id: "report" });
+  if (report.markdown) panel.append(markdown(report.markdown));
+  else panel.append(h("pre", { class: "answer-text", text: report.text || JSON.stringify(report, null, 2) }));
+  out.append(panel);
+}
+// A small, safe Markdown reader for reports: headings, lists, tables, paragraphs, **bold**, `code`.
+function markdown(source) {
+  const root = h("div");
+  let list = null;
+  let table = null;
+  const inline = (text) => {
+    const frag = document.createDocumentFragment();
+    for (const part of text.split(/(\*\*[^*]+\*\*|`[^`]+`)/)) {
+      if (part.startsWith("**") && part.endsWith("**") && part.length > 4) frag.append(h("strong", { text: part.slice(2, -2) }));
+      else if (part.startsWith("`") && part.endsWith("`") && part.length > 2) frag.append(h("code", { text: part.slice(1, -1) }));
+      else frag.append(part);
+    }
+    return frag;
+  };
+  for (const line of source.split("\n")) {
+    const heading = line.match(/^(#{1,4})\s+(.*)/);
+    const item = line.match(/^\s*(?:[-*]|\d+\.)\s+(.*)/);
+    const row = line.trim().startsWith("|") ? line.trim().slice(1, -1).split("|").map((c) => c.trim()) : null;
+    if (!item) list = null;
+    if (!row) table = null;
+    if (heading) root.append(h(`h${Math.min(4, heading[1].length + 1)}`, {}, inline(heading[2])));
+    else if (item) { if (!list) { list = h("ul"); root.append(list); } list.append(h("li", {}, inline(item[1]))); }
+    else if (row) {
+      if (row.every((c) => /^:?-{2,}:?$/.test(c))) continue;
+      if (!table) { table = h("table"); root.append(table); table.append(h("tr", {}, row.map((c) => h("th", {}, inline(c))))); }
+      else table.append(h("tr", {}, row.map((c) => h("td", {}, inline(c)))));
+    } else if (line.trim()) root.append(h("p", {}, inline(line)));
+  }
+  return root;
+}
+
+// --- assistant --------------------------------------------------------------------------------------------------------------
+for (const button of $$("#view-ask .seg")) {
+  button.addEventListener("click", () => {
+    state.ask = button.dataset.ask;
+    for (const other of $$("#view-ask .seg")) other.setAttribute("aria-checked", String(other === button));
+  });
+}
+function refreshAskList() { fileList($("#ask-list"), state.askFiles, refreshAskList); }
+$("#ask-attach").addEventListener("click", () => $("#ask-files").click());
+$("#ask-files").addEventListener("change", (event) => { state.askFiles.push(...event.target.files); event.target.value = ""; refreshAskList(); });
+dropTarget($("#ask-form"), (files) => { state.askFiles.push(...files.map((f) => f.file)); refreshAskList(); });
+function evidenceList(items) {
+  if (!items.length) return null;
+  return h("ul", { class: "evidence" }, items.slice(0, 15).map((e) => h("li", {},
+    e.source ? h("span", { class: "src", text: `${e.source} · ` }) : null,
+    h("span", { class: "src", text: `${e.kind}${e.start !== undefined && e.start !== null ? ` ${clock(e.start)}` : ""}: ` }),
+    e.text)));
+}
+$("#ask-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("#ask-text").value.trim();
+  if (!text && !state.askFiles.length) { $("#ask-text").focus(); return; }
+  const out = clear($("#ask-result"));
+  const steps = h("ol", { class: "steps" });
+  const current = h("li", { class: "current" }, h("span", { class: "spinner" }), " Working…");
+  steps.append(current);
+  const panel = h("section", { class: "panel" }, steps);
+  out.append(panel);
+  const form = new FormData();
+  form.append("ask", state.ask || text || "describe");
+  if (text) form.append("text", text);
+  for (const file of state.askFiles) form.append("files", file, file.name);
+  form.append("stream", "true");
+  try {
+    const response = await api("/api/assistant", { method: "POST", form, accept: "text/event-stream" });
+    await readEvents(response, (name, data) => {
+      if (name === "route") steps.insertBefore(h("li", { text: `Routed to ${data.route}${data.question ? `: “${data.question}”` : ""}` }), current);
+      else if (name === "step") steps.insertBefore(h("li", { text: data.message }), current);
+      else if (name === "error") { current.remove(); panel.append(h("p", { class: "error", text: data.error })); }
+      else if (name === "answer") {
+        current.remove();
+        panel.append(h("p", { class: "answer-text", text: data.answer }),
+          h("p", { class: "note", text: `${data.route}, by ${data.by}` }), ...(data.notes || []).map((n) => h("p", { class: "note", text: n })),
+          data.evidence?.length ? h("h3", { text: "Evidence" }) : null, evidenceList(data.evidence || []));
+      }
+    });
+  } catch (err) {
+    current.remove();
+    panel.append(h("p", { class: "error", text: err.message }));
+  }
+});
+
+// --- keyboard, stats, start ---------------------------------------------------------------------------------------------------
+document.addEventListener("keydown", (event) => {
+  const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
+  if (event.key === "/" && !typing) { event.preventDefault(); location.hash = "#/"; $("#q").focus(); }
+  if (event.key === "Escape" && document.activeElement === $("#q")) $("#q").blur();
+});
+async function loadStats() {
+  try {
+    const status = await api("/api/status");
+    const per = status.per_modality || {};
+    $("#stats").textContent = `${status.files} items · ${per.image || 0} images · ${per.audio || 0} recordings · ${per.text || 0} documents`;
+  } catch { $("#stats").textContent = ""; }
+}
+async function start() {
+  try {
+    const health = await api("/api/health");
+    if (health.auth_required) {
+      const who = await fetch("/api/whoami", { credentials: "same-origin" });
+      if (who.status === 401) { askForKey(); return; }
+    }
+  } catch (err) { showError(err); }
+  loadStats();
+  route();
+}
+start();
