@@ -63,8 +63,20 @@ SOUND_TAG_WEIGHTS = {
     "Outside, rural or natural": 0.25,
     "Outside, urban or manmade": 0.25,
 }
-# Seconds of voice activity before a recording is sent to the speech recogniser.
-MIN_SPEECH_SECONDS = 1.0
+# Seconds of voice activity before a recording is sent to the speech recogniser (one spoken digit is ~0.5 s).
+MIN_SPEECH_SECONDS = 0.3
+# Below this much voice activity the sound tagger must also hear speech: Whisper turns a pig's grunt that
+# fooled the VAD into "Thank you very much." (YAMNet Speech: 0.02 on it, >= 0.98 on 10 spoken prompts).
+CONFIRM_SPEECH_BELOW_SECONDS = 2.0
+SPEECH_TAGS = (
+    "Speech",
+    "Child speech, kid speaking",
+    "Conversation",
+    "Narration, monologue",
+    "Male speech, man speaking",
+    "Female speech, woman speaking",
+)
+MIN_SPEECH_TAG_SCORE = 0.2
 
 
 @dataclass
@@ -103,9 +115,11 @@ class Analysis:
 class Analyzer:
     """Holds the models (loaded lazily, shared per process) and runs the perceive -> embed path."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, aligner: Any = None):
         self.settings = settings
         self._bridges: dict[str, bridges.LabelBridge] = {}
+        # A trained aligner (polymodal.space.aligner.Aligner) blended into image / audio bridge vectors.
+        self.aligner = aligner
 
     # --- models, created on first use ------------------------------------------------------------
     def model(self, family: str) -> Any:
@@ -130,7 +144,11 @@ class Analyzer:
                 )
             else:
                 bridge = bridges.LabelBridge(
-                    encoder, classifier.labels, bridges.SOUND_TEMPLATES, cache, bridges.SOUND_SHARPNESS,
+                    encoder,
+                    classifier.labels,
+                    bridges.SOUND_TEMPLATES,
+                    cache,
+                    bridges.SOUND_SHARPNESS,
                     SOUND_TAG_WEIGHTS,
                 )
             self._bridges[family] = bridge
@@ -142,9 +160,18 @@ class Analyzer:
         return {family: self.model(family).model_id for family in families}
 
     @property
-    def encoder_id(self) -> str:
+    def bridge_id(self) -> str:
         # Bumped by hand when the bridge recipe (templates, weights) changes, so stored vectors are redone.
         return f"{self.model('text').model_id}/bridge2-top{self.settings.bridge_top_k}"
+
+    @property
+    def encoder_id(self) -> str:
+        return self.bridge_id + (f"+{self.aligner.id}" if self.aligner is not None else "")
+
+    def embedding_id(self, modality: str) -> str:
+        """What made the vectors of an item of ``modality``: the aligner counts only where it applies."""
+        aligned = self.aligner is not None and modality in self.aligner.heads
+        return self.encoder_id if aligned else self.bridge_id
 
     # --- perceive ----------------------------------------------------------------------------------
     def analyze_file(self, path: Path, ocr_mode: str | None = None) -> Analysis:
@@ -209,13 +236,15 @@ class Analyzer:
         audio = decode_audio(source, 16000, self.settings.max_audio_seconds)
         analysis = Analysis("audio", fmt, meta={"duration": round(len(audio) / 16000, 3)})
         tagger = self.model("sound")
-        for label, score in tagger.tag(audio, top_k=self.settings.bridge_top_k):
+        scores = tagger.frame_scores(audio)[1]
+        analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # clip-level, for trained heads
+        for label, score in tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k):
             analysis.evidence.append(Evidence(TAG, label, score=score))
         analysis.models = {"sound": tagger.model_id}
         vad = self.model("vad")
         speech_seconds = vad.speech_seconds(audio)
         analysis.meta["speech_seconds"] = round(speech_seconds, 2)
-        if speech_seconds >= MIN_SPEECH_SECONDS:
+        if _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))):
             speech = self.model("speech")
             transcript = speech.transcribe(audio, language=language)
             analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
@@ -236,8 +265,11 @@ class Analyzer:
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
             weighted = [(e.text, e.score or 0.0) for e in analysis.evidence if e.kind == kind]
             if weighted:
-                analysis.vectors.append(Vector(vector_kind, self.bridge(family).vector(weighted)))
-        analysis.models["text"] = self.encoder_id
+                vector = self.bridge(family).vector(weighted)
+                if self.aligner is not None:
+                    vector = self.aligner.blend_vector(analysis.modality, analysis.features, vector)
+                analysis.vectors.append(Vector(vector_kind, vector))
+        analysis.models["text"] = self.embedding_id(analysis.modality)
 
 
 def media_vector(analysis: Analysis) -> np.ndarray:
@@ -249,3 +281,10 @@ def media_vector(analysis: Analysis) -> np.ndarray:
     content = [v.vector for v in analysis.vectors if v.kind not in ("labels", "tags")]
     parts = bridge + ([normalize(np.mean(content, axis=0))] if content else [])
     return normalize(np.sum(parts, axis=0))
+
+
+def _worth_transcribing(speech_seconds: float, tag_scores: dict[str, float]) -> bool:
+    if speech_seconds < MIN_SPEECH_SECONDS:
+        return False
+    heard_speech = max(tag_scores.get(tag, 0.0) for tag in SPEECH_TAGS) >= MIN_SPEECH_TAG_SCORE
+    return heard_speech or speech_seconds >= CONFIRM_SPEECH_BELOW_SECONDS
