@@ -1,15 +1,17 @@
 """Word error rate of the Whisper adapter on the Asterisk English prompts (en_US_f_Allison, 8 kHz WAV).
 
 Every WAV under the prompt folder (recursively) that has a transcript line is used, except the five whose
-transcript is only a ``[bracketed]`` tone description. The ten ``silence/N`` files are kept with an empty
-reference: whatever Whisper writes there counts as insertions (a hallucination check).
+transcript is only a ``[bracketed]`` tone description (563 files). Files whose reference is empty after
+normalisation (the ten ``silence/N``, "(N seconds of silence)", and two ``<beep ...>``) are kept as
+non-speech: whatever Whisper writes there counts as insertions (a hallucination check).
 
-Text normalisation for scoring (both sides): lowercase; ``[...]`` and ``(...)`` notes dropped; ``*`` -> star,
-``#`` -> pound, ``%`` -> percent, ``&`` -> and; dotted abbreviations joined (a.m. -> am); apostrophes
-dropped; other punctuation -> space; digits split from letters (3d -> 3 d) and integers written as English
-words (1234 -> one thousand two hundred thirty four, 28.8 -> twenty eight point eight, 2nd -> second),
-because Whisper writes digits where the transcripts often write words. Spelling variants (voicemail /
-voice mail) are not merged and count as errors.
+Text normalisation for scoring (both sides): lowercase; ``[...]``, ``<...>`` and ``(...)`` notes dropped;
+``*`` -> star, ``#`` -> pound, ``%`` -> percent, ``&`` -> and; dotted abbreviations joined (a.m. -> am);
+apostrophes dropped; other punctuation -> space; digits split from letters (3d -> 3 d) and integers written
+as English words (1234 -> one thousand two hundred thirty four, 28.8 -> twenty eight point eight,
+2nd -> second), because Whisper writes digits where the transcripts often write words. Contractions
+(I am / I'm) and spelling variants (voicemail / voice mail, re-record / rerecord) are not merged and count
+as errors.
 
 Audio is decoded with ``decode_audio`` (16 kHz mono) and transcribed with the speech adapter
 (``language="en"``, its defaults: beam 5, VAD filter on). Corpus WER = sum of word edit distances / sum
@@ -116,7 +118,7 @@ def ordinal_words(n: int) -> str:
 
 def normalise(text: str) -> str:
     text = text.lower()
-    text = re.sub(r"\[[^\]]*\]|\([^)]*\)", " ", text)
+    text = re.sub(r"\[[^\]]*\]|<[^>]*>|\([^)]*\)", " ", text)
     for symbol, word in (("*", "star"), ("#", "pound"), ("%", "percent"), ("&", "and")):
         text = text.replace(symbol, f" {word} ")
     text = re.sub(r"\b(?:[a-z]\.){2,}", lambda m: m.group(0).replace(".", ""), text)  # a.m. -> am
@@ -162,8 +164,12 @@ def transcribe_all(analyzer: Analyzer, items: list[tuple[str, Path, str]]) -> li
     return results
 
 
+def _words(rows: list[Utterance], side: str = "reference") -> int:
+    return sum(len(getattr(r, side).split()) for r in rows)
+
+
 def wer(rows: list[Utterance]) -> dict:
-    words = sum(len(r.reference.split()) for r in rows)
+    words = _words(rows)
     errors = sum(r.errors for r in rows)
     rate = round(100 * errors / max(words, 1), 2)
     return {"n": len(rows), "ref_words": words, "errors": errors, "wer": rate}
@@ -181,7 +187,7 @@ def summarise(rows: list[Utterance]) -> dict:
     return {
         "corpus": corpus,
         "speech_only": wer(spoken),
-        "silence_files": {"n": len(silent), "inserted_words": sum(len(r.hypothesis.split()) for r in silent)},
+        "non_speech_files": {"n": len(silent), "inserted_words": _words(silent, "hypothesis")},
         "by_folder": {g: wer(rs) for g, rs in sorted(groups.items())},
         "sentence_error_rate": round(100 * sum(r.errors > 0 for r in spoken) / max(len(spoken), 1), 1),
         "rtf": round(sum(r.seconds for r in rows) / sum(r.audio_seconds for r in rows), 3),
@@ -202,8 +208,8 @@ def print_table(summary: dict) -> None:
     print(f"{'speech files only':<24} {s['n']:>5} {s['ref_words']:>10} {s['errors']:>7} {s['wer']:>7.2f}")
     for group, g in summary["by_folder"].items():
         print(f"  {group:<22} {g['n']:>5} {g['ref_words']:>10} {g['errors']:>7} {g['wer']:>7.2f}")
-    silence, gate = summary["silence_files"], summary["perceive_audio_gate"]
-    print(f"\nsilence files: {silence['n']}, words hallucinated on them: {silence['inserted_words']}")
+    silence, gate = summary["non_speech_files"], summary["perceive_audio_gate"]
+    print(f"\nnon-speech files: {silence['n']}, words hallucinated on them: {silence['inserted_words']}")
     print(f"sentence error rate (speech files): {summary['sentence_error_rate']} %")
     print(f"real-time factor: {summary['rtf']} over {summary['audio_seconds']} s of audio")
     print(f"perceive_audio gate: {gate['skipped']} prompts have < {MIN_SPEECH_SECONDS} s of VAD speech and "
@@ -220,13 +226,13 @@ def main() -> None:
     print_table(summary)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("asterisk_wer.json" if not args.limit else f"asterisk_wer-limit{args.limit}.json")
-    worst = sorted((r for r in rows if r.errors), key=lambda r: -r.errors)[:25]
+
     report = {
         "benchmark": "asterisk en prompts WER", "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, no GPU",
         "command": "bench/eval_asterisk_wer.py " + " ".join(sys.argv[1:]),
         "speech_model": analyzer.model("speech").model_id, **summary,
-        "worst": [asdict(r) for r in worst],
+        "utterances": [asdict(r) for r in sorted(rows, key=lambda r: -r.errors)],
     }
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {path}")

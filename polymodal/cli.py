@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-limit", type=int, default=600, help="requests per minute per key (0: no limit)")
     serve.add_argument("--max-upload-mb", type=int, default=200, help="largest uploaded file, in MB")
     serve.add_argument("--max-files", type=int, default=200, help="most files in one upload")
-    serve.add_argument("--workers", type=int, default=4, help="threads for searches and quick tasks")
+    serve.add_argument("--workers", type=int, default=4, help="threads for text searches")
+    serve.add_argument("--media-workers", type=int, default=2, help="threads for image/audio queries and tasks")
     serve.add_argument("--cors-origin", action="append", default=[], help="allow this web origin (CORS is off)")
     serve.add_argument("--no-warm", action="store_true", help="load models on first use, not at start")
 
@@ -213,6 +214,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig(
         host=args.host, port=args.port, auth=args.auth, rate_per_minute=args.rate_limit,
         max_upload_bytes=args.max_upload_mb * MB, max_files=args.max_files, search_workers=max(1, args.workers),
+        media_workers=max(1, args.media_workers),
         cors_origins=tuple(args.cors_origin), warm=not args.no_warm,
     )  # fmt: skip
     collection = _collection(args, create=True)

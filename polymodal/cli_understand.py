@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,47 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     tag.add_argument("--min-duration", type=float, default=0.5, help="shortest event in seconds (default 0.5)")
     tag.add_argument("-k", "--top-k", type=int, default=5, help="clip-level tags to show (default 5)")
 
+    llm = argparse.ArgumentParser(add_help=False)
+    llm.add_argument("--llm", help="local LLM: qwen2.5-1.5b (default), qwen2.5-0.5b, or none (templates only)")
+    llm.add_argument(
+        "--provider",
+        help='a remote model instead, as JSON or a JSON file: {"kind": "openai"|"anthropic", "url": ..., '
+        '"model": ..., "api_key_env": ..., "timeout": 60, "retries": 2}',
+    )
+
+    describe = sub.add_parser(
+        "describe", parents=[common, llm], help="a caption for an image, a recording or a document, from its evidence"
+    )
+    describe.add_argument("file", type=Path)
+
+    ask = sub.add_parser("ask", parents=[common, llm], help="answer a question about a file from its evidence")
+    ask.add_argument("file", type=Path)
+    ask.add_argument("question")
+
+    analyze = sub.add_parser(
+        "analyze", parents=[common, llm], help="a report on several files: each, then together (md, html, json)"
+    )
+    analyze.add_argument("files", nargs="+", type=Path)
+    analyze.add_argument("--out", type=Path, help="write the report here; the format follows the extension")
+
 
 def _analyzer(args: argparse.Namespace) -> Any:
     from polymodal.analysis import Analyzer
     from polymodal.config import Settings
 
-    return Analyzer(Settings.from_env(store=args.store))
+    return Analyzer(Settings.from_env(store=args.store, **_phraser_settings(args)))
+
+
+def _phraser_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if getattr(args, "llm", None):
+        settings["llm"] = args.llm
+    if getattr(args, "provider", None):
+        text = args.provider
+        if not text.lstrip().startswith("{"):
+            text = Path(text).expanduser().read_text(encoding="utf-8")
+        settings["provider"] = json.loads(text)
+    return settings
 
 
 def _emit(args: argparse.Namespace, result: Any) -> int:
@@ -96,4 +132,53 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return _emit(args, result)
 
 
-COMMANDS = {"classify": cmd_classify, "transcribe": cmd_transcribe, "read": cmd_read, "tag": cmd_tag}
+def _exists(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    return path
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from polymodal.tasks.describe import describe
+
+    return _emit(args, describe(_analyzer(args), _exists(args.file)))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from polymodal.tasks.ask import ask
+
+    return _emit(args, ask(_analyzer(args), _exists(args.file), args.question))
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from polymodal.tasks.analyze import analyze
+    from polymodal.tasks.report import format_for
+
+    files = [_exists(path) for path in args.files]
+    if args.out:
+        format_for(args.out)  # an unknown extension fails before minutes of work
+
+    def progress(done: int, total: int, current: str) -> None:
+        if not args.json and current:
+            print(f"[{done + 1}/{total}] {Path(current).name}", file=sys.stderr)
+
+    report = analyze(_analyzer(args), files, progress=progress)
+    if args.out:
+        report.write(args.out)
+        if args.json:
+            print(json.dumps({"out": str(args.out), "seconds": round(report.seconds, 1)}))
+        else:
+            print(f"wrote {args.out} ({len(report.items)} items, {report.seconds:.1f} s)")
+        return EXIT_OK
+    return _emit(args, report)
+
+
+COMMANDS = {
+    "classify": cmd_classify,
+    "transcribe": cmd_transcribe,
+    "read": cmd_read,
+    "tag": cmd_tag,
+    "describe": cmd_describe,
+    "ask": cmd_ask,
+    "analyze": cmd_analyze,
+}

@@ -12,6 +12,7 @@ The CLI, the HTTP API and the web page call only this.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,49 @@ class Collection:
         self.settings = settings
         self.store = SqliteStore(settings.store, create=create)
         self.analyzer = Analyzer(settings)
+        self.analyzer.aligner = _stored_aligner(self.store, self.analyzer)
         self._index = VectorIndex(self.store, settings.exact_search_limit)
 
-    def index(self, *paths: str | Path, progress: Progress | None = None) -> IndexReport:
-        """Index files and folders; re-running it only does what changed."""
+    def index(
+        self, *paths: str | Path, progress: Progress | None = None, aligner: str | Path | None = None
+    ) -> IndexReport:
+        """Index files and folders; re-running it only does what changed.
+
+        ``aligner``: a trained aligner (folder, or the id of one this store already has; "none" removes it)
+        that the collection uses from now on; stored items are re-embedded from their stored features.
+        """
+        if aligner is not None:
+            self.set_aligner(aligner)
         indexer = Indexer(self.store, self.analyzer, fts_text)
-        return indexer.index([Path(p) for p in paths], progress)
+        report = indexer.index([Path(p) for p in paths], progress)
+        if aligner is not None:
+            self.reembed()  # items outside ``paths`` move to the new space too
+        return report
+
+    def set_aligner(self, aligner: str | Path | None) -> None:
+        """Use a trained aligner for indexing and search (``None`` / "none": the label bridge alone)."""
+        from polymodal.space import aligner as aligners
+
+        if aligner is None or str(aligner).lower() == "none":
+            self.analyzer.aligner = None
+            self.store.set_meta(aligners.META_KEY, None)
+            return
+        installed = aligners.install(aligner, self.settings.store)
+        installed.check(self.analyzer)
+        self.analyzer.aligner = installed
+        self.store.set_meta(aligners.META_KEY, installed.id)
+
+    def reembed(self) -> int:
+        """Re-embed every stored item whose vectors are stale (no re-analysis); returns how many."""
+        rows = self.store.db.execute("SELECT sha, modality, models FROM contents").fetchall()
+        stale = [sha for sha, modality, models in rows
+                 if json.loads(models).get("text") != self.analyzer.embedding_id(modality)]  # fmt: skip
+        for sha in stale:
+            analysis = self.store.load_analysis(sha)
+            if analysis is not None:
+                self.analyzer.embed(analysis)
+                self.store.replace_vectors(sha, analysis)
+        return len(stale)
 
     def search(
         self,
@@ -193,6 +231,22 @@ def fts_text(text: str) -> str:
     from polymodal.media.text import segment_for_search
 
     return segment_for_search(text)
+
+
+def _stored_aligner(store: SqliteStore, analyzer: Analyzer) -> Any:
+    """The aligner this store's collection uses (its meta table names it), or None."""
+    from polymodal.space import aligner as aligners
+
+    name = store.get_meta(aligners.META_KEY)
+    if name is None:
+        return None
+    try:
+        found = aligners.Aligner.load(aligners.aligners_dir(store.directory) / name)
+        found.check(analyzer)
+        return found
+    except aligners.AlignerError as exc:
+        warnings.warn(f"the collection's aligner is not used: {exc}", stacklevel=3)
+        return None
 
 
 def _as_source(value: str | Path | bytes | None) -> Path | bytes | None:

@@ -156,7 +156,7 @@ class Indexer:
             self.store.save(key, sha, stat.st_size, stat.st_mtime_ns, fresh, self.fts_text)
             report.per_modality[fresh.modality] += 1
             return ANALYZED
-        if stored.get("text") != self.analyzer.encoder_id:
+        if stored.get("text") != self.analyzer.embedding_id(modality):
             analysis = self.store.load_analysis(sha)
             assert analysis is not None
             self.analyzer.embed(analysis)

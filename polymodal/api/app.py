@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from polymodal import __version__
 from polymodal.api.config import ServeConfig
+from polymodal.api.deps import Gate
 from polymodal.api.errors import Guard, install_handlers
 from polymodal.api.metrics import MetricsMiddleware
 from polymodal.api.service import Service
@@ -66,6 +67,7 @@ def create_app(collection: Collection, config: ServeConfig | None = None) -> Fas
     install_handlers(app)
     _routes(app)
     _page(app)
+    app.add_middleware(Gate, service=svc)  # innermost of these: runs after the size guard, before routes
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

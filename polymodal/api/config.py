@@ -21,7 +21,9 @@ class ServeConfig:
     # Requests per minute per key (per client address when keys are off); 0 turns the limit off.
     rate_per_minute: int = 600
     rate_burst: int = 120
-    search_workers: int = 4  # threads for searches and quick tasks
+    search_workers: int = 4  # threads for text searches (milliseconds each): never behind media queries
+    media_workers: int = 2  # threads for image queries and quick tasks (decoding, perception: ~0.1 s)
+    audio_workers: int = 1  # threads for recorded queries (speech recognition: seconds, all cores)
     max_pending: int = 64  # requests waiting for a worker before the service answers 503
     max_jobs: int = 16  # index jobs queued or running
     cors_origins: tuple[str, ...] = field(default_factory=tuple)  # CORS is off unless origins are given

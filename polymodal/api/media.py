@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
-from polymodal.api.errors import ApiError
+from starlette.responses import FileResponse, JSONResponse
+
+from polymodal.api.errors import ApiError, body
 
 THUMB_SIZES = (128, 256, 512)
 MIME = {
@@ -65,3 +68,21 @@ def thumbnail(source: Path, sha: str, size: int, cache_dir: Path, max_pixels: in
     tmp.write_bytes(buffer.getvalue())
     tmp.replace(target)
     return target
+
+
+class MediaResponse(FileResponse):
+    """A file with HTTP range support whose range errors (400, 416) are JSON like every other error."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        wanted = dict(scope.get("headers") or []).get(b"range")
+        if wanted is not None and scope.get("method") in ("GET", "HEAD"):
+            size = os.stat(self.path).st_size
+            try:
+                self._parse_range_header(wanted.decode("latin-1"), size)
+            except Exception as exc:  # starlette's MalformedRangeHeader / RangeNotSatisfiable
+                status = 416 if type(exc).__name__ == "RangeNotSatisfiable" else 400
+                message = f"that byte range is not in the file ({size} bytes)" if status == 416 else "bad Range header"
+                headers = {"Content-Range": f"bytes */{size}"} if status == 416 else None
+                await JSONResponse(body(status, message), status, headers)(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

@@ -1,9 +1,11 @@
 """The one service object per process: the shared Collection, the worker pools, keys, limits, jobs, metrics.
 
 Models are loaded once (the Collection's analyzer is shared by every request). CPU-heavy work never runs
-on the event loop: searches and quick tasks go to a bounded pool; long tasks (transcription, the LLM, which
-is not re-entrant) to a pool of one; indexing to its own single worker (:mod:`polymodal.api.jobs`). Each
-pool has a queue bound: past it the service answers 503 instead of piling up work.
+on the event loop. Work is split by cost, so that cheap requests never queue behind expensive ones: text
+searches (milliseconds) on one pool; image queries and quick tasks (~0.1 s) on another; recorded queries
+(speech recognition takes seconds and every core) on a third; long tasks (transcription, the LLM, which is
+not re-entrant) on a pool of one; indexing on its own single worker (:mod:`polymodal.api.jobs`). Each pool
+has a queue bound: past it the service answers 503 instead of piling up work.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Service:
         self.metrics = Metrics()
         self.uploads = Uploads(self.store_dir)
         self.search_pool = Pool("search", config.search_workers, config.max_pending)
+        self.media_pool = Pool("media", config.media_workers, config.max_pending)
+        self.audio_pool = Pool("audio", config.audio_workers, config.max_pending)
         self.task_pool = Pool("tasks", 1, max(4, config.max_pending // 4))
         self.jobs = JobManager(collection.index, self.display_path, config.max_jobs)
         self.started = time.time()
@@ -93,11 +97,13 @@ class Service:
         self.uploads.clear_incoming()
         if self.config.warm:
             self.warm["state"] = "warming"
-            self.search_pool.submit(self._warm_models)
+            self.media_pool.submit(self._warm_models)
 
     def stop(self) -> None:
         self.jobs.shutdown()
         self.search_pool.shutdown()
+        self.media_pool.shutdown()
+        self.audio_pool.shutdown()
         self.task_pool.shutdown()
         self.uploads.clear_incoming()
 
@@ -118,6 +124,8 @@ class Service:
         gauge("process_resident_memory_bytes", rss_bytes)
         gauge("uptime_seconds", lambda: time.time() - self.started)
         gauge("search_pool_pending", lambda: self.search_pool.pending)
+        gauge("media_pool_pending", lambda: self.media_pool.pending)
+        gauge("audio_pool_pending", lambda: self.audio_pool.pending)
         gauge("task_pool_pending", lambda: self.task_pool.pending)
         gauge("index_jobs_running", lambda: self.jobs.counts()["running"])
         gauge("index_jobs_queued", lambda: self.jobs.counts()["queued"])

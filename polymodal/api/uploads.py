@@ -22,6 +22,7 @@ CHUNK = 1 << 20
 MAX_NAME = 120
 MAX_DEPTH = 8
 _EXTENSION = {"jpeg": "jpg", "tiff": "tif"}
+_NOUN = {"image": "an image", "audio": "a recording", "video": "a video", "text": "a document"}
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
@@ -54,9 +55,15 @@ class Uploads:
         suffix = PurePosixPath(clean_name(name or "upload")).suffix.lower()[:8]
         return self.incoming / f"{secrets.token_hex(8)}{suffix}"
 
-    async def receive(self, upload: Readable, max_bytes: int) -> Path:
-        """Write an upload to a fresh file under ``uploads/.incoming``; 413 past ``max_bytes``."""
-        target = self.temp_path(upload.filename)
+    def temp_dir(self) -> Path:
+        folder = self.incoming / secrets.token_hex(8)
+        folder.mkdir(parents=True)
+        return folder
+
+    async def receive(self, upload: Readable, max_bytes: int, into: Path | None = None) -> Path:
+        """Write an upload to a fresh file under ``uploads/.incoming`` (in ``into`` under its cleaned name,
+        when given); 413 past ``max_bytes``."""
+        target = _unique(into / clean_name(upload.filename or "file")) if into else self.temp_path(upload.filename)
         written = 0
         try:
             with open(target, "xb") as sink:
@@ -105,9 +112,8 @@ def check_kind(path: Path, allowed: tuple[str, ...], what: str) -> Detected:
     except MediaError as exc:
         raise UploadError(f"{what}: {exc}", 415) from exc
     if detected.modality not in allowed:
-        raise UploadError(
-            f"{what} must be {' or '.join(allowed)}, but its content is {detected.modality} ({detected.format})", 415
-        )
+        wanted = " or ".join(_NOUN.get(kind, kind) for kind in allowed)
+        raise UploadError(f"{what} is not {wanted}: its content is {detected.modality} ({detected.format})", 415)
     return detected
 
 

@@ -360,6 +360,11 @@ def split_passages(
     return passages
 
 
+def split_sentences(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> list[Passage]:
+    """The sentences of ``text`` (Markdown headings and list items on their own), cut like passages if longer."""
+    return [Passage(text[u.start : u.end], u.start, u.end) for u in _sentence_units(text, max_chars)]
+
+
 CJK_WEIGHT = 3
 
 

@@ -283,6 +283,30 @@ class SqliteStore:
             analysis.features[model] = np.frombuffer(blob, np.float32)
         return analysis
 
+    # --- cached features and collection settings ---------------------------------------------------
+    def feature(self, sha: str, model: str) -> np.ndarray | None:
+        """A feature vector cached for content ``sha`` under ``model`` (e.g. by training), if any."""
+        row = self.db.execute("SELECT vector FROM features WHERE sha=? AND model=?", (sha, model)).fetchone()
+        return np.frombuffer(row[0], np.float32) if row else None
+
+    def put_feature(self, sha: str, model: str, vector: np.ndarray) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with ``None``, remove) a collection setting such as the aligner in use."""
+        if key in ("schema", "generation"):
+            raise ValueError(f"{key!r} is managed by the store")
+        with self.transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     # --- errors ------------------------------------------------------------------------------------
     def record_error(self, path: str, reason: str) -> None:
         with self.transaction() as db:

@@ -245,7 +245,8 @@ def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
 
 
 def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
-    evidence = cited("", question, relevant)[:5]
+    top = [f for f in relevant if f.kind in (LABEL, TAG, OCR)][:3]
+    evidence = list({id(f): f for f in [*cited("", question, relevant)[:5], *top]}.values())
     lines = "; ".join(f.line() for f in evidence)
     answer = f"No language model is configured; the evidence closest to the question: {lines}"
     return Answer(facts.source, question, answer, True, "extractive", evidence)

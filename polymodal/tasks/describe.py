@@ -95,7 +95,7 @@ def _phrase(description: Description, facts: Facts, shown: list[Fact], phraser: 
     images = [encode_image(facts.image)] if phraser.sees_images and facts.image is not None else []
     system = VISION_SYSTEM if images else SYSTEM.format(what=WHAT[facts.modality])
     user = f"FACTS about {WHAT[facts.modality]}:\n{facts.prompt(shown)}\n\nCaption:"
-    caption = clean_caption(phraser.complete(system, user, images, max_tokens=160))
+    caption = clean_caption(phraser.complete(system, user, images, max_tokens=120))
     if images:
         description.notes.append(f"{phraser.name} saw the image; its caption is its own reading of it")
         issues = [] if caption else ["empty answer"]
@@ -192,13 +192,12 @@ def _text_caption(facts: Facts) -> str:
     from polymodal.tasks.summarize import keywords
 
     about = keywords(document_text(facts), 4)
-    text = f"A {kind}" + (f" titled “{title}”" if title else "") + (f" about {_and(about)}" if about else "")
+    text = ("An " if kind.startswith(("HTML", "a", "e", "i", "o", "u")) else "A ") + kind
+    text += (f" titled “{title}”" if title else "") + (f" about {_and(about)}" if about else "")
     return text + "."
 
 
 def article(noun: str) -> str:
-    if noun[:1].isupper() and not noun.isupper():
-        return f"an {noun}" if noun[0] in "AEIOU" else f"a {noun}"  # Egyptian Mau, Persian cat
     if noun.startswith(("a ", "an ", "the ")):
         return noun
     return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"

@@ -22,6 +22,7 @@ MAX_LABELS = 5
 MAX_TAGS = 5
 MIN_COLOUR_SHARE = 0.12  # a colour covering less of the image is not dominant
 COLOUR, SIZE, META = "colour", "size", "meta"
+FORMAT_NAMES = {"txt": "plain-text", "md": "Markdown", "html": "HTML", "pdf": "PDF"}
 
 
 @dataclass
@@ -81,9 +82,15 @@ def ocr_mode_for(analyzer: Analyzer) -> str:
 
 
 def gather(analyzer: Analyzer, source: Path, analysis: Analysis | None = None) -> Facts:
-    """Facts about the file at ``source``; ``analysis`` (e.g. from the store) skips perception."""
+    """Facts about the file at ``source``; ``analysis`` (e.g. from the store) skips perception.
+
+    A stored image analysis made without OCR is redone with it: describe and ask want any text there is.
+    """
     source = Path(source)
-    analysis = analysis or analyzer.analyze_file(source, ocr_mode=ocr_mode_for(analyzer))
+    mode = ocr_mode_for(analyzer)
+    if analysis is not None and analysis.modality == "image" and "ocr" not in analysis.models and mode != "never":
+        analysis = None  # stored without OCR ("auto" saw no text): look again, reading any text there is
+    analysis = analysis or analyzer.analyze_file(source, ocr_mode=mode)
     facts: list[Fact] = []
     image = None
     if analysis.modality == "image":
@@ -128,7 +135,8 @@ def text_facts(analysis: Analysis) -> list[Fact]:
 
     passages = evidence_of(analysis, PASSAGE)
     language = "Chinese" if any(has_cjk(p.text) for p in passages[:5]) else "not Chinese"
-    facts = [Fact(META, f"{analysis.format} document, {analysis.meta.get('chars', 0)} characters, {language}")]
+    kind = FORMAT_NAMES.get(analysis.format, analysis.format)
+    facts = [Fact(META, f"{kind} document, {analysis.meta.get('chars', 0)} characters, {language}")]
     if analysis.meta.get("title"):
         facts.append(Fact(META, f"title {analysis.meta['title']}"))
     return facts + [Fact(PASSAGE, p.text) for p in passages]

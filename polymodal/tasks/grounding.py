@@ -1,13 +1,14 @@
 """Check that phrased text states nothing the evidence does not support.
 
 A small LLM asked to "use only these facts" still adds a table under the cup or a number from nowhere.
-Four checks, simple and strict:
+Five checks, simple and strict:
 - **things**: a word naming something our models could have seen or heard (a head noun of the 1000 ImageNet
   classes or the 521 AudioSet classes, a colour, or a common noun LLMs like to add: person, table, sky, ...)
   must appear in the evidence (or the question);
 - **numbers**: every number must appear in the evidence;
 - **quotes**: quoted text must be found in the evidence (OCR lines, transcript, document);
-- **names**: a capitalised word inside a sentence (a person, place or brand) must appear in the evidence.
+- **names**: a capitalised word inside a sentence (a person, place or brand) must appear in the evidence;
+- **hedging**: a label or tag scored below 0.5 must be stated with "probably" (or "possibly", "likely", ...).
 A text that fails is not shown: the caller falls back to its template or extractive answer.
 """
 
@@ -17,7 +18,7 @@ import contextlib
 import functools
 import re
 
-from polymodal.analysis import OCR, PASSAGE, TAG, TRANSCRIPT
+from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT
 from polymodal.tasks.facts import Facts
 
 # Nouns small LLMs add to scenes without being told; each needs evidence like any class name.
@@ -52,6 +53,7 @@ IMPLIED = {
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]")
 # "18%" supports only "18%", "0:05" only "0:05": a probability is not a count, a time is not a size.
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*%?")
+_HEDGE = re.compile(r"\b(probably|possibly|likely|maybe|perhaps|might|may|could|appears?|seems?|unsure)\b")
 _NEGATION = re.compile(r"\b(no|not|nothing|none|neither|nor|without|cannot)\b|n't")
 _QUOTED = re.compile(r"[“\"]([^”\"]{2,200})[”\"]")
 
@@ -74,7 +76,24 @@ def problems(text: str, facts: Facts) -> list[str]:
         found += [f"names “{name}”, which no evidence mentions" for name in _names(sentence)
                   if singular(name.lower()) not in supported]  # fmt: skip
     found += [f"quotes “{q}”, which is not in the evidence" for q in _QUOTED.findall(text) if _alnum(q) not in flat]
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found + unhedged(text, facts)))
+
+
+def unhedged(text: str, facts: Facts) -> list[str]:
+    """Unsure labels and tags (score < 0.5) stated without "probably" (or "possibly", "likely", ...)."""
+    sure = set().union(*(words(f.text) for f in facts.facts if f.sure)) if facts.facts else set()
+    unsure = {}
+    for fact in facts.facts:
+        if fact.kind in (LABEL, TAG) and not fact.sure:
+            for head in words(fact.text.split(",")[0].split()[-1]) - sure:
+                unsure.setdefault(head, fact)
+    found = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if _HEDGE.search(sentence.lower()) or _NEGATION.search(sentence.lower()):
+            continue
+        found += [f"states “{unsure[w].text}” ({unsure[w].score:.0%}) without “probably”"
+                  for w in sorted(words(sentence) & unsure.keys())]  # fmt: skip
+    return found
 
 
 def _names(sentence: str) -> list[str]:

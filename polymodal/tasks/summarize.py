@@ -30,6 +30,7 @@ REDUCE_PROMPT = (
     "{words} words.\n\nSUMMARIES:\n{text}"
 )
 RESERVED_TOKENS = 700  # instructions and the answer
+SHORT_TOKENS_PER_WORD = 2  # a text of at most this many tokens per summary word is not worth rewording
 MAX_ROUNDS = 4
 
 STOPWORDS = frozenset(
@@ -41,7 +42,8 @@ STOPWORDS = frozenset(
     was we were what when where which while who whom why will with would you your yours yourself yourselves
     one two may might must shall upon us many much every said says like well even also yet still however
     的 了 是 在 和 也 有 就 不 都 而 及 与 着 或 一个 我们 你们 他们 她们 它们 这 那 这个 那个 之 其 为 以 于 上 下 中
-    对 把 被 让 给 从 到 并 很 还 又 但 但是 因为 所以 如果 可以 没有 一 个 人 会 能 要 说 等""".split()
+    对 把 被 让 给 从 到 并 很 还 又 但 但是 因为 所以 如果 可以 没有 一 个 人 会 能 要 说 等
+    我 你 他 她 它 您""".split()
 )
 _TOKEN = re.compile(r"[\w'’-]+", re.UNICODE)
 
@@ -63,7 +65,7 @@ class Summary:
         return f"{self.text}\n\nKey points:\n{points}\n\nKeywords: {', '.join(self.keywords)}\n({self.by})"
 
 
-def summarize(text: str, phraser: Phraser | None = None, words: int = 80, points: int = 4) -> Summary:
+def summarize(text: str, phraser: Phraser | None = None, words: int = 60, points: int = 4) -> Summary:
     """A summary of ``text``: phrased by ``phraser`` if given, else extractive."""
     sentences = sentences_of(text)
     weights = word_weights(sentences)
@@ -71,6 +73,9 @@ def summarize(text: str, phraser: Phraser | None = None, words: int = 80, points
     keywords = [w for w, _ in sorted(weights.items(), key=lambda kv: -kv[1])[:8]]
     extractive = Summary(" ".join(key_sentences(sentences, weights, 2)), key, keywords, "extractive")
     if phraser is None or not text.strip():
+        return extractive
+    if phraser.count_tokens(text) <= SHORT_TOKENS_PER_WORD * words:
+        extractive.notes.append("short text: its key sentences are its summary")
         return extractive
     phrased, chunks = map_reduce(text, phraser, words)
     issues = unsupported(phrased, text)
@@ -115,7 +120,12 @@ def chunk(text: str, phraser: Phraser, budget: int) -> list[str]:
 
 
 def _ask(phraser: Phraser, template: str, text: str, words: int) -> str:
-    return phraser.complete(SUMMARY_SYSTEM, template.format(words=words, text=text), max_tokens=words * 3).strip()
+    return unlabel(phraser.complete(SUMMARY_SYSTEM, template.format(words=words, text=text), max_tokens=words * 2))
+
+
+def unlabel(text: str) -> str:
+    """The answer without a leading "Summary:" that small models like to add."""
+    return re.sub(r"^\s*\**(overall\s+)?summary\**\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
 
 
 def unsupported(summary: str, source: str) -> list[str]:
@@ -133,13 +143,15 @@ def _alnum(text: str) -> str:
 
 
 # --- extractive ------------------------------------------------------------------------------------------------
-def sentences_of(text: str, max_chars: int = 300) -> list[str]:
-    """Sentence-sized units (the shared passage splitter with a small size), Markdown markers removed."""
-    from polymodal.media.text import split_passages
+def sentences_of(text: str, max_chars: int = 300, headings: bool = False) -> list[str]:
+    """Sentences (by the shared splitter), Markdown list markers removed; headings only if ``headings``."""
+    from polymodal.media.text import split_sentences
 
     out = []
-    for passage in split_passages(text, max_chars=max_chars):
-        clean = re.sub(r"^\s*(#+|[-*+•]|\d{1,3}[.)])\s+", "", passage.text).strip()
+    for sentence in split_sentences(text, max_chars=max_chars):
+        if sentence.text.lstrip().startswith("#") and not headings:
+            continue
+        clean = re.sub(r"^\s*(#+|[-*+•]|\d{1,3}[.)])\s+", "", sentence.text).strip()
         clean = " ".join(clean.split())
         if clean:
             out.append(clean)
@@ -171,7 +183,7 @@ def key_sentences(sentences: list[str], weights: dict[str, float], k: int) -> li
         if not words:
             continue
         score = sum(weights.get(w, 0.0) for w in words) / math.sqrt(len(words))
-        scored.append((score * (1.0 + 0.3 / (1 + i)), i))
+        scored.append((score * (1.0 + 0.5 / (1 + i)), i))
     best = sorted(i for _, i in sorted(scored, reverse=True)[:k])
     return [sentences[i] for i in best]
 

@@ -234,6 +234,7 @@ async function runSearch() {
     renderResults(data, text);
   } catch (err) {
     if (err.name === "AbortError") return;
+    if (err.status === 415 && (state.image || state.audio)) { state.image = null; state.audio = null; renderChips(); }
     clear($("#understood"));
     clear(results).append(h("div", { class: "empty" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message })));
     showError(err);
@@ -290,7 +291,7 @@ function highlight(text, terms) {
   return fragment;
 }
 function excerpt(text, terms, size = 220) {
-  const flat = text.replace(/\s+/g, " ").trim();
+  const flat = text.replace(/(^|\n)\s*#{1,6}\s+/g, "$1").replace(/\s+/g, " ").trim();
   const lower = flat.toLowerCase();
   let at = -1;
   for (const term of terms) { at = lower.indexOf(term); if (at >= 0) break; }
@@ -467,7 +468,7 @@ function renderMedia(panel, item) {
     return null;
   }
   if (item.modality === "audio") {
-    const audio = h("audio", { controls: true, preload: "metadata", src: item.media });
+    const audio = h("audio", { id: "player", controls: true, preload: "metadata", src: item.media, "aria-label": `Play ${item.name}` });
     const start = Number(parseHash().params.get("t"));
     if (start) playFrom(audio, start);
     panel.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(item.item)), audio);
@@ -677,28 +678,38 @@ function renderReport(out, report) {
   else panel.append(h("pre", { class: "answer-text", text: report.text || JSON.stringify(report, null, 2) }));
   out.append(panel);
 }
-// A small, safe Markdown reader for reports: headings, lists, tables, paragraphs, **bold**, `code`.
+// A small, safe Markdown reader for reports: headings, lists, tables, quotes, code blocks, **bold**, _em_, `code`.
 function markdown(source) {
   const root = h("div");
   let list = null;
   let table = null;
+  let code = null;
   const inline = (text) => {
     const frag = document.createDocumentFragment();
-    for (const part of text.split(/(\*\*[^*]+\*\*|`[^`]+`)/)) {
+    for (const part of text.split(/(\*\*[^*]+\*\*|`[^`]+`|(?<![\w])_[^_]+_(?![\w]))/u)) {
       if (part.startsWith("**") && part.endsWith("**") && part.length > 4) frag.append(h("strong", { text: part.slice(2, -2) }));
       else if (part.startsWith("`") && part.endsWith("`") && part.length > 2) frag.append(h("code", { text: part.slice(1, -1) }));
+      else if (part.startsWith("_") && part.endsWith("_") && part.length > 2) frag.append(h("em", { class: "muted", text: part.slice(1, -1) }));
       else frag.append(part);
     }
     return frag;
   };
   for (const line of source.split("\n")) {
+    if (line.startsWith("```")) {
+      if (code) code = null;
+      else { code = h("pre", { class: "code" }); root.append(code); }
+      continue;
+    }
+    if (code) { code.append(line + "\n"); continue; }
     const heading = line.match(/^(#{1,4})\s+(.*)/);
     const item = line.match(/^\s*(?:[-*]|\d+\.)\s+(.*)/);
+    const quote = line.match(/^>\s?(.*)/);
     const row = line.trim().startsWith("|") ? line.trim().slice(1, -1).split("|").map((c) => c.trim()) : null;
     if (!item) list = null;
     if (!row) table = null;
     if (heading) root.append(h(`h${Math.min(4, heading[1].length + 1)}`, {}, inline(heading[2])));
     else if (item) { if (!list) { list = h("ul"); root.append(list); } list.append(h("li", {}, inline(item[1]))); }
+    else if (quote) root.append(h("blockquote", {}, inline(quote[1])));
     else if (row) {
       if (row.every((c) => /^:?-{2,}:?$/.test(c))) continue;
       if (!table) { table = h("table"); root.append(table); table.append(h("tr", {}, row.map((c) => h("th", {}, inline(c))))); }

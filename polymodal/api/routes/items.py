@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from polymodal.api import views
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
-from polymodal.api.media import SAFE_HEADERS, THUMB_SIZES, existing_file, media_type, thumbnail
+from polymodal.api.media import SAFE_HEADERS, THUMB_SIZES, MediaResponse, existing_file, media_type, thumbnail
 
 router = APIRouter(tags=["items"], dependencies=[Depends(caller)])
 
@@ -68,7 +68,7 @@ def delete_item(item_id: int, svc: Svc) -> dict[str, Any]:
 def media(item_id: int, svc: Svc) -> FileResponse:
     item = svc.collection.item(item_id)
     file = existing_file(item.path)
-    return FileResponse(
+    return MediaResponse(
         file,
         media_type=media_type(item.format, item.modality),
         headers=SAFE_HEADERS,

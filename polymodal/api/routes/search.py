@@ -16,7 +16,7 @@ from polymodal.api import views
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
 from polymodal.api.service import Service
-from polymodal.api.uploads import check_kind
+from polymodal.api.uploads import check_kind, clean_name
 
 router = APIRouter(tags=["search"], dependencies=[Depends(caller)])
 Modality = Literal["text", "image", "audio"]
@@ -78,7 +78,8 @@ async def search_get(
 async def _run(svc: Service, params: SearchRequest, image: Path | None = None, audio: Path | None = None) -> dict:
     if not (params.text and params.text.strip()) and image is None and audio is None:
         raise ApiError(400, "give a text, an image or an audio query")
-    result = await svc.search_pool.run(
+    pool = svc.audio_pool if audio is not None else svc.search_pool if image is None else svc.media_pool
+    result = await pool.run(
         svc.collection.search, params.text, image=image, audio=audio, k=params.k,
         modality=params.modality, path=params.path,
     )  # fmt: skip
@@ -91,11 +92,11 @@ async def _query_media(svc: Service, image: Any, audio: Any) -> AsyncIterator[tu
     saved: list[Path] = []
     try:
         paths = []
-        for upload, allowed, what in ((image, ("image",), "the image"), (audio, ("audio", "video"), "the audio")):
+        for upload, allowed, what in ((image, ("image",), "the image"), (audio, ("audio",), "the recording")):
             if isinstance(upload, UploadFile):
                 path = await svc.uploads.receive(upload, svc.config.max_query_bytes)
                 saved.append(path)
-                check_kind(path, allowed, what)
+                check_kind(path, allowed, f"{what} {clean_name(upload.filename)}" if upload.filename else what)
                 paths.append(path)
             elif upload not in (None, ""):
                 raise ApiError(400, f"{what} must be sent as a file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from polymodal import __version__
@@ -41,9 +41,12 @@ def metrics(svc: Svc) -> PlainTextResponse:
 
 
 @public.post("/api/session", summary="Check an API key and keep it in an HttpOnly cookie for the web page")
-def login(response: Response, svc: Svc, credentials: Credentials) -> dict[str, Any]:
+def login(request: Request, response: Response, svc: Svc, credentials: Credentials) -> dict[str, Any]:
     if not svc.config.keys_required:
         return {"ok": True, "auth_required": False}
+    wait = svc.limiter.check(f"login:{request.client.host if request.client else 'unknown'}")
+    if wait > 0:
+        raise ApiError(429, f"too many attempts; try again in {wait:.0f} s", {"Retry-After": str(int(wait) + 1)})
     key = svc.keys.verify(credentials.credentials) if credentials else None
     if key is None:
         raise ApiError(401, "that API key is not valid (unknown or revoked)", {"WWW-Authenticate": "Bearer"})

@@ -1,6 +1,6 @@
 """Understanding tasks over one file (uploaded, or an indexed item by id): classify, describe, ask,
 transcribe, read, tag; and analyze over a bundle of files. Each route calls the task function in
-:mod:`polymodal.tasks` and returns its ``to_dict()``; quick tasks run on the search pool, long ones
+:mod:`polymodal.tasks` and returns its ``to_dict()``; quick tasks run on the media pool, long ones
 (the LLM, transcription, bundle reports) on the task pool.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,9 +87,9 @@ async def classify(
 ) -> dict[str, Any]:
     parse = task("classify", "parse_labels")
     if text is not None and file is None and item is None:
-        return await run_task(svc, svc.search_pool, "classify", "text", None, parse(labels), top_k, template, text=text)
+        return await run_task(svc, svc.media_pool, "classify", "text", None, parse(labels), top_k, template, text=text)
     async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
-        return await run_task(svc, svc.search_pool, "classify", shown, path, parse(labels), top_k, template)
+        return await run_task(svc, svc.media_pool, "classify", shown, path, parse(labels), top_k, template)
 
 
 @router.post("/api/describe", summary="A few sentences about an image, a recording or a document")
@@ -124,7 +125,7 @@ async def transcribe(
 @router.post("/api/read", summary="Text in an image (OCR lines with boxes) and its layout")
 async def read(svc: Svc, file: FileField = None, item: ItemField = None) -> dict[str, Any]:
     async with source(svc, file, item, ("image",), "the image") as (path, shown):
-        return await run_task(svc, svc.search_pool, "read", shown, path)
+        return await run_task(svc, svc.media_pool, "read", shown, path)
 
 
 @router.post("/api/tag", summary="Sounds heard in a recording, and when")
@@ -136,4 +137,34 @@ async def tag(
     top_k: Annotated[int, Form(ge=1, le=50)] = 5,
 ) -> dict[str, Any]:
     async with source(svc, file, item, ("audio", "video"), "the recording") as (path, shown):
-        return await run_task(svc, svc.search_pool, "tag", shown, path, threshold, top_k=top_k)
+        return await run_task(svc, svc.media_pool, "tag", shown, path, threshold, top_k=top_k)
+
+
+@router.post("/api/analyze", summary="A report on a bundle of files: each one, and what they say together")
+async def analyze(
+    svc: Svc,
+    files: Annotated[list[UploadFile], File(description="the files of the bundle (documents, images, recordings)")],
+    phrase: PhraseField = True,
+) -> dict[str, Any]:
+    if len(files) > MAX_BUNDLE:
+        raise ApiError(413, f"{len(files)} files is over the limit of {MAX_BUNDLE} for one report")
+    run = task("analyze")
+    folder = svc.uploads.temp_dir()
+    try:
+        paths = []
+        for upload in files:
+            path = await svc.uploads.receive(upload, svc.config.max_upload_bytes, into=folder)
+            check_kind(path, ("image", "audio", "text"), path.name)
+            paths.append(path)
+        report = await svc.task_pool.run(run, svc.collection.analyzer, paths, phraser(phrase))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    svc.metrics.count("task_analyze")
+    data = report.to_dict()
+    for item in data["items"]:
+        item["source"] = item["name"]
+    data["markdown"] = report.to_text()
+    return data
+
+
+MAX_BUNDLE = 12
