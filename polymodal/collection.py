@@ -27,6 +27,7 @@ from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
+from polymodal.understand import Understanding
 
 
 class ItemNotFound(KeyError):
@@ -82,7 +83,7 @@ class ItemSummary:
         }
 
 
-class Collection:
+class Collection(Understanding):
     def __init__(
         self, store: str | Path | None = None, settings: Settings | None = None, create: bool = True
     ):

@@ -320,3 +320,13 @@ def test_classifying_a_photo_loads_only_the_image_model_and_the_encoder(samples)
     assert report["best"] == "cat"
     assert sorted(m.split("@")[0] for m in report["loaded"]) == ["efficientnet-lite0", "use-multilingual"]
     assert report["heavy"] == []
+
+
+def test_the_collection_offers_the_tasks(samples, tmp_path):
+    from polymodal.collection import Collection
+
+    c = Collection(tmp_path / "store")
+    assert c.classify(samples / "photos" / "chelsea_cat.jpg", ["cat", "dog", "bird", "car"]).to_dict()
+    assert "segmentation" in c.read(samples / "scans" / "page.png").to_text().lower()
+    with pytest.raises(FileNotFoundError):
+        c.describe(samples / "photos" / "missing.jpg")
