@@ -45,7 +45,7 @@ class FusionConfig:
     val_fraction: float = 0.15
     aux_weight: float = 0.5  # late / hybrid: weight of each modality's own classifier loss
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # heads are small: more threads only fight over the cores
 
 
 @dataclass
@@ -249,7 +249,7 @@ def _epoch(model: FusionModel, x: dict, mask: Any, y: Any, weights: Any, optimiz
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(batch)
+        total += loss.item() * len(batch)
     return total / max(1, len(y))
 
 

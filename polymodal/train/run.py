@@ -57,7 +57,7 @@ def train_fusion(
     table, problems = features(extractor, parsed.rows, verbose)
     problems = sorted(parsed.problems + problems, key=lambda p: p.line)
     _check_trainable(table)
-    config = replace(config or FusionConfig(), fusion=fusion, seed=seed, threads=settings.threads)
+    config = replace(config or FusionConfig(), fusion=fusion, seed=seed)
     experiment = run_experiment(table, config, folds, test_fraction, verbose=verbose)
     model = experiment.model
     assert model is not None

@@ -1,7 +1,7 @@
 """Understanding tasks over one file (uploaded, or an indexed item by id): classify, describe, ask,
-transcribe, read, tag; and analyze over a bundle of files. Each route calls the task function in
-:mod:`polymodal.tasks` and returns its ``to_dict()``; quick tasks run on the media pool, long ones
-(the LLM, transcription, bundle reports) on the task pool.
+transcribe, read, tag; and analyze over a bundle of files. Each route calls the Collection's method of the
+same name (:mod:`polymodal.understand`) and returns its ``to_dict()``; quick tasks run on the media pool,
+long ones (the LLM, transcription, bundle reports) on the task pool.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def task(name: str, function: str | None = None) -> Callable[..., Any]:
 
 
 async def run_task(svc: Service, pool: Pool, name: str, shown: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    result = await pool.run(task(name), svc.collection.analyzer, *args, **kwargs)
+    """Run ``Collection.<name>(*args, **kwargs)`` on ``pool``; the result's ``to_dict()``, shown safely."""
+    method = getattr(svc.collection, name, None)
+    if method is None:
+        raise ApiError(501, f"the {name} task is not available in this version")
+    result = await pool.run(method, *args, **kwargs)
     svc.metrics.count(f"task_{name}")
     data = result.to_dict()
     if "source" in data:
@@ -86,16 +90,17 @@ async def classify(
     template: Annotated[str | None, Form(max_length=200)] = None,
 ) -> dict[str, Any]:
     parse = task("classify", "parse_labels")
+    options = {"template": template}
     if text is not None and file is None and item is None:
-        return await run_task(svc, svc.media_pool, "classify", "text", None, parse(labels), top_k, template, text=text)
+        return await run_task(svc, svc.media_pool, "classify", "text", None, parse(labels), top_k, text=text, **options)
     async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
-        return await run_task(svc, svc.media_pool, "classify", shown, path, parse(labels), top_k, template)
+        return await run_task(svc, svc.media_pool, "classify", shown, path, parse(labels), top_k, **options)
 
 
 @router.post("/api/describe", summary="A few sentences about an image, a recording or a document")
 async def describe(svc: Svc, file: FileField = None, item: ItemField = None, phrase: PhraseField = True) -> dict:
     async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
-        return await run_task(svc, svc.task_pool, "describe", shown, path, phraser(phrase))
+        return await run_task(svc, svc.task_pool, "describe", shown, path, phraser=phraser(phrase))
 
 
 @router.post("/api/ask", summary="Answer a question about an image, a recording or a document")
@@ -107,7 +112,7 @@ async def ask(
     phrase: PhraseField = True,
 ) -> dict[str, Any]:
     async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
-        return await run_task(svc, svc.task_pool, "ask", shown, path, question, phraser(phrase))
+        return await run_task(svc, svc.task_pool, "ask", shown, path, question, phraser=phraser(phrase))
 
 
 @router.post("/api/transcribe", summary="What is said in a recording, with times")
@@ -119,7 +124,7 @@ async def transcribe(
     words: Annotated[bool, Form(description="word times too")] = False,
 ) -> dict[str, Any]:
     async with source(svc, file, item, ("audio", "video"), "the recording") as (path, shown):
-        return await run_task(svc, svc.task_pool, "transcribe", shown, path, language or None, words)
+        return await run_task(svc, svc.task_pool, "transcribe", shown, path, language=language or None, words=words)
 
 
 @router.post("/api/read", summary="Text in an image (OCR lines with boxes) and its layout")
@@ -137,7 +142,7 @@ async def tag(
     top_k: Annotated[int, Form(ge=1, le=50)] = 5,
 ) -> dict[str, Any]:
     async with source(svc, file, item, ("audio", "video"), "the recording") as (path, shown):
-        return await run_task(svc, svc.media_pool, "tag", shown, path, threshold, top_k=top_k)
+        return await run_task(svc, svc.media_pool, "tag", shown, path, threshold=threshold, top_k=top_k)
 
 
 @router.post("/api/analyze", summary="A report on a bundle of files: each one, and what they say together")
@@ -148,7 +153,6 @@ async def analyze(
 ) -> dict[str, Any]:
     if len(files) > MAX_BUNDLE:
         raise ApiError(413, f"{len(files)} files is over the limit of {MAX_BUNDLE} for one report")
-    run = task("analyze")
     folder = svc.uploads.temp_dir()
     try:
         paths = []
@@ -156,7 +160,7 @@ async def analyze(
             path = await svc.uploads.receive(upload, svc.config.max_upload_bytes, into=folder)
             check_kind(path, ("image", "audio", "text"), path.name)
             paths.append(path)
-        report = await svc.task_pool.run(run, svc.collection.analyzer, paths, phraser(phrase))
+        report = await svc.task_pool.run(svc.collection.analyze, paths, phraser=phraser(phrase))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     svc.metrics.count("task_analyze")
