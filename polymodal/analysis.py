@@ -4,11 +4,14 @@ Two stages, so that changing the text encoder re-embeds without re-running perce
 1. **perceive**: models look at the media and say things (labels, OCR lines, transcript segments, tags);
 2. **embed**: every piece of evidence worth searching becomes a vector in the text space; label and tag
    distributions go through the label bridge.
-Indexing, search queries and the understanding tasks all use this one path.
+Indexing, search queries and the understanding tasks all use this one path. A video is its keyframes (one
+per shot, through the image path) and its audio track (through the audio path, block by block), with every
+piece of evidence timed, so that search finds moments, not files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import numpy as np
 from polymodal.config import Settings
 from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
+from polymodal.media.video import shot_at
 from polymodal.models.base import get_model
 from polymodal.models.text import normalize
 from polymodal.space import bridge as bridges
@@ -77,10 +81,20 @@ SPEECH_TAGS = (
     "Female speech, woman speaking",
 )
 MIN_SPEECH_TAG_SCORE = 0.2
+# A video's sound track is tagged in windows of this many seconds: a few tags (at least MIN_WINDOW_TAG_SCORE)
+# per window, each window one group with its own bridge vector, so a search for a sound finds its moment.
+SOUND_WINDOW_SECONDS = 5.0
+MIN_WINDOW_TAG_SCORE = 0.15
+MAX_WINDOW_TAGS = 5
+VideoProgress = Callable[[float, float], None]  # (seconds read, duration)
 
 
 @dataclass
 class Evidence:
+    """One thing a model said. ``start``/``end``: seconds into a recording or video; ``page``: a document's
+    page, or the shot of a video the evidence belongs to (its thumbnail). A video's labels are grouped by shot:
+    the labels of one shot share its ``start``/``end``."""
+
     kind: str
     text: str
     score: float | None = None
@@ -97,7 +111,8 @@ class Evidence:
 class Vector:
     kind: str  # an evidence kind, or "labels" / "tags" for a bridge vector
     vector: np.ndarray
-    evidence: int | None = None  # index into Analysis.evidence
+    # Index into Analysis.evidence; for a bridge vector of a video shot or sound window, its first label / tag.
+    evidence: int | None = None
 
 
 @dataclass
@@ -110,6 +125,7 @@ class Analysis:
     features: dict[str, np.ndarray] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)  # stage -> model id that produced it
     notes: list[str] = field(default_factory=list)
+    thumbnails: list[bytes] = field(default_factory=list)  # a video's JPEG per shot; the store keeps them as files
 
 
 class Analyzer:
@@ -156,7 +172,12 @@ class Analyzer:
 
     def perception_ids(self, modality: str) -> dict[str, str]:
         """The model ids whose output a stored analysis of ``modality`` depends on (besides the encoder)."""
-        families = {"text": [], "image": ["image", "ocr"], "audio": ["sound", "vad", "speech"]}[modality]
+        families = {
+            "text": [],
+            "image": ["image", "ocr"],
+            "audio": ["sound", "vad", "speech"],
+            "video": ["image", "ocr", "sound", "vad", "speech"],
+        }[modality]
         return {family: self.model(family).model_id for family in families}
 
     @property
@@ -174,8 +195,9 @@ class Analyzer:
         return self.encoder_id if aligned else self.bridge_id
 
     # --- perceive ----------------------------------------------------------------------------------
-    def analyze_file(self, path: Path, ocr_mode: str | None = None) -> Analysis:
-        """``ocr_mode`` overrides ``Settings.ocr_mode`` for this file (tasks that need any text use "always")."""
+    def analyze_file(self, path: Path, ocr_mode: str | None = None, progress: VideoProgress | None = None) -> Analysis:
+        """``ocr_mode`` overrides ``Settings.ocr_mode`` for this file (tasks that need any text use "always");
+        ``progress`` is told how far a video has been read."""
         detected = detect(path)
         if detected.modality == "text":
             analysis = self.perceive_text(path, detected.format)
@@ -183,6 +205,8 @@ class Analyzer:
             analysis = self.perceive_image(path, detected.format, ocr_mode=ocr_mode)
         elif detected.modality == "audio":
             analysis = self.perceive_audio(path, detected.format)
+        elif detected.modality == "video":
+            analysis = self.perceive_video(path, detected.format, ocr_mode=ocr_mode, progress=progress)
         else:
             raise MediaError(f"{detected.modality} files are not supported yet ({detected.format})")
         if detected.note:
@@ -201,26 +225,39 @@ class Analyzer:
         return analysis
 
     def perceive_image(self, source: Path | bytes, fmt: str = "image", ocr_mode: str | None = None) -> Analysis:
-        from polymodal.media.image import classifier_input, open_image
+        from polymodal.media.image import open_image
 
         max_pixels = self.settings.max_image_pixels
         image = open_image(source, max_pixels, draft_to=256)
         analysis = Analysis("image", fmt)
+        width, height = image.info["original_size"]
+
+        def full_size() -> Any:  # OCR needs every pixel: decode again at full size if the first decode was a draft
+            return image if image.size == (width, height) else open_image(source, max_pixels)
+
+        features = self._look(analysis, image, full_size, ocr_mode)
+        analysis.features[self.model("image").model_id] = features
+        analysis.meta.update(width=width, height=height)
+        return analysis
+
+    def _look(
+        self, analysis: Analysis, image: Any, full_size: Callable[[], Any], ocr_mode: str | None, **where: Any
+    ) -> np.ndarray:
+        """Labels of one picture (an image, a video's keyframe), and its text lines where the OCR gate sees text;
+        ``where`` (start, end, page) is put on every piece of evidence. Returns the classifier's features."""
+        from polymodal.media.image import classifier_input
+
         classifier = self.model("image")
         result = classifier.analyze(classifier_input(image)[None])[0]
-        analysis.features[classifier.model_id] = result.features
         for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
-            analysis.evidence.append(Evidence(LABEL, label, score=probability))
-        analysis.models = {"image": classifier.model_id}
-        width, height = image.info["original_size"]
-        analysis.meta.update(width=width, height=height)
+            analysis.evidence.append(Evidence(LABEL, label, score=probability, **where))
+        analysis.models["image"] = classifier.model_id
         if self._wants_ocr(result.probabilities, image, ocr_mode or self.settings.ocr_mode):
-            # OCR needs every pixel: decode again at full size if the first decode was a draft.
-            full = image if image.size == (width, height) else open_image(source, max_pixels)
             ocr = self.model("ocr")
-            analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box) for line in ocr.read(full)]
+            lines = ocr.read(full_size())
+            analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box, **where) for line in lines]
             analysis.models["ocr"] = ocr.model_id
-        return analysis
+        return result.features
 
     def _wants_ocr(self, probabilities: np.ndarray, image: Any, mode: str) -> bool:
         from polymodal.media.image import looks_like_document
@@ -236,24 +273,100 @@ class Analyzer:
         audio = decode_audio(source, 16000, self.settings.max_audio_seconds)
         analysis = Analysis("audio", fmt, meta={"duration": round(len(audio) / 16000, 3)})
         tagger = self.model("sound")
-        scores = tagger.frame_scores(audio)[1]
+        scores = self._listen(analysis, audio, language=language)[1]
         analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # clip-level, for trained heads
-        for label, score in tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k):
-            analysis.evidence.append(Evidence(TAG, label, score=score))
-        analysis.models = {"sound": tagger.model_id}
-        vad = self.model("vad")
-        speech_seconds = vad.speech_seconds(audio)
-        analysis.meta["speech_seconds"] = round(speech_seconds, 2)
+        tags = tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k)
+        analysis.evidence[:0] = [Evidence(TAG, label, score=score) for label, score in tags]  # tags first, then speech
+        return analysis
+
+    def _listen(
+        self, analysis: Analysis, audio: np.ndarray, offset: float = 0.0, language: str | None = None, shots: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Voice activity and, where there is speech, a transcript of one stretch of audio (a recording, or a
+        block of a video's track starting ``offset`` seconds in); returns the sound tagger's patch start times
+        (from ``offset``) and scores, which the caller turns into tags."""
+        tagger = self.model("sound")
+        starts, scores = tagger.frame_scores(audio)
+        analysis.models["sound"] = tagger.model_id
+        speech_seconds = self.model("vad").speech_seconds(audio)
+        analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
         if _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))):
             speech = self.model("speech")
-            transcript = speech.transcribe(audio, language=language)
-            analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
-            analysis.evidence += [
-                Evidence(TRANSCRIPT, s.text, s.confidence, start=round(s.start, 2), end=round(s.end, 2))
-                for s in transcript.segments
-            ]
+            transcript = speech.transcribe(audio, language=language or analysis.meta.get("language"))
+            if "language" not in analysis.meta:
+                analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
+            for s in transcript.segments:
+                start, end = round(s.start + offset, 2), round(s.end + offset, 2)
+                page = None if shots is None else shot_at(shots, start)
+                analysis.evidence.append(Evidence(TRANSCRIPT, s.text, s.confidence, start=start, end=end, page=page))
             analysis.models["speech"] = speech.model_id
+        return starts + offset, scores
+
+    def perceive_video(
+        self,
+        path: Path,
+        fmt: str = "video",
+        ocr_mode: str | None = None,
+        language: str | None = None,
+        progress: VideoProgress | None = None,
+    ) -> Analysis:
+        """Shots (one keyframe each, through the image path) and the audio track (through the audio path, in
+        blocks); everything timed. Memory holds one shot's keyframe candidates and one block of audio."""
+        from polymodal.media.video import VideoReader, thumbnail_jpeg
+
+        reader = VideoReader(path, self.settings.threads, self.settings.max_audio_seconds)
+        analysis = Analysis("video", fmt, meta=reader.info.to_meta())
+        features: list[np.ndarray] = []
+        shots: list[tuple[float, float]] = []
+        for shot in reader.shots(progress):
+            features.append(self._see_shot(analysis, path, shot, ocr_mode))
+            analysis.thumbnails.append(thumbnail_jpeg(shot.image))
+            shots.append((shot.start, shot.end))
+        analysis.notes += reader.notes
+        duration = reader.decoded_seconds
+        analysis.meta.update(duration=round(duration, 3), shots=len(shots), audio=reader.info.has_audio)
+        analysis.features[self.model("image").model_id] = np.mean(features, axis=0).astype(np.float32)
+        if reader.info.has_audio:
+            self._hear_track(analysis, path, shots, duration, language)
+        if progress:
+            progress(duration, duration)
         return analysis
+
+    def _see_shot(self, analysis: Analysis, path: Path, shot: Any, ocr_mode: str | None) -> np.ndarray:
+        from polymodal.media.video import frame_at
+
+        def full_size() -> Any:
+            return frame_at(path, shot.time, self.settings.threads)
+
+        return self._look(analysis, shot.image, full_size, ocr_mode, start=shot.start, end=shot.end, page=shot.index)
+
+    def _hear_track(
+        self, analysis: Analysis, path: Path, shots: list[tuple[float, float]], duration: float, language: str | None
+    ) -> None:
+        """The audio track in blocks cut in pauses (``speech_windows``): transcript segments and windowed tags."""
+        from polymodal.tasks.transcribe import speech_windows
+
+        tagger = self.model("sound")
+        windows: dict[int, np.ndarray] = {}  # window number -> best score per class
+        total, patches = np.zeros(len(tagger.labels), np.float64), 0
+        try:
+            for offset, audio in speech_windows(self, path):
+                starts, scores = self._listen(analysis, audio, offset / 16000, language, shots)
+                for number, score in zip((starts // SOUND_WINDOW_SECONDS).astype(int), scores, strict=True):
+                    windows[number] = np.maximum(windows[number], score) if number in windows else score
+                total, patches = total + scores.sum(axis=0), patches + len(scores)
+        except MediaError as exc:
+            analysis.notes.append(f"the audio track could not be read: {exc}")
+        if patches:
+            analysis.features[tagger.model_id] = (total / patches).astype(np.float32)
+        for number in sorted(windows):
+            start = number * SOUND_WINDOW_SECONDS
+            span = {"start": round(start, 2), "end": round(min(start + SOUND_WINDOW_SECONDS, duration), 2)}
+            analysis.evidence += [
+                Evidence(TAG, label, score=score, page=shot_at(shots, start), **span)
+                for label, score in tagger.tags_from_scores(windows[number][None], MAX_WINDOW_TAGS)
+                if score >= MIN_WINDOW_TAG_SCORE and SOUND_TAG_WEIGHTS.get(label, 1.0) > 0
+            ]
 
     # --- embed -------------------------------------------------------------------------------------
     def embed(self, analysis: Analysis) -> None:
@@ -263,13 +376,26 @@ class Analyzer:
         matrix = encoder.encode([analysis.evidence[i].text for i in indices])
         analysis.vectors = [Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
-            weighted = [(e.text, e.score or 0.0) for e in analysis.evidence if e.kind == kind]
-            if weighted:
+            for first, weighted in bridge_groups(analysis.evidence, kind):
                 vector = self.bridge(family).vector(weighted)
                 if self.aligner is not None:
                     vector = self.aligner.blend_vector(analysis.modality, analysis.features, vector)
-                analysis.vectors.append(Vector(vector_kind, vector))
+                analysis.vectors.append(Vector(vector_kind, vector, first))
         analysis.models["text"] = self.embedding_id(analysis.modality)
+
+
+def bridge_groups(evidence: list[Evidence], kind: str) -> list[tuple[int | None, list[tuple[str, float]]]]:
+    """Labels (or tags) that make one bridge vector each, as (index of the group's first evidence, [(label,
+    score)]): all of an image's or a recording's (untimed: index None), one group per shot or sound window of
+    a video (the evidence sharing a start and end)."""
+    groups: dict[tuple[float | None, float | None], tuple[int | None, list[tuple[str, float]]]] = {}
+    for index, e in enumerate(evidence):
+        if e.kind == kind:
+            span = (e.start, e.end)
+            if span not in groups:
+                groups[span] = (None if e.start is None else index, [])
+            groups[span][1].append((e.text, e.score or 0.0))
+    return list(groups.values())
 
 
 def media_vector(analysis: Analysis) -> np.ndarray:

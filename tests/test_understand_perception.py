@@ -18,7 +18,7 @@ from polymodal.models.speech import Segment
 from polymodal.tasks.classify import classify, fill, parse_labels
 from polymodal.tasks.read import parse_number, read
 from polymodal.tasks.tag import tag
-from polymodal.tasks.transcribe import _windows, to_srt, to_vtt, transcribe
+from polymodal.tasks.transcribe import speech_windows, to_srt, to_vtt, transcribe
 
 REPO = Path(__file__).resolve().parents[1]
 SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -184,7 +184,7 @@ def test_subtitle_formats_exactly():
 
 def test_long_audio_is_cut_into_windows_in_pauses(analyzer, samples):
     path = samples / "recordings" / "two_cities.wav"
-    windows = list(_windows(analyzer, path, window_seconds=10.0))
+    windows = list(speech_windows(analyzer, path, window_seconds=10.0))
     audio = decode_audio(path)
     assert len(windows) >= 4 and sum(w.size for _, w in windows) == audio.size
     assert [offset for offset, _ in windows] == [sum(w.size for _, w in windows[:i]) for i in range(len(windows))]

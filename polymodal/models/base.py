@@ -76,7 +76,8 @@ def available(family: str) -> list[str]:
 
 def get_model(family: str, name: str, settings: Settings) -> Any:
     _import_adapters()
-    key = (family, name, repr(settings))  # Settings holds a dict, so it is not hashable
+    # Only what changes the model's files or runtime: collections with different stores share one instance.
+    key = (family, name, repr((settings.cache, settings.threads, settings.model_paths.get(name))))
     with _INSTANCES_LOCK:
         if key not in _INSTANCES:
             factory = _REGISTRY.get((family, name))

@@ -2,13 +2,16 @@
 
 Analyses are keyed by content hash, files by path: a moved or duplicated file points at an existing
 analysis and costs nothing. Every file is written in one transaction (WAL journal), so killing the
-process at any moment leaves either the old or the new state of that file, never half of it.
+process at any moment leaves either the old or the new state of that file, never half of it. A video's
+shot thumbnails are small JPEG files beside the database, ``thumbs/<sha>/<shot>.jpg``.
 A ``generation`` counter increases with every write, so derived indexes know when they are stale.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -177,10 +180,13 @@ class SqliteStore:
         db.execute(
             "DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha)
         )
+        shutil.rmtree(self._thumbs_dir(sha), ignore_errors=True)
 
     # --- analyses ----------------------------------------------------------------------------------
     def save(self, path: str, sha: str, size: int, mtime_ns: int, analysis: Analysis, fts_text) -> None:
         """Store an analysis and point ``path`` at it, atomically. ``fts_text`` prepares text for FTS5."""
+        if analysis.thumbnails:
+            self._write_thumbnails(sha, analysis.thumbnails)
         with self.transaction() as db:
             self._write_analysis(db, sha, size, analysis, fts_text)
             self._link(db, path, sha, size, mtime_ns)
@@ -245,6 +251,28 @@ class SqliteStore:
                 for v in analysis.vectors
             ],
         )
+
+    def _thumbs_dir(self, sha: str) -> Path:
+        return self.directory / "thumbs" / sha
+
+    def _write_thumbnails(self, sha: str, thumbnails: list[bytes]) -> None:
+        """Replace the content's thumbnails as a whole: written to a fresh folder, then swapped in."""
+        final = self._thumbs_dir(sha)
+        fresh = final.with_name(f"{sha}.{os.getpid()}.part")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        for index, jpeg in enumerate(thumbnails):
+            (fresh / f"{index}.jpg").write_bytes(jpeg)
+        if final.exists():
+            old = final.with_name(f"{sha}.{os.getpid()}.old")
+            final.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        fresh.rename(final)
+
+    def thumbnail(self, sha: str, shot: int) -> Path | None:
+        """The JPEG of shot ``shot`` of a stored video, if there is one."""
+        path = self._thumbs_dir(sha) / f"{int(shot)}.jpg"
+        return path if path.is_file() else None
 
     def replace_vectors(self, sha: str, analysis: Analysis) -> None:
         """Swap in re-embedded vectors for stored evidence (the text encoder changed)."""

@@ -83,7 +83,7 @@ def transcribe(
     segments: list[Segment] = []
     detected, probability = language, 1.0 if language else 0.0
     total = 0
-    for offset, audio in _windows(analyzer, source, window_seconds):
+    for offset, audio in speech_windows(analyzer, source, window_seconds):
         result = speech.transcribe(audio, language=detected, word_timestamps=words)
         if result.segments and not detected:
             detected, probability = result.language, result.language_probability
@@ -108,9 +108,11 @@ def to_vtt(segments: list[Segment]) -> str:
     return "WEBVTT\n\n" + body
 
 
-def _windows(analyzer: Analyzer, source: Path, window_seconds: float):  # -> Iterator[tuple[int, np.ndarray]]
+def speech_windows(
+    analyzer: Analyzer, source: Path, window_seconds: float = WINDOW_SECONDS
+):  # -> Iterator[tuple[int, np.ndarray]]
     """(offset in samples, samples) windows: ``window_seconds`` of new audio after what the previous window
-    left over (at most ``CUT_SEARCH_SECONDS``)."""
+    left over (at most ``CUT_SEARCH_SECONDS``), each cut in a pause. Also how a video's track is analyzed."""
     window = int(window_seconds * _SAMPLE_RATE)
     carry = np.zeros(0, np.float32)
     offset = 0
