@@ -26,13 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", parents=[common], help="index files and folders (incremental)")
     index.add_argument("paths", nargs="+", type=Path)
     index.add_argument("--ocr", choices=["auto", "always", "never"], help="OCR policy for images")
+    index.add_argument("--aligner", help="a trained aligner (folder, or 'none') the collection uses from now on")
 
     search = sub.add_parser("search", parents=[common], help="search by text, image, audio, or image + text")
     search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
     search.add_argument("--image", type=Path, help="an example image")
     search.add_argument("--audio", type=Path, help="a spoken question or a sound")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("--modality", choices=["text", "image", "audio"], help="only items of this kind")
+    search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
     search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
 
     show = sub.add_parser("show", parents=[common], help="everything known about one item")
@@ -67,7 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
     from polymodal import cli_understand
 
     cli_understand.add_parsers(sub, common)
+    _add_train_parsers(sub, common)
     return parser
+
+
+def _add_train_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    train = sub.add_parser("train", help="train a fusion classifier or an aligner on your own data")
+    kinds = train.add_subparsers(dest="train_command", required=True)
+    fusion = kinds.add_parser("fusion", parents=[common], help="a classifier over text + image + audio")
+    fusion.add_argument("manifest", type=Path, help="CSV/JSONL: label, text, image, audio (any may be empty)")
+    fusion.add_argument("--fusion", choices=["early", "late", "hybrid"], default="early")
+    fusion.add_argument("--out", type=Path, required=True, help="folder for the model and its report")
+    fusion.add_argument("--folds", type=int, default=0, help="k-fold cross-validation (then a final model on all)")
+    fusion.add_argument("--test-split", type=float, default=0.2, help="held-out share when not cross-validating")
+    fusion.add_argument("--epochs", type=int, default=200, help="most epochs (early stopping ends sooner)")
+    fusion.add_argument("--seed", type=int, default=0)
+    align = kinds.add_parser("align", parents=[common], help="an aligner: image/audio features -> the text space")
+    align.add_argument("manifest", type=Path, help="CSV/JSONL: image or audio path, text")
+    align.add_argument("--out", type=Path, required=True, help="folder for the aligner and its report")
+    align.add_argument("--steps", type=int, default=100, help="full-batch training steps (default 100)")
+    align.add_argument("--holdout", type=float, default=0.3, help="share of distinct texts held out for recall")
+    align.add_argument("--no-refit", action="store_true", help="save the aligner trained without the held-out part")
+    align.add_argument("--seed", type=int, default=0)
+    evaluate = sub.add_parser("evaluate", parents=[common], help="score a fusion model on a labelled manifest")
+    evaluate.add_argument("model", type=Path)
+    evaluate.add_argument("manifest", type=Path)
+    evaluate.add_argument("--out", type=Path, help="report folder (default: MODEL/eval-MANIFEST)")
+    predict = sub.add_parser("predict", parents=[common], help="classify one item with a fusion model")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("--text")
+    predict.add_argument("--image", type=Path)
+    predict.add_argument("--audio", type=Path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +139,7 @@ def _collection(args: argparse.Namespace, create: bool = False, **settings: Any)
 def cmd_index(args: argparse.Namespace) -> int:
     collection = _collection(args, create=True, ocr_mode=args.ocr)
     with _ProgressBar(enabled=not args.json) as bar:
-        report = collection.index(*args.paths, progress=bar.update)
+        report = collection.index(*args.paths, progress=bar.update, aligner=args.aligner)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -144,7 +175,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"{hit.score:.4f}",
             "" if hit.similarity is None else f"{hit.similarity:.3f}",
             hit.modality,
-            _short_path(hit.path),
+            _short_path(hit.path) + ("" if hit.start is None else f" @{_clock(hit.start)}"),
             "; ".join(_describe(e) for e in hit.why[:2]),
         )
         for rank, hit in enumerate(result.hits, 1)
@@ -271,6 +302,9 @@ COMMANDS = {
     "samples": cmd_samples,
     "serve": cmd_serve,
     "keys": cmd_keys,
+    "train": lambda args: cmd_train(args),
+    "evaluate": lambda args: cmd_evaluate(args),
+    "predict": lambda args: cmd_predict(args),
 }
 
 

@@ -54,7 +54,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
     describe = sub.add_parser(
-        "describe", parents=[common, llm], help="a caption for an image, a recording or a document, from its evidence"
+        "describe", parents=[common, llm], help="a caption for an image, recording, video (a timeline) or document"
     )
     describe.add_argument("file", type=Path)
 

@@ -3,7 +3,9 @@
 The query goes through the same analysis path as indexed files, so a photo is compared with what photos
 became (label-bridge vectors, OCR text) and a voice question with what recordings said. Two rankings,
 vector similarity (best vector per item) and BM25 over the evidence text, are fused by reciprocal rank
-fusion; each hit carries the evidence that made it match.
+fusion; each hit carries the evidence that made it match. A video matches at a moment: its hit has the
+start and end of the best evidence (a shot's labels, a transcript segment, a sound window) and that shot's
+thumbnail.
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ class Hit:
     score: float  # fused (reciprocal rank fusion) score: higher is better
     similarity: float | None  # best cosine between the query and the item's vectors
     why: list[Evidence]
+    start: float | None = None  # the matching moment of a recording or video (from ``why``)
+    end: float | None = None
+    shot: int | None = None  # the video shot showing that moment
+    thumbnail: str | None = None  # that shot's JPEG (a file in the store)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "item": self.item,
             "path": self.path,
             "modality": self.modality,
@@ -62,6 +68,8 @@ class Hit:
             "similarity": None if self.similarity is None else round(self.similarity, 4),
             "why": [e.to_dict() for e in self.why],
         }
+        moment = {"start": self.start, "end": self.end, "shot": self.shot, "thumbnail": self.thumbnail}
+        return out | {key: value for key, value in moment.items() if value is not None}
 
 
 @dataclass
@@ -185,24 +193,39 @@ class Searcher:
                     continue
                 similarity = by_vector[sha][1] if sha in by_vector else None
                 why = self._why(sha, by_vector.get(sha), by_words.get(sha))
-                hits.append(Hit(row.id, row.path, modality, scores[sha], similarity, why))
+                hits.append(self._at_moment(Hit(row.id, row.path, modality, scores[sha], similarity, why), sha))
                 if len(hits) >= query.k:
                     return hits
         return hits
 
+    def _at_moment(self, hit: Hit, sha: str) -> Hit:
+        """Set the hit's moment (and, for a video, its shot and thumbnail) from its first timed evidence."""
+        moment = next((e for e in hit.why if e.start is not None), None)
+        if moment is not None:
+            hit.start, hit.end = moment.start, moment.end
+            if hit.modality == "video" and moment.page is not None:
+                thumbnail = self.store.thumbnail(sha, moment.page)
+                hit.shot, hit.thumbnail = moment.page, None if thumbnail is None else str(thumbnail)
+        return hit
+
     def _why(self, sha: str, vector_match: tuple | None, word_match: tuple | None) -> list[Evidence]:
         why: list[Evidence] = []
+        group: list[Evidence] = []  # a video shot's labels or a sound window's tags: the moment, so first
         evidence_ids: list[int] = []
         if vector_match is not None:
             kind, evidence_id = self.store.vector_rows([vector_match[2]])[vector_match[2]][1:]
-            if evidence_id is not None:
+            if evidence_id is not None and kind in ("labels", "tags"):
+                group = self.store.evidence_group(evidence_id, 3)
+            elif evidence_id is not None:
                 evidence_ids.append(evidence_id)
             else:  # a label-bridge vector: its top labels or tags are the reason
                 why += self.store.top_evidence(sha, LABEL if kind == "labels" else TAG, 3)
         if word_match is not None and word_match[1] not in evidence_ids:
             evidence_ids.append(word_match[1])
         found = self.store.evidence_by_id(evidence_ids)
-        matched = [found[i] for i in evidence_ids if i in found]
+        matched = group + [found[i] for i in evidence_ids if i in found]
+        seen = {(m.kind, m.text, m.start) for m in group}
+        matched = group + [m for m in matched[len(group) :] if (m.kind, m.text, m.start) not in seen]
         return matched + [e for e in why if (e.kind, e.text) not in {(m.kind, m.text) for m in matched}]
 
 

@@ -397,6 +397,17 @@ class SqliteStore:
         )
         return [Evidence(*r) for r in rows]
 
+    def evidence_group(self, evidence_id: int, limit: int = 3) -> list[Evidence]:
+        """Evidence ``evidence_id`` and the next of its group: same content, kind and time span (a video shot's
+        labels, a sound window's tags), in order."""
+        rows = self.db.execute(
+            "SELECT e.kind, e.text, e.score, e.start, e.end, e.page FROM evidence e JOIN evidence first "
+            "ON first.id = ? AND e.sha = first.sha AND e.kind = first.kind AND e.start IS first.start "
+            "AND e.end IS first.end AND e.ord >= first.ord ORDER BY e.ord LIMIT ?",
+            (evidence_id, limit),
+        )
+        return [Evidence(*r) for r in rows]
+
     def files_for(self, shas: list[str]) -> dict[str, list[FileRow]]:
         out: dict[str, list[FileRow]] = {}
         if not shas:

@@ -291,7 +291,7 @@ def _digest(i: int, item: ItemReport) -> str:
 
 
 def _label(i: int, item: ItemReport) -> str:
-    kind = {"text": "document", "image": "image", "audio": "recording"}[item.modality]
+    kind = {"text": "document", "image": "image", "audio": "recording", "video": "video"}[item.modality]
     return f"{kind} {item.name}"
 
 

@@ -49,7 +49,7 @@ QUESTION_WORDS = frozenset(
     "text document passage file say said speaker recording mention mentioned according tell does doe answer "
     "question written write wrote author 文字 文章 说 提到".split()
 )
-WHAT = {"image": "an image", "audio": "a sound recording", "text": "a document"}
+WHAT = {"image": "an image", "audio": "a sound recording", "video": "a video", "text": "a document"}
 
 # Question kinds, English and Chinese.
 TEXT_Q = re.compile(

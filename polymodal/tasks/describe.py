@@ -1,4 +1,7 @@
-"""Describe an image, a recording or a document in a few sentences, from its evidence only.
+"""Describe an image, a recording, a video or a document in a few sentences, from its evidence only.
+
+A video also gets a timeline: each shot with its times and what it shows, what is said in it, the sounds
+heard and the text on screen.
 
 The facts (labels with probabilities, OCR lines, colours, size; sound tags, transcript; a document's
 summary) are put into a template caption, and phrased by the LLM under a strict prompt when one is
@@ -33,7 +36,8 @@ VISION_SYSTEM = (
     "automatic models are listed; use them where they agree with the image, and say 'probably' where unsure. "
     "Answer with the caption only."
 )
-WHAT = {"image": "an image", "audio": "a sound recording", "text": "a document"}
+WHAT = {"image": "an image", "audio": "a sound recording", "video": "a video", "text": "a document"}
+MAX_VIDEO_FACTS = 40  # labels and tags of a video the LLM is shown (the most confident)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Description:
     facts: list[Fact] = field(default_factory=list)
     template: str = ""  # the caption composed without the LLM
     notes: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)  # a video's shots, speech, sounds and text, line by line
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,10 +62,11 @@ class Description:
             "facts": [f.to_dict() for f in self.facts],
             "template": self.template,
             "notes": self.notes,
-        }
+        } | ({"timeline": self.timeline} if self.timeline else {})
 
     def to_text(self) -> str:
-        lines = [self.caption, "", f"(phrased by {self.by}; from {', '.join(self.used) or 'no evidence'})"]
+        lines = [self.caption, *([""] + self.timeline if self.timeline else [])]
+        lines += ["", f"(phrased by {self.by}; from {', '.join(self.used) or 'no evidence'})"]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -86,6 +92,8 @@ def describe(
         summary_by = summary.by
         return Description(facts.source, "text", template, summary_by, facts.used, shown, template, summary.notes)
     description = Description(facts.source, facts.modality, template, TEMPLATE, facts.used, shown, template)
+    if facts.modality == "video":
+        description.timeline = video_timeline(facts)
     if phraser is None:
         return description
     return _phrase(description, facts, shown, phraser)
@@ -111,6 +119,10 @@ def _phrase(description: Description, facts: Facts, shown: list[Fact], phraser: 
 def caption_facts(facts: Facts, phraser: Phraser | None) -> list[Fact]:
     """The facts a caption is made from: every label, tag and colour; OCR and transcript within limits."""
     shown = [f for f in facts.facts if f.kind not in (OCR, TRANSCRIPT, "passage")]
+    if facts.modality == "video":  # one hour is hundreds of shots: the prompt gets the most confident
+        strongest = sorted((f for f in shown if f.kind in (LABEL, TAG)), key=lambda f: -(f.score or 0.0))
+        kept = {id(f) for f in strongest[:MAX_VIDEO_FACTS]}
+        shown = [f for f in shown if f.kind not in (LABEL, TAG) or id(f) in kept]
     shown += facts.of(OCR)[:MAX_OCR_LINES]
     used = 0
     for fact in facts.of(TRANSCRIPT):
@@ -135,7 +147,8 @@ def document_text(facts: Facts) -> str:
 
 # --- template captions ----------------------------------------------------------------------------------------
 def template_caption(facts: Facts) -> str:
-    return {"image": _image_caption, "audio": _audio_caption, "text": _text_caption}[facts.modality](facts)
+    captions = {"image": _image_caption, "audio": _audio_caption, "video": _video_caption, "text": _text_caption}
+    return captions[facts.modality](facts)
 
 
 def _image_caption(facts: Facts) -> str:
@@ -183,6 +196,58 @@ def _audio_caption(facts: Facts) -> str:
     else:
         parts.append("No speech was recognised.")
     return " ".join(parts)
+
+
+def _video_caption(facts: Facts) -> str:
+    meta = [f.text for f in facts.of("meta")]
+    seconds = next((m.removeprefix("duration ").removesuffix(" s") for m in meta if m.startswith("duration")), "")
+    shots = next((m for m in meta if m.endswith(" shots")), "")
+    start = (f"A {seconds}-second video" if seconds else "A video") + (f" in {shots}" if shots else "")
+    best: dict[str, Fact] = {}
+    for fact in sorted(facts.of(LABEL), key=lambda f: -(f.score or 0.0)):
+        best.setdefault(fact.text, fact)
+    seen = list(best.values())[:3]
+    parts = [start + (f" that {'shows' if all(f.sure for f in seen) else 'probably shows'} " if seen else "")]
+    parts[0] += _and([article(f.text) for f in seen]) + "." if seen else "."
+    sounds = list(dict.fromkeys(f.text for f in sorted(facts.of(TAG), key=lambda f: -(f.score or 0.0))))[:4]
+    if sounds:
+        parts.append(f"Sounds: {_and(sounds)}.")
+    ocr = list(dict.fromkeys(f.text for f in facts.of(OCR)))[:MAX_OCR_LINES]
+    if ocr:
+        parts.append(f"On screen: “{' / '.join(ocr)}”.")
+    segments = facts.of(TRANSCRIPT)
+    if segments:
+        words = " ".join(s.text for s in segments).split()
+        parts.append(f"Speech: “{' '.join(words[:30])}{'…' if len(words) > 30 else ''}”")
+    else:
+        parts.append("No speech was recognised.")
+    return " ".join(parts)
+
+
+def video_timeline(facts: Facts) -> list[str]:
+    """One line per shot (times, what it shows), then indented what is on screen, said and heard in it."""
+    lines: list[str] = []
+    shots = list(dict.fromkeys((f.start or 0.0, f.end or 0.0) for f in facts.of(LABEL)))
+    for number, (start, end) in enumerate(shots, 1):
+        labels = [f for f in facts.of(LABEL) if (f.start, f.end) == (start, end)]
+        seen = " or ".join(f"{article(f.text)} ({percent(f.score or 0)})" for f in labels)
+        lines.append(f"{_clock(start)}–{_clock(end)}  shot {number}: {'' if labels[0].sure else 'probably '}{seen}")
+        inside = [f for f in facts.facts if f.start is not None and start <= f.start < end]
+        text = [f.text for f in inside if f.kind == OCR]
+        said = [f.text for f in inside if f.kind == TRANSCRIPT]
+        heard = [f.text for f in facts.of(TAG) if (f.start or 0.0) < end and (f.end or 0.0) > start]
+        if text:
+            lines.append(f"    on screen: “{' / '.join(text[:MAX_OCR_LINES])}”")
+        if said:
+            lines.append(f"    said: “{' '.join(said)}”")
+        if heard:
+            lines.append(f"    heard: {', '.join(dict.fromkeys(heard))}")
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
 
 
 def _text_caption(facts: Facts) -> str:

@@ -20,6 +20,7 @@ SURE = 0.5  # below this score a fact is phrased with "probably"
 MIN_LABEL_SCORE = 0.05  # classifier labels below this are noise, not facts
 MAX_LABELS = 5
 MAX_TAGS = 5
+MAX_SHOT_LABELS = 2  # a video's labels per shot
 MIN_COLOUR_SHARE = 0.12  # a colour covering less of the image is not dominant
 COLOUR, SIZE, META = "colour", "size", "meta"
 FORMAT_NAMES = {"txt": "plain-text", "md": "Markdown", "html": "HTML", "pdf": "PDF"}
@@ -100,6 +101,8 @@ def gather(analyzer: Analyzer, source: Path, analysis: Analysis | None = None) -
         facts += image_facts(analysis, image)
     elif analysis.modality == "audio":
         facts += audio_facts(analysis)
+    elif analysis.modality == "video":
+        facts += video_facts(analysis)
     else:
         facts += text_facts(analysis)
     return Facts(str(source), analysis.modality, facts, analysis, image)
@@ -128,6 +131,49 @@ def audio_facts(analysis: Analysis) -> list[Fact]:
         facts.append(Fact(META, "no speech recognised"))
     facts += [Fact(TRANSCRIPT, e.text, e.score, e.start, e.end) for e in segments]
     return facts
+
+
+def video_facts(analysis: Analysis) -> list[Fact]:
+    """A video's timeline as facts: what each shot shows, on-screen text, sounds and speech, each with times."""
+    meta = analysis.meta
+    width, height = meta.get("width", 0), meta.get("height", 0)
+    facts = [Fact(META, f"duration {meta.get('duration', 0):.0f} s"), Fact(META, f"{meta.get('shots', 0)} shots")]
+    facts.append(Fact(SIZE, f"{width}×{height} pixels, {orientation(width, height)}"))
+    for labels in _same_span(evidence_of(analysis, LABEL)):
+        kept = [e for e in labels if (e.score or 0.0) >= MIN_LABEL_SCORE][:MAX_SHOT_LABELS] or labels[:1]
+        facts += [Fact(LABEL, e.text, e.score, e.start, e.end) for e in kept]
+    facts += _runs([e for e in evidence_of(analysis, OCR) if readable(e.text)], OCR)
+    facts += sorted(_runs(evidence_of(analysis, TAG), TAG), key=lambda f: (f.start or 0.0, -(f.score or 0.0)))
+    segments = evidence_of(analysis, TRANSCRIPT)
+    if segments and meta.get("language"):
+        facts.append(Fact(META, f"spoken language {language_name(meta['language'])}"))
+    elif not segments:
+        facts.append(Fact(META, "no speech recognised"))
+    return facts + [Fact(TRANSCRIPT, e.text, e.score, e.start, e.end) for e in segments]
+
+
+def _same_span(evidence: list[Evidence]) -> list[list[Evidence]]:
+    groups: dict[tuple[float | None, float | None], list[Evidence]] = {}
+    for e in evidence:
+        groups.setdefault((e.start, e.end), []).append(e)
+    return list(groups.values())
+
+
+def _runs(evidence: list[Evidence], kind: str) -> list[Fact]:
+    """The same text in back-to-back spans (a tag in consecutive sound windows, a line over several shots) as
+    one fact from the first start to the last end, with the best score."""
+    open_runs: dict[str, Fact] = {}
+    done: list[Fact] = []
+    for e in sorted(evidence, key=lambda e: (e.start or 0.0)):
+        run = open_runs.get(e.text)
+        if run is not None and e.start is not None and run.end is not None and e.start <= run.end + 0.01:
+            run.end = max(run.end, e.end or run.end)
+            run.score = max(run.score or 0.0, e.score or 0.0)
+            continue
+        if run is not None:
+            done.append(run)
+        open_runs[e.text] = Fact(kind, e.text, e.score, e.start, e.end)
+    return sorted(done + list(open_runs.values()), key=lambda f: f.start or 0.0)
 
 
 def text_facts(analysis: Analysis) -> list[Fact]:
