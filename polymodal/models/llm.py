@@ -7,6 +7,7 @@ into the cache and checked against a SHA-256 recorded here. ``llama_cpp`` is imp
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,11 +39,14 @@ class LocalLlm(LazyModel):
             ) from exc
         path = self.model_path()
         try:
-            return Llama(
+            llama = Llama(
                 model_path=str(path), n_ctx=self.context_tokens, n_threads=self.settings.threads, verbose=False
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"could not load the LLM from {path}: {exc}") from exc
+        # Free it before interpreter teardown: llama.cpp's own __del__ then runs without its C library.
+        atexit.register(llama.close)
+        return llama
 
     def model_path(self) -> Path:
         override = self.override_path()
