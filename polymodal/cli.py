@@ -139,7 +139,7 @@ def _collection(args: argparse.Namespace, create: bool = False, **settings: Any)
 def cmd_index(args: argparse.Namespace) -> int:
     collection = _collection(args, create=True, ocr_mode=args.ocr)
     with _ProgressBar(enabled=not args.json) as bar:
-        report = collection.index(*args.paths, progress=bar.update, aligner=args.aligner)
+        report = collection.index(*args.paths, progress=bar.update, aligner=args.aligner, video_progress=bar.video)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -294,6 +294,96 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
+
+# --- training (polymodal.train; needs the `train` extra) -------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    settings, store = _train_settings(args)
+    if args.train_command == "fusion":
+        from polymodal.train.fusion import FusionConfig
+        from polymodal.train.run import train_fusion
+
+        report = train_fusion(
+            args.manifest, args.out, args.fusion, folds=args.folds, test_fraction=args.test_split, seed=args.seed,
+            config=FusionConfig(max_epochs=args.epochs), settings=settings, store=store, verbose=not args.json,
+        )  # fmt: skip
+        return _print_report(args, report, f"model saved to {args.out}")
+    from polymodal.train.align import AlignConfig, train_align
+
+    config = AlignConfig(steps=args.steps, holdout=args.holdout, seed=args.seed)
+    report = train_align(args.manifest, args.out, config=config, refit=not args.no_refit, settings=settings,
+                         store=store, verbose=not args.json)  # fmt: skip
+    return _print_report(args, report, f"aligner {report['aligner_id']} saved to {args.out}; use it with: "
+                                       f"polymodal index PATH --aligner {args.out}")  # fmt: skip
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from polymodal.train.run import evaluate_fusion
+
+    settings, store = _train_settings(args)
+    report = evaluate_fusion(args.model, args.manifest, args.out, settings=settings, store=store,
+                             verbose=not args.json)  # fmt: skip
+    return _print_report(args, report, "")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from polymodal.train.run import predict
+
+    settings, store = _train_settings(args)
+    result = predict(args.model, args.text, args.image, args.audio, settings=settings, store=store)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"{result['label']} ({result['probability']:.1%}), driven by {result['driven_by']}")
+    if result["drop_one"]:
+        parts = ", ".join(f"{m} {-d:+.1%}" for m, d in sorted(result["drop_one"].items(), key=lambda kv: -kv[1]))
+        print(f"  without each modality, the probability of {result['label']} changes by: {parts}")
+    for modality, late in result.get("late_fusion", {}).items():
+        print(f"  {modality}: late-fusion weight {late['weight']:.2f}, its own confidence {late['confidence']:.1%}")
+    top = list(result["probabilities"].items())[:5]
+    print("  probabilities: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
+    for modality, why in result.get("ignored", {}).items():
+        print(f"  ignored {modality}: {why}")
+    return EXIT_OK
+
+
+def _train_settings(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """Settings, and the store to cache features in: only when --store is given."""
+    import importlib.util
+
+    from polymodal.config import Settings
+
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError("training needs the `train` extra: pip install 'polymodal[train]'")
+
+    settings = Settings.from_env(store=args.store)
+    return settings, settings.store if args.store else None
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, Any], headline: str) -> int:
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if headline:
+        print(headline)
+    if "recall" in report:  # an aligner
+        for modality, head in report["heads"].items():
+            print(f"{modality}: {head['pairs']} pairs, {head['holdout']['queries']} held-out texts; recall@1/5/10 %")
+            _table(["method", "R@1", "R@5", "R@10"], [(name, *(f"{r[k]:.1f}" for k in ("R@1", "R@5", "R@10")))
+                                                      for name, r in head["recall"].items()])  # fmt: skip
+    else:
+        rows = [(name, str(r["n"]), f"{r['accuracy']:.1%}", f"{r['macro_f1']:.3f}")
+                for name, r in report["results"].items()]  # fmt: skip
+        _table(["model / rows", "n", "accuracy", "macro-F1"], rows)
+    problems = report.get("problems", [])
+    if problems:
+        print(f"{len(problems)} rows skipped:")
+        for problem in problems[:20]:
+            print(f"  line {problem['line']}: {problem['reason']}")
+    for name, path in report.get("files", {}).items():
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
@@ -302,9 +392,9 @@ COMMANDS = {
     "samples": cmd_samples,
     "serve": cmd_serve,
     "keys": cmd_keys,
-    "train": lambda args: cmd_train(args),
-    "evaluate": lambda args: cmd_evaluate(args),
-    "predict": lambda args: cmd_predict(args),
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
 }
 
 
@@ -365,6 +455,11 @@ class _ProgressBar:
             self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
         self._bar.n = done
         self._bar.set_postfix_str(Path(current).name[:30] if current else "", refresh=True)
+
+    def video(self, path: str, seconds: float, duration: float) -> None:
+        """How far into the current video its analysis is."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{Path(path).name[:30]} {_clock(seconds)}/{_clock(duration)}", refresh=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from polymodal.analysis import Analyzer, Evidence, media_vector
 from polymodal.config import Settings
-from polymodal.index import Indexer, IndexReport, Progress
+from polymodal.index import Indexer, IndexReport, Progress, VideoProgress
 from polymodal.models.base import loaded_models
 from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
@@ -94,22 +94,28 @@ class Collection(Understanding):
         self.store = SqliteStore(settings.store, create=create)
         self.analyzer = Analyzer(settings)
         self.analyzer.aligner = _stored_aligner(self.store, self.analyzer)
-        self._index = VectorIndex(self.store, settings.exact_search_limit)
+        self._index = VectorIndex(self.store, settings.exact_search_limit, settings.search_nprobe)
 
     def index(
-        self, *paths: str | Path, progress: Progress | None = None, aligner: str | Path | None = None
+        self,
+        *paths: str | Path,
+        progress: Progress | None = None,
+        aligner: str | Path | None = None,
+        video_progress: VideoProgress | None = None,
     ) -> IndexReport:
-        """Index files and folders; re-running it only does what changed.
+        """Index files and folders; re-running it only does what changed. ``progress`` is told of each file,
+        ``video_progress`` how far into a video the analysis is.
 
         ``aligner``: a trained aligner (folder, or the id of one this store already has; "none" removes it)
         that the collection uses from now on; stored items are re-embedded from their stored features.
         """
         if aligner is not None:
             self.set_aligner(aligner)
-        indexer = Indexer(self.store, self.analyzer, fts_text)
+        indexer = Indexer(self.store, self.analyzer, fts_text, video_progress)
         report = indexer.index([Path(p) for p in paths], progress)
         if aligner is not None:
             self.reembed()  # items outside ``paths`` move to the new space too
+        self._index.prepare()  # a large store's search snapshot is built now, not by the first search
         return report
 
     def set_aligner(self, aligner: str | Path | None) -> None:

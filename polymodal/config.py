@@ -39,6 +39,10 @@ class Settings:
     bridge_top_k: int = 10
     # Vectors above this count are searched with an HNSW index instead of exactly.
     exact_search_limit: int = 50_000
+    # Inverted lists probed per query above that (of ~4 sqrt(n)); more: higher recall, slower (bench/PERFORMANCE.md).
+    search_nprobe: int = 16
+    # A model unused for this long is unloaded (memory back to the system) and reloaded on next use; 0: never.
+    idle_unload_seconds: float = 300.0
     max_file_bytes: int = 2 * 1024**3
     max_image_pixels: int = 120_000_000
     max_audio_seconds: float = 4 * 3600
@@ -63,6 +67,8 @@ class Settings:
             values["llm"] = env["POLYMODAL_LLM"]
         if "POLYMODAL_OCR" in env:
             values["ocr_mode"] = env["POLYMODAL_OCR"]
+        if "POLYMODAL_IDLE_UNLOAD_SECONDS" in env:
+            values["idle_unload_seconds"] = max(0.0, float(env["POLYMODAL_IDLE_UNLOAD_SECONDS"]))
         for key, value in env.items():
             if key.startswith("POLYMODAL_MODEL_PATH_"):
                 name = key.removeprefix("POLYMODAL_MODEL_PATH_").lower().replace("_", "-")

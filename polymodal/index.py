@@ -55,6 +55,7 @@ class IndexReport:
 
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
+VideoProgress = Callable[[str, float, float], None]  # (path, seconds of the video read, its duration)
 
 
 def scan(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -90,10 +91,17 @@ def file_sha256(path: Path) -> str:
 
 
 class Indexer:
-    def __init__(self, store: SqliteStore, analyzer: Analyzer, fts_text: Callable[[str], str]):
+    def __init__(
+        self,
+        store: SqliteStore,
+        analyzer: Analyzer,
+        fts_text: Callable[[str], str],
+        video_progress: VideoProgress | None = None,
+    ):
         self.store = store
         self.analyzer = analyzer
         self.fts_text = fts_text
+        self.video_progress = video_progress
 
     def index(self, paths: Iterable[Path], progress: Progress | None = None) -> IndexReport:
         started = time.perf_counter()
@@ -133,7 +141,7 @@ class Indexer:
                 self.store.link_file(key, sha, stat.st_size, stat.st_mtime_ns)
                 self._refresh(key, sha, report)
                 return LINKED
-            analysis = self.analyzer.analyze_file(path)
+            analysis = self.analyzer.analyze_file(path, progress=self._progress_of(key))
             self.store.save(key, sha, stat.st_size, stat.st_mtime_ns, analysis, self.fts_text)
             report.per_modality[analysis.modality] += 1
             report.notes += [(key, note) for note in analysis.notes]
@@ -163,6 +171,10 @@ class Indexer:
             self.store.replace_vectors(sha, analysis)
             return REEMBEDDED
         return UNCHANGED
+
+    def _progress_of(self, key: str) -> Callable[[float, float], None] | None:
+        report = self.video_progress
+        return None if report is None else lambda seconds, duration: report(key, seconds, duration)
 
     def _fail(self, key: str, reason: str, report: IndexReport) -> str:
         report.errors.append((key, reason))

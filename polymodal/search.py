@@ -5,7 +5,7 @@ became (label-bridge vectors, OCR text) and a voice question with what recording
 vector similarity (best vector per item) and BM25 over the evidence text, are fused by reciprocal rank
 fusion; each hit carries the evidence that made it match. A video matches at a moment: its hit has the
 start and end of the best evidence (a shot's labels, a transcript segment, a sound window) and that shot's
-thumbnail.
+thumbnail; for an image query, the shot whose keyframe looks most like the image (classifier features).
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.analysis import LABEL, SOUND_TAG_WEIGHTS, TAG, TRANSCRIPT, Analyzer, Evidence, media_vector
+from polymodal.analysis import (
+    LABEL,
+    SOUND_TAG_WEIGHTS,
+    TAG,
+    TRANSCRIPT,
+    Analyzer,
+    Evidence,
+    media_vector,
+    shot_features_key,
+)
 from polymodal.models.text import normalize
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
@@ -29,6 +38,7 @@ RRF_K = 60
 # Word matches count half as much as vector matches: a single shared word is weaker evidence than meaning.
 LEXICAL_WEIGHT = 0.5
 CANDIDATES = 200
+FILTERED_WIDER = 8  # a filtered search starts from 8x the candidates, and widens 8x at a time
 STOPWORDS = frozenset(
     "a about all an and any are as at be but by can did do does for from has have he her his how i if in into "
     "is it its me my no not of on or our she so some than that the their them then there these they this "
@@ -101,12 +111,16 @@ class Searcher:
         started = time.perf_counter()
         if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
             raise ValueError("give a text, an image or an audio query")
-        vector, words, understood = self._represent(query)
+        vector, words, understood, looks = self._represent(query)
         filtered = bool(query.modality or query.path)
-        candidates = self.index.size if filtered else max(CANDIDATES, query.k * 20)
-        by_vector = self._vector_ranking(vector, candidates)
+        candidates = max(CANDIDATES, query.k * 20) * (FILTERED_WIDER if filtered else 1)
         by_words = self._lexical_ranking(words)
-        hits = self._fuse(by_vector, by_words, query)
+        while True:  # a filter may drop most neighbours: widen until k hits pass it or every vector was seen
+            by_vector = self._vector_ranking(vector, candidates)
+            hits = self._fuse(by_vector, by_words, query, looks)
+            if not filtered or len(hits) >= query.k or candidates >= self.index.size:
+                break
+            candidates *= FILTERED_WIDER
         return SearchResult(hits, understood, self.index.approximate, (time.perf_counter() - started) * 1000)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, exclude: str | None = None) -> SearchResult:
@@ -118,12 +132,16 @@ class Searcher:
         return SearchResult(hits, [], self.index.approximate, (time.perf_counter() - started) * 1000)
 
     # --- the query in the shared space ------------------------------------------------------------
-    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence]]:
+    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray]]:
+        """The query's vector, its words for the lexical ranking, what its media were read as, and how a query
+        image looks (its classifier features)."""
         parts: list[np.ndarray] = []
         words: list[str] = []
         understood: list[Evidence] = []
+        looks: dict[str, np.ndarray] = {}
         if query.image is not None:
             analysis = self.analyzer.perceive_image(query.image)
+            looks = analysis.features
             self.analyzer.embed(analysis)
             parts.append(media_vector(analysis))
             words += [e.text for e in analysis.evidence if e.kind == "ocr"]
@@ -144,7 +162,7 @@ class Searcher:
         if query.text and query.text.strip():
             parts.append(self.analyzer.model("text").encode([query.text])[0])
             words.append(query.text)
-        return normalize(np.sum(parts, axis=0)), " ".join(words), understood
+        return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks
 
     # --- two rankings ------------------------------------------------------------------------------
     def _vector_ranking(self, vector: np.ndarray, candidates: int) -> dict[str, tuple[int, float, int]]:
@@ -172,7 +190,7 @@ class Searcher:
                 best[sha] = (len(best), evidence_id)
         return best
 
-    def _fuse(self, by_vector: dict, by_words: dict, query: Query) -> list[Hit]:
+    def _fuse(self, by_vector: dict, by_words: dict, query: Query, looks: dict | None = None) -> list[Hit]:
         scores: dict[str, float] = {}
         for sha, (rank, _, _) in by_vector.items():
             scores[sha] = 1.0 / (RRF_K + rank)
@@ -193,16 +211,36 @@ class Searcher:
                     continue
                 similarity = by_vector[sha][1] if sha in by_vector else None
                 why = self._why(sha, by_vector.get(sha), by_words.get(sha))
-                hits.append(self._at_moment(Hit(row.id, row.path, modality, scores[sha], similarity, why), sha))
+                alike = self._shot_that_looks_alike(sha, looks) if modality == "video" and looks else []
+                if alike:
+                    why = alike + [e for e in why if e.kind != LABEL]
+                hit = Hit(row.id, row.path, modality, scores[sha], similarity, why)
+                hits.append(self._at_moment(hit, sha, query.text))
                 if len(hits) >= query.k:
                     return hits
         return hits
 
-    def _at_moment(self, hit: Hit, sha: str) -> Hit:
-        """Set the hit's moment (and, for a video, its shot and thumbnail) from its first timed evidence."""
+    def _shot_that_looks_alike(self, sha: str, looks: dict[str, np.ndarray]) -> list[Evidence]:
+        """The labels of the video shot whose keyframe's features are nearest the query image's."""
+        for model, query in looks.items():
+            shots = self.store.feature(sha, shot_features_key(model))
+            if shots is not None and query.ndim == 1 and shots.size % query.size == 0:
+                matrix = shots.reshape(-1, query.size)
+                norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(query)), 1e-9)
+                shot = int(np.argmax(matrix @ query / np.maximum(norms, 1e-9)))
+                return self.store.shot_evidence(sha, shot, LABEL, 3)
+        return []
+
+    def _at_moment(self, hit: Hit, sha: str, text: str | None = None) -> Hit:
+        """Set the hit's moment (and, for a video, its shot and thumbnail) from its first timed evidence; in a
+        sentence with word times, from the first word of its part that the query's words match best."""
         moment = next((e for e in hit.why if e.start is not None), None)
         if moment is not None:
             hit.start, hit.end = moment.start, moment.end
+            if moment.kind == TRANSCRIPT and moment.box and text:
+                hit.start = spoken_at(moment, text)
+            for e in hit.why:
+                e.box = None if e.kind == TRANSCRIPT else e.box  # word times: not part of the answer
             if hit.modality == "video" and moment.page is not None:
                 thumbnail = self.store.thumbnail(sha, moment.page)
                 hit.shot, hit.thumbnail = moment.page, None if thumbnail is None else str(thumbnail)
@@ -230,6 +268,20 @@ class Searcher:
 
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def spoken_at(sentence: Evidence, query: str) -> float | None:
+    """When the part of ``sentence`` (with word times in ``box``) that shares most words with ``query`` starts:
+    the first such word of the best window as long as the query; the sentence's start if none is shared."""
+    tokens = [_TOKEN.findall(word.lower()) for word in sentence.text.split()]
+    wanted = {t for t in _TOKEN.findall(query.lower()) if t not in STOPWORDS}
+    if not sentence.box or len(tokens) != len(sentence.box) or not wanted:
+        return sentence.start
+    hits = [bool(wanted.intersection(word)) for word in tokens]
+    span = max(1, len(_TOKEN.findall(query)))
+    best = max(range(len(hits)), key=lambda i: (sum(hits[i : i + span]), -i))
+    first = next((i for i in range(best, len(hits)) if hits[i]), None)
+    return sentence.start if first is None else float(sentence.box[first][0])
 
 
 def fts_query(text: str, max_terms: int = 32) -> str:

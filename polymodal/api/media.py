@@ -29,6 +29,14 @@ MIME = {
     "mkv": "audio/x-matroska",
     "pdf": "application/pdf",
 }
+VIDEO_MIME = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "mkv": "video/x-matroska",
+    "avi": "video/x-msvideo",
+    "ogv": "video/ogg",
+}
 # Documents are shown as plain text and sandboxed: an indexed HTML file must never run in the page's origin.
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -40,6 +48,8 @@ SAFE_HEADERS = {
 def media_type(fmt: str, modality: str) -> str:
     if modality == "text" and fmt != "pdf":
         return "text/plain; charset=utf-8"
+    if modality == "video":
+        return VIDEO_MIME.get(fmt, "application/octet-stream")
     return MIME.get(fmt, "application/octet-stream")
 
 

@@ -8,10 +8,12 @@ from polymodal.api.errors import scrub
 from polymodal.api.service import Service
 
 
-def links(item_id: int, modality: str) -> dict[str, str]:
+def links(item_id: int, modality: str, shot: int | None = None) -> dict[str, str]:
     out = {"url": f"/api/items/{item_id}", "media": f"/api/items/{item_id}/media"}
     if modality == "image":
         out["thumbnail"] = f"/api/items/{item_id}/thumbnail"
+    elif modality == "video":  # the shot's keyframe (replaces the store path a video hit carries)
+        out["thumbnail"] = f"/api/items/{item_id}/thumbnail" + (f"?shot={shot}" if shot else "")
     return out
 
 
@@ -23,7 +25,7 @@ def hit(svc: Service, data: dict[str, Any]) -> dict[str, Any]:
         "path": svc.display_path(path),
         "name": path.rsplit("/", 1)[-1],
         "start": moment["start"] if moment else None,
-        **links(data["item"], data["modality"]),
+        **links(data["item"], data["modality"], data.get("shot")),
     }
 
 

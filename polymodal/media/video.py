@@ -19,7 +19,6 @@ yields the shots that could be read, and ``VideoReader.notes`` says what went wr
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from collections import deque
@@ -60,6 +59,14 @@ class VideoInfo:
     fps: float
     codec: str
     has_audio: bool
+    frames: int = 0  # declared by the container (0 if unknown)
+    origin: float = 0.0  # the stream's first timestamp: shot times count from it (MPEG-TS starts at 1.4 s)
+
+    @property
+    def declared_seconds(self) -> float:
+        """The longest of the declared duration and frame count: a truncated AVI has lost its index and
+        FFmpeg estimates the duration from the remaining bytes, but its header still counts every frame."""
+        return max(self.duration, self.frames / self.fps if self.fps else 0.0)
 
     def to_meta(self) -> dict[str, Any]:
         return {"width": self.width, "height": self.height, "fps": round(self.fps, 3), "video_codec": self.codec}
@@ -122,6 +129,8 @@ class ShotDetector:
         neighbours = [*self._before, *after] or [0.0]
         self._before.append(score)
         reason = self._boundary(signature, score, neighbours)
+        if reason in (CHANGE, INTERVAL) and max(after, default=0.0) >= CUT_SCORE:
+            reason = None  # a cut may follow within half a second: let it start the next shot
         if reason is None:
             return []
         self.segment_start = signature.time
@@ -231,7 +240,7 @@ class VideoReader:
                     self.damaged_packets += 1
                     continue
                 for frame in frames:
-                    time = frame.time if frame.time is not None else last + step
+                    time = frame.time - self.info.origin if frame.time is not None else last + step
                     time = max(time, last + 1e-3)  # never backwards, whatever the timestamps say
                     if self.max_seconds is not None and time > self.max_seconds + 1:
                         raise MediaError(f"longer than the {self.max_seconds / 60:g} min limit")
@@ -243,7 +252,7 @@ class VideoReader:
     def _check_end(self) -> None:
         if self.damaged_packets:
             self.notes.append(f"{self.damaged_packets} damaged video packet(s) skipped")
-        declared = self.info.duration
+        declared = self.info.declared_seconds
         if declared and self.decoded_seconds < declared - max(1.0, 0.02 * declared):
             self.notes.append(
                 f"video decoding stopped at {self.decoded_seconds:.1f} s of the declared {declared:.1f} s "
@@ -267,20 +276,36 @@ def probe(source: Path | str) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / 1_000_000
-        return VideoInfo(duration, context.width, context.height, fps, context.name, bool(container.streams.audio))
+        has_audio = bool(container.streams.audio)
+        origin = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        size = (context.width, context.height)
+        return VideoInfo(duration, *size, fps, context.name, has_audio, stream.frames or 0, origin)
 
 
 def frame_at(source: Path | str, time: float, threads: int = 2) -> Any:
-    """The full-size frame shown at ``time`` seconds, as a PIL image (seeks to the keyframe before it)."""
+    """The full-size frame shown at ``time`` seconds (from the first frame), as a PIL image: decoded from the
+    keyframe before it (a seek), or from the start where seeking fails (some files have no index)."""
+    time += probe(source).origin
+    for seek_to in (time, time - 30.0, 0.0):  # a seek can land after the moment: go back further
+        image = _decode_at(Path(source), time, threads, max(0.0, seek_to))
+        if image is not None:
+            return image
+    raise MediaError(f"no frame could be decoded at {time:.2f} s")
+
+
+def _decode_at(path: Path, time: float, threads: int, seek_to: float) -> Any:
     import av
 
-    with _open(Path(source)) as container:
+    with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = max(1, threads)
-        if time > 0 and stream.time_base:
-            with contextlib.suppress(av.FFmpegError):  # not seekable: decode from the start
-                container.seek(int(time / stream.time_base), stream=stream, backward=True)
+        seek = seek_to > 0
+        if seek:
+            try:
+                container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+            except (av.FFmpegError, TypeError, ZeroDivisionError):
+                return None
         found = None
         for packet in _packets(container, stream, []):
             try:
@@ -288,12 +313,12 @@ def frame_at(source: Path | str, time: float, threads: int = 2) -> Any:
             except av.FFmpegError:
                 continue
             for frame in frames:
-                if found is not None and frame.time is not None and frame.time > time + 1e-3:
-                    return found.to_image()
+                if frame.time is not None and frame.time > time + 1e-3:
+                    if found is None and seek:
+                        return None  # the seek landed after the moment
+                    return (found or frame).to_image()
                 found = frame
-        if found is None:
-            raise MediaError(f"no frame could be decoded at {time:.2f} s")
-        return found.to_image()
+        return None if found is None else found.to_image()
 
 
 def thumbnail_jpeg(image: Any, size: int = THUMBNAIL_SIZE, quality: int = 75) -> bytes:
@@ -367,4 +392,4 @@ def _keyframe_image(frame: Any) -> Any:
         return frame.to_image()
     width = max(2, math.floor(frame.width * scale / 2) * 2)
     height = max(2, math.floor(frame.height * scale / 2) * 2)
-    return frame.to_image(width=width, height=height)
+    return frame.to_image(width=width, height=height, interpolation="AREA")

@@ -8,6 +8,7 @@ and obtained with :func:`get_model`, which caches one instance per (family, name
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -28,6 +29,7 @@ class LazyModel:
         self.settings = settings
         self._runtime: Any = None
         self._lock = threading.Lock()
+        self.last_used = 0.0  # time.monotonic() of the last use, for unloading idle models
 
     @property
     def model_id(self) -> str:
@@ -39,16 +41,21 @@ class LazyModel:
 
     @property
     def runtime(self) -> Any:
-        if self._runtime is None:
+        runtime = self._runtime
+        if runtime is None:
             with self._lock:
                 if self._runtime is None:
                     self._runtime = self.load()
-        return self._runtime
+                    _watch(self)
+                runtime = self._runtime
+        self.last_used = time.monotonic()
+        return runtime
 
     def load(self) -> Any:
         raise NotImplementedError
 
     def unload(self) -> None:
+        """Drop the loaded runtime (a call already running keeps its reference); the next use loads it again."""
         with self._lock:
             self._runtime = None
 
@@ -96,3 +103,52 @@ def loaded_models() -> list[str]:
 def _import_adapters() -> None:
     # Importing the adapter modules only registers classes; none of them loads weights at import.
     from polymodal.models import image, llm, ocr, sound, speech, text, vad  # noqa: F401
+
+
+# --- unloading idle models ----------------------------------------------------------------------------------
+_WATCHED: dict[int, LazyModel] = {}
+_REAPER: threading.Thread | None = None
+
+
+def _watch(model: LazyModel) -> None:
+    """Unload ``model`` once it is idle for ``settings.idle_unload_seconds`` (a daemon thread, started on first use)."""
+    global _REAPER
+    if model.settings.idle_unload_seconds <= 0:
+        return
+    with _INSTANCES_LOCK:
+        _WATCHED[id(model)] = model
+        if _REAPER is None or not _REAPER.is_alive():
+            _REAPER = threading.Thread(target=_reap_forever, name="polymodal-model-reaper", daemon=True)
+            _REAPER.start()
+
+
+def _reap_forever() -> None:
+    while True:
+        with _INSTANCES_LOCK:
+            models = list(_WATCHED.values())
+        shortest = min((m.settings.idle_unload_seconds for m in models), default=60.0)
+        time.sleep(max(0.5, min(30.0, shortest / 4)))
+        unload_idle()
+
+
+def unload_idle(now: float | None = None) -> list[str]:
+    """Unload every watched model idle for longer than its settings allow; returns their ids."""
+    now = time.monotonic() if now is None else now
+    with _INSTANCES_LOCK:
+        idle = [m for m in _WATCHED.values() if m.loaded and now - m.last_used > m.settings.idle_unload_seconds]
+    for model in idle:
+        model.unload()
+    if idle:
+        _release_memory()
+    return [m.model_id for m in idle]
+
+
+def _release_memory() -> None:
+    """Collect the dropped sessions and hand freed heap pages back to the system (glibc keeps them otherwise)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

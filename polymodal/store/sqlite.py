@@ -26,6 +26,8 @@ import numpy as np
 from polymodal.analysis import Analysis, Evidence, Vector
 
 SCHEMA_VERSION = 1
+# Most "?" parameters in one SQLite statement (the library's limit is 32766).
+MAX_PARAMS = 30_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,6 +50,13 @@ CREATE INDEX IF NOT EXISTS vectors_sha ON vectors(sha);
 CREATE TABLE IF NOT EXISTS features (
     sha TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (sha, model));
 CREATE TABLE IF NOT EXISTS errors (path TEXT PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
+-- Every vector added or removed, in order: the vector index follows it instead of rereading all vectors.
+CREATE TABLE IF NOT EXISTS vector_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL, added INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS vector_added AFTER INSERT ON vectors
+    BEGIN INSERT INTO vector_log(id, added) VALUES (new.id, 1); END;
+CREATE TRIGGER IF NOT EXISTS vector_removed AFTER DELETE ON vectors
+    BEGIN INSERT INTO vector_log(id, added) VALUES (old.id, 0); END;
 """
 
 
@@ -362,9 +371,83 @@ class SqliteStore:
 
     def vector_rows(self, ids: list[int]) -> dict[int, tuple[str, str, int | None]]:
         """vector id -> (sha, kind, evidence id)."""
-        marks = ",".join("?" * len(ids))
-        rows = self.db.execute(f"SELECT id, sha, kind, evidence_id FROM vectors WHERE id IN ({marks})", ids)
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        found: dict[int, tuple[str, str, int | None]] = {}
+        for start in range(0, len(ids), MAX_PARAMS):
+            chunk = ids[start : start + MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT id, sha, kind, evidence_id FROM vectors WHERE id IN ({marks})", chunk)
+            found.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        return found
+
+    # --- the vector log, for derived vector indexes ---------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query inside sees the same state of the store."""
+        db = self.db
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def vector_seq(self) -> int:
+        """The position of the last vector change in the vector log (0 for none)."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='vector_log'").fetchone()
+        return int(row[0]) if row else 0
+
+    def vector_changes(self, since: int) -> tuple[int, list[tuple[int, bool]]] | None:
+        """(log position, [(vector id, added?), ...]) after ``since``; None when the log no longer reaches back."""
+        with self.reading() as db:
+            last = self.vector_seq()
+            if last == since:
+                return last, []
+            first = db.execute("SELECT MIN(seq) FROM vector_log").fetchone()[0]
+            if last < since or first is None or first > since + 1:
+                return None
+            rows = db.execute(
+                "SELECT id, added FROM vector_log WHERE seq > ? AND seq <= ? ORDER BY seq", (since, last)
+            ).fetchall()
+        return last, [(int(i), bool(a)) for i, a in rows]
+
+    def prune_vector_log(self, upto: int, keep: int = 0) -> None:
+        """Forget log entries up to ``upto`` (an index covers them) once more than ``keep`` are there.
+
+        Content and generation are unchanged. A busy or read-only store keeps its log longer: searches never wait.
+        """
+        first = self.db.execute("SELECT MIN(seq) FROM vector_log").fetchone()[0]
+        if first is None or upto - first < keep:
+            return
+        with self._lock:
+            db = self.db
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                db.execute("DELETE FROM vector_log WHERE seq <= ?", (upto,))
+            except sqlite3.OperationalError:
+                pass
+            finally:
+                db.execute("PRAGMA busy_timeout = 30000")
+
+    def vector_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def iter_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 matrix) of every stored vector in id order, ``batch`` rows at a time."""
+        cursor = self.db.execute("SELECT id, vector FROM vectors ORDER BY id")
+        while rows := cursor.fetchmany(batch):
+            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            yield ids, np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+
+    def vectors_by_id(self, ids: list[int]) -> dict[int, np.ndarray]:
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), MAX_PARAMS):
+            chunk = ids[start : start + MAX_PARAMS]
+            marks = ",".join("?" * len(chunk))
+            for vid, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk):
+                found[vid] = np.frombuffer(blob, np.float32)
+        return found
 
     def lexical(self, match: str, limit: int) -> list[tuple[str, int, float]]:
         """(sha, evidence id, bm25 score; lower is better) for an FTS5 MATCH expression."""
@@ -405,6 +488,15 @@ class SqliteStore:
             "ON first.id = ? AND e.sha = first.sha AND e.kind = first.kind AND e.start IS first.start "
             "AND e.end IS first.end AND e.ord >= first.ord ORDER BY e.ord LIMIT ?",
             (evidence_id, limit),
+        )
+        return [Evidence(*r) for r in rows]
+
+    def shot_evidence(self, sha: str, shot: int, kind: str, limit: int = 3) -> list[Evidence]:
+        """Evidence of ``kind`` of one shot of a video (its ``page``), in order."""
+        rows = self.db.execute(
+            "SELECT kind, text, score, start, end, page FROM evidence WHERE sha=? AND page=? AND kind=? "
+            "ORDER BY ord LIMIT ?",
+            (sha, shot, kind, limit),
         )
         return [Evidence(*r) for r in rows]
 

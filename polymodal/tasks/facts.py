@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, Analyzer, Evidence
+from polymodal.media.detect import detect
 
 SURE = 0.5  # below this score a fact is phrased with "probably"
 MIN_LABEL_SCORE = 0.05  # classifier labels below this are noise, not facts
@@ -89,6 +90,8 @@ def gather(analyzer: Analyzer, source: Path, analysis: Analysis | None = None) -
     """
     source = Path(source)
     mode = ocr_mode_for(analyzer)
+    if analysis is None and detect(source).modality == "video":
+        mode = None  # every shot of an hour of video read at 1-2 s each: the OCR gate decides, as in indexing
     if analysis is not None and analysis.modality == "image" and "ocr" not in analysis.models and mode != "never":
         analysis = None  # stored without OCR ("auto" saw no text): look again, reading any text there is
     analysis = analysis or analyzer.analyze_file(source, ocr_mode=mode)

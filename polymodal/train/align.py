@@ -94,7 +94,7 @@ def fit(pairs: Pairs, config: AlignConfig, verbose: bool = False) -> tuple[Any, 
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", temperature=f"{1 / net.logit_scale.exp().item():.4f}")
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", temperature=f"{1 / net.logit_scale.exp().item():.4f}", refresh=False)
     bar.close()
     net.eval()
     return net, losses
@@ -162,11 +162,11 @@ def load_pairs(extractor: FeatureExtractor, manifest: str | Path, verbose: bool 
     for modality in ("image", "audio"):
         index = np.flatnonzero(table.present(modality) & table.present("text"))
         if len(index):
-            out[modality] = _pairs(extractor, modality, table, index, rows)
+            out[modality] = pairs_from_table(extractor, modality, table, index, rows)
     return out, problems, parsed
 
 
-def _pairs(extractor: FeatureExtractor, modality: str, table: Any, index: np.ndarray, rows: list) -> Pairs:
+def pairs_from_table(extractor: FeatureExtractor, modality: str, table: Any, index: np.ndarray, rows: list) -> Pairs:
     by_line = {r.line: r.text.strip() for r in rows}
     captions = [by_line[table.lines[i]] for i in index]
     group_of = {c: g for g, c in enumerate(dict.fromkeys(captions))}
@@ -229,7 +229,7 @@ def _train_one(extractor: FeatureExtractor, pairs: Pairs, config: AlignConfig, r
         "modality": pairs.modality, "pairs": len(pairs.groups), "groups": len(np.unique(pairs.groups)),
         "holdout": {"queries": len(np.unique(pairs.groups[test_idx])), "items": len(test_idx),
                     "train_items": len(train_idx)},
-        "recall": recall, "temperature": round(1 / float(net.logit_scale.exp()), 4),
+        "recall": recall, "temperature": round(1 / net.logit_scale.exp().item(), 4),
         "seconds": round(time.perf_counter() - started, 2),
     }  # fmt: skip
     return head(net, pairs.modality, feature_model), section, losses

@@ -220,7 +220,8 @@ def _train_loop(model: FusionModel, train: tuple, val: FeatureTable, y_val: np.n
         val_loss, val_accuracy = _validate(model, val_tensors, y_val, weights)
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}",
+                        refresh=False)
         # Validation accuracy decides, its loss breaks ties: the weighted loss of a few rare-class rows is noisy.
         score = (val_accuracy, -val_loss) if val_tensors is not None else (0.0, -history.train_loss[-1])
         if best_score is None or score > best_score:
@@ -393,9 +394,10 @@ def run_experiment(
     baselines: bool = True,
     verbose: bool = False,
     test: FeatureTable | None = None,
+    final: bool = True,
 ) -> Experiment:
-    """Train and score: a held-out split (or ``test``), or ``folds``-fold cross-validation (then a final
-    model on all rows). Scores the fusion model, each single-modality baseline and drop-one ablations."""
+    """Train and score: a held-out split (or ``test``), or ``folds``-fold cross-validation (then, if ``final``,
+    a model on all rows). Scores the fusion model, each single-modality baseline and drop-one ablations."""
     classes = sorted({label for label in table.labels if label is not None})
     y = label_indices(table.labels, classes)
     if test is not None:
@@ -414,7 +416,7 @@ def run_experiment(
         model, fold_histories = _one_split(table.subset(train_idx), held, classes, config, baselines, verbose, tag,
                                            parts)  # fmt: skip
         histories.update(fold_histories)
-    if len(splits) > 1:
+    if len(splits) > 1 and final:
         model = fit(table, classes, config, verbose=verbose, desc=f"{config.fusion} (all rows)")
         histories["fusion"] = model.history
     results = {name: pooled(p, classes) for name, p in parts.items()}

@@ -112,7 +112,8 @@ def _csv(text: str, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
         raise ManifestError("the manifest is empty (a CSV needs a header row)")
     known = {name for names in ALIASES.values() for name in names} | set(MODALITIES)
     if not {(name or "").strip().lower() for name in reader.fieldnames} & known:
-        raise ManifestError(f"no known column in the header {reader.fieldnames}; use label, text, image, audio")
+        shown = ", ".join(repr(str(name)[:40]) for name in reader.fieldnames[:6])
+        raise ManifestError(f"no known column in the header ({shown}); use label, text, image, audio")
     # The line a record ends on: its own line, unless a quoted field spans several.
     return [(reader.line_num, record) for record in reader]
 

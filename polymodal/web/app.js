@@ -336,6 +336,8 @@ function card(hit, terms, index) {
     }
     body.append(audio);
     el.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(hit.item)), body);
+  } else if (hit.modality === "video") {
+    el.append(videoCard(hit, body), body);  // video.js
   } else {
     el.append(h("div", { class: "doc", "aria-hidden": "true" }, "¶ ", hit.path), body);
   }
@@ -463,6 +465,7 @@ async function renderItem(id) {
   $("#main").focus({ preventScroll: true });
 }
 function renderMedia(panel, item) {
+  if (item.modality === "video") return renderVideo(panel, item);  // video.js
   if (item.modality === "image") {
     panel.append(h("img", { src: item.media, alt: item.evidence.filter((e) => e.kind === "label").slice(0, 3).map((e) => e.text).join(", ") || item.name }));
     return null;
@@ -479,6 +482,7 @@ function renderMedia(panel, item) {
   return null;
 }
 function renderEvidence(root, item, audio) {
+  if (item.modality === "video") return renderTimeline(root, item, audio);  // video.js
   const of = (kind) => item.evidence.filter((e) => e.kind === kind);
   const transcript = of("transcript");
   if (transcript.length) {
@@ -781,7 +785,7 @@ async function loadStats() {
   try {
     const status = await api("/api/status");
     const per = status.per_modality || {};
-    $("#stats").textContent = `${status.files} items · ${per.image || 0} images · ${per.audio || 0} recordings · ${per.text || 0} documents`;
+    $("#stats").textContent = `${status.files} items · ${per.image || 0} images · ${per.audio || 0} recordings · ${per.video ? `${per.video} videos · ` : ""}${per.text || 0} documents`;
   } catch { $("#stats").textContent = ""; }
 }
 async function start() {

@@ -23,7 +23,7 @@ router = APIRouter(tags=["items"], dependencies=[Depends(caller)])
 @router.get("/api/items", summary="Items, newest first")
 def list_items(
     svc: Svc,
-    modality: Literal["text", "image", "audio"] | None = None,
+    modality: Literal["text", "image", "audio", "video"] | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -77,9 +77,14 @@ def media(item_id: int, svc: Svc) -> FileResponse:
     )
 
 
-@router.get("/api/items/{item_id}/thumbnail", summary="A JPEG thumbnail of an image item", response_class=FileResponse)
-def item_thumbnail(item_id: int, svc: Svc, size: int = 256) -> FileResponse:
+@router.get("/api/items/{item_id}/thumbnail", summary="A JPEG of an image or a video shot", response_class=FileResponse)
+def item_thumbnail(item_id: int, svc: Svc, size: int = 256, shot: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
     item = svc.collection.item(item_id)
+    if item.modality == "video":  # made at indexing, one per shot (256 px)
+        found = svc.collection.store.thumbnail(item.sha256, shot)
+        if found is None:
+            raise ApiError(404, f"item {item_id} has no shot {shot}")
+        return FileResponse(found, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
     if item.modality != "image":
         raise ApiError(404, f"item {item_id} is {item.modality}, not an image: it has no thumbnail")
     if size not in THUMB_SIZES:

@@ -19,7 +19,7 @@ from polymodal.api.service import Service
 from polymodal.api.uploads import check_kind, clean_name
 
 router = APIRouter(tags=["search"], dependencies=[Depends(caller)])
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "video"]
 
 
 class SearchRequest(BaseModel):
@@ -34,7 +34,7 @@ _MULTIPART_SCHEMA = {
     "properties": {
         "text": {"type": "string"},
         "k": {"type": "integer", "default": 10},
-        "modality": {"type": "string", "enum": ["text", "image", "audio"]},
+        "modality": {"type": "string", "enum": ["text", "image", "audio", "video"]},
         "path": {"type": "string"},
         "image": {"type": "string", "format": "binary", "description": "an example image"},
         "audio": {"type": "string", "format": "binary", "description": "a spoken question or a sound"},

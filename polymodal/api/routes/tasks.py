@@ -97,9 +97,9 @@ async def classify(
         return await run_task(svc, svc.media_pool, "classify", shown, path, parse(labels), top_k, **options)
 
 
-@router.post("/api/describe", summary="A few sentences about an image, a recording or a document")
+@router.post("/api/describe", summary="A few sentences about an image, a recording, a video or a document")
 async def describe(svc: Svc, file: FileField = None, item: ItemField = None, phrase: PhraseField = True) -> dict:
-    async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
+    async with source(svc, file, item, ("image", "audio", "video", "text"), "the file") as (path, shown):
         return await run_task(svc, svc.task_pool, "describe", shown, path, phraser=phraser(phrase))
 
 
@@ -111,7 +111,7 @@ async def ask(
     item: ItemField = None,
     phrase: PhraseField = True,
 ) -> dict[str, Any]:
-    async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
+    async with source(svc, file, item, ("image", "audio", "video", "text"), "the file") as (path, shown):
         return await run_task(svc, svc.task_pool, "ask", shown, path, question, phraser=phraser(phrase))
 
 
