@@ -69,7 +69,8 @@ def product_path(settings: Settings, rows: list, test: np.ndarray, head: object,
             report = collection.index(*[rows[i].image for i in test], aligner=aligner)
             ranked = [[caption_of.get(h.path, "") for h in collection.search(q, modality="image", k=10).hits]
                       for q in queries]  # fmt: skip
-            out[name] = {**recalls(first_hit_ranks(ranked, queries)), "outcomes": dict(report.outcomes),
+            recall = {k: round(v, 1) for k, v in recalls(first_hit_ranks(ranked, queries)).items()}
+            out[name] = {**recall, "outcomes": dict(report.outcomes),
                          "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     return out
 

@@ -91,6 +91,8 @@ MAX_WINDOW_TAGS = 5
 # A video keyframe whose 64x36 grey differs from the last one read by less than this (of 255) is not read again.
 SAME_FRAME_DIFFERENCE = 4.0
 VideoProgress = Callable[[float, float], None]  # (seconds read, duration)
+# A decoded image waiting for its classifier batch is kept for OCR below this size (12 MB of RGB at 4 MP).
+KEEP_DECODED_PIXELS = 4_000_000
 
 
 @dataclass
@@ -118,6 +120,19 @@ class Vector:
     vector: np.ndarray
     # Index into Analysis.evidence; for a bridge vector of a video shot or sound window, its first label / tag.
     evidence: int | None = None
+
+
+@dataclass
+class PreparedImage:
+    """An image decoded for the classifier (:meth:`Analyzer.prepare_image`), waiting for its batch."""
+
+    source: Path | bytes
+    fmt: str
+    tensor: np.ndarray  # (3, 224, 224) float32
+    width: int  # original size, after EXIF rotation
+    height: int
+    document: bool  # the cheap "flat and grey: a scan" prior of the OCR gate
+    image: Any = None  # the decoded full image when small (OCR reuses it), else None
 
 
 @dataclass
@@ -230,19 +245,48 @@ class Analyzer:
         return analysis
 
     def perceive_image(self, source: Path | bytes, fmt: str = "image", ocr_mode: str | None = None) -> Analysis:
+        return self.finish_images([self.prepare_image(source, fmt)], ocr_mode)[0]
+
+    def prepare_image(self, source: Path | bytes, fmt: str = "image") -> PreparedImage:
+        """Decode an image (a draft for JPEGs) and make the classifier's input. No model runs here and nothing is
+        shared, so the indexer calls it in decoding threads while the classifier works on the previous batch."""
+        from polymodal.media.image import classifier_input, looks_like_document, open_image
+
+        image = open_image(source, self.settings.max_image_pixels, draft_to=256)
+        width, height = image.info["original_size"]
+        full_size = image.size == (width, height)
+        return PreparedImage(
+            source,
+            fmt,
+            classifier_input(image),
+            width,
+            height,
+            looks_like_document(image),
+            # Kept for OCR only when it is the full image and small; otherwise OCR decodes the file again.
+            image if full_size and width * height <= KEEP_DECODED_PIXELS else None,
+        )
+
+    def finish_images(self, prepared: list[PreparedImage], ocr_mode: str | None = None) -> list[Analysis]:
+        """Classify prepared images in batches, then each one's labels and, where the OCR gate sees text, its text
+        lines: what :meth:`perceive_image` does for one image."""
+        if not prepared:
+            return []
+        classifier = self.model("image")
+        results = classifier.analyze(np.stack([p.tensor for p in prepared]))
+        return [self._finish_image(p, result, ocr_mode) for p, result in zip(prepared, results, strict=True)]
+
+    def _finish_image(self, prepared: PreparedImage, result: Any, ocr_mode: str | None) -> Analysis:
         from polymodal.media.image import open_image
 
-        max_pixels = self.settings.max_image_pixels
-        image = open_image(source, max_pixels, draft_to=256)
-        analysis = Analysis("image", fmt)
-        width, height = image.info["original_size"]
+        analysis = Analysis("image", prepared.fmt)
 
         def read_text() -> list[Any]:  # OCR needs every pixel: decode again at full size if that was a draft
-            return self.model("ocr").read(image if image.size == (width, height) else open_image(source, max_pixels))
+            image = prepared.image or open_image(prepared.source, self.settings.max_image_pixels)
+            return self.model("ocr").read(image)
 
-        features = self._look(analysis, image, read_text, ocr_mode)
+        features = self._labels_and_text(analysis, result, lambda: prepared.document, read_text, ocr_mode)
         analysis.features[self.model("image").model_id] = features
-        analysis.meta.update(width=width, height=height)
+        analysis.meta.update(width=prepared.width, height=prepared.height)
         return analysis
 
     def _look(
@@ -254,28 +298,40 @@ class Analyzer:
         document_prior: bool = True,
         **where: Any,
     ) -> np.ndarray:
-        """Labels of one picture (an image, a video's keyframe), and its text lines (``read_text``) where the OCR
-        gate sees text; ``where`` (start, end, page) goes on every piece of evidence. Returns the features."""
-        from polymodal.media.image import classifier_input
+        """Labels of one picture (a video's keyframe), and its text lines (``read_text``) where the OCR gate sees
+        text; ``where`` (start, end, page) goes on every piece of evidence. Returns the features."""
+        from polymodal.media.image import classifier_input, looks_like_document
 
+        result = self.model("image").analyze(classifier_input(image)[None])[0]
+        document = (lambda: looks_like_document(image)) if document_prior else (lambda: False)
+        return self._labels_and_text(analysis, result, document, read_text, ocr_mode, **where)
+
+    def _labels_and_text(
+        self,
+        analysis: Analysis,
+        result: Any,
+        document: Callable[[], bool],
+        read_text: Callable[[], list[Any]],
+        ocr_mode: str | None,
+        **where: Any,
+    ) -> np.ndarray:
+        """The classifier's ``result`` as label evidence, and OCR lines where the gate sees text."""
         classifier = self.model("image")
-        result = classifier.analyze(classifier_input(image)[None])[0]
         for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
             analysis.evidence.append(Evidence(LABEL, label, score=probability, **where))
         analysis.models["image"] = classifier.model_id
-        if self._wants_ocr(result.probabilities, image, ocr_mode or self.settings.ocr_mode, document_prior):
+        if self._wants_ocr(result.probabilities, ocr_mode or self.settings.ocr_mode, document):
             lines = read_text()
             analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box, **where) for line in lines]
             analysis.models["ocr"] = self.model("ocr").model_id
         return result.features
 
-    def _wants_ocr(self, probabilities: np.ndarray, image: Any, mode: str, document_prior: bool = True) -> bool:
-        from polymodal.media.image import looks_like_document
-
+    def _wants_ocr(self, probabilities: np.ndarray, mode: str, document: Callable[[], bool]) -> bool:
+        """OCR runs where labels suggest text (menu, website, plaque, ...) or ``document()`` (flat, grey: a scan)."""
         if mode in ("always", "never"):
             return mode == "always"
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
-        return text_mass >= TEXT_LIKELY_THRESHOLD or (document_prior and looks_like_document(image))
+        return text_mass >= TEXT_LIKELY_THRESHOLD or document()
 
     def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
         from polymodal.media.audio import decode_audio

@@ -10,15 +10,21 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polymodal.analysis import Analyzer
-from polymodal.media.detect import SUPPORTED_EXTENSIONS
+from polymodal.analysis import Analysis, Analyzer, PreparedImage
+from polymodal.media.detect import SUPPORTED_EXTENSIONS, detect
 from polymodal.media.errors import MediaError
 from polymodal.store.sqlite import SqliteStore
+
+# Images are classified in batches of this many, decoded ahead by the indexer's threads (at most WINDOW files
+# ahead of the one being written, which bounds memory); two thirds of a photo's CPU time is decoding.
+IMAGE_BATCH = 8
+WINDOW = 2 * IMAGE_BATCH
 
 # Outcomes of one file.
 ANALYZED, REEMBEDDED, LINKED, UNCHANGED, FAILED, REMOVED = (
@@ -102,6 +108,8 @@ class Indexer:
         self.analyzer = analyzer
         self.fts_text = fts_text
         self.video_progress = video_progress
+        # Threads that hash and decode ahead of the models (0: one file at a time, all in the calling thread).
+        self.decode_threads = analyzer.settings.threads
 
     def index(self, paths: Iterable[Path], progress: Progress | None = None) -> IndexReport:
         started = time.perf_counter()
@@ -110,11 +118,7 @@ class Indexer:
         report = IndexReport()
         for path, reason in problems:
             report.errors.append((path, reason))
-        for done, path in enumerate(files):
-            if progress:
-                progress(done, len(files), str(path))
-            outcome = self._index_file(path, report)
-            report.outcomes[outcome] += 1
+        self._run(files, report, progress)
         if progress:
             progress(len(files), len(files), "")
         seen = {str(p) for p in files}
@@ -127,7 +131,25 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _index_file(self, path: Path, report: IndexReport) -> str:
+    def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
+        """Files in order: threads stat, hash and decode ahead (:meth:`_look_ahead`); this thread runs the models
+        (images in batches) and writes. ``decode_threads`` 0 does everything here, one file at a time."""
+        threads = self.decode_threads
+        batch: list[_Ahead] = []
+        ahead: deque[Future[_Ahead]] = deque()
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="polymodal-decode") as pool:
+            for done, path in enumerate(files):
+                ahead.append(pool.submit(self._look_ahead, path) if threads else _done(self._look_ahead(path)))
+                while len(ahead) > (WINDOW if threads else 0) or (ahead and done == len(files) - 1):
+                    item = ahead.popleft().result()
+                    if progress:
+                        progress(done - len(ahead), len(files), item.key)
+                    self._take(item, batch, report, batch_size=IMAGE_BATCH if threads else 1)
+            self._flush(batch, report)
+
+    def _look_ahead(self, path: Path) -> _Ahead:
+        """Everything about a file that needs no model and no write (thread-safe): stat, the unchanged check,
+        the hash, and for a new image its decoding."""
         key = str(path)
         try:
             stat = path.stat()
@@ -135,13 +157,59 @@ class Indexer:
                 raise MediaError(f"file is {stat.st_size / 1e9:.1f} GB, over the size limit")
             known = self.store.file(key)
             if known and known.size == stat.st_size and known.mtime_ns == stat.st_mtime_ns:
-                return self._refresh(key, known.sha, report)
-            sha = file_sha256(path)
+                return _Ahead(key, stat, known_sha=known.sha)
+            item = _Ahead(key, stat, sha=file_sha256(path))
+            if self.store.content_state(item.sha) is None:
+                detected = detect(path)
+                if detected.modality == "image":
+                    item.note = detected.note
+                    item.image = self.analyzer.prepare_image(path, detected.format)
+            return item
+        except Exception as exc:  # reported in order, by _take
+            return _Ahead(key, error=exc)
+
+    def _take(self, item: _Ahead, batch: list[_Ahead], report: IndexReport, batch_size: int) -> None:
+        """Finish one file (an image joins the batch; the batch runs when full)."""
+        if item.image is not None and item.error is None:
+            if any(b.sha == item.sha for b in batch):  # the same content twice in one batch: the second links
+                self._flush(batch, report)
+            elif self.store.content_state(item.sha or "") is None:
+                batch.append(item)
+                if len(batch) >= batch_size:
+                    self._flush(batch, report)
+                return
+        report.outcomes[self._index_file(item, report)] += 1
+
+    def _flush(self, batch: list[_Ahead], report: IndexReport) -> None:
+        if not batch:
+            return
+        try:
+            analyses: list[Analysis | None] = list(self.analyzer.finish_images([b.image for b in batch if b.image]))
+        except Exception:  # one odd image must not fail its batch: each on its own, to find it
+            analyses = [None] * len(batch)
+        for item, analysis in zip(batch, analyses, strict=True):
+            report.outcomes[self._index_file(item, report, analysis)] += 1
+        batch.clear()
+
+    def _index_file(self, item: _Ahead, report: IndexReport, analysis: Analysis | None = None) -> str:
+        key, stat, sha = item.key, item.stat, item.sha
+        try:
+            if item.error is not None:
+                raise item.error
+            assert stat is not None
+            if item.known_sha is not None:
+                return self._refresh(key, item.known_sha, report)
+            assert sha is not None
             if self.store.content_state(sha) is not None:
                 self.store.link_file(key, sha, stat.st_size, stat.st_mtime_ns)
                 self._refresh(key, sha, report)
                 return LINKED
-            analysis = self.analyzer.analyze_file(path, progress=self._progress_of(key))
+            if item.image is not None:
+                analysis = analysis or self.analyzer.finish_images([item.image])[0]
+                analysis.notes += [item.note] if item.note else []
+                self.analyzer.embed(analysis)  # what analyze_file does after perceiving
+            else:
+                analysis = self.analyzer.analyze_file(Path(key), progress=self._progress_of(key))
             self.store.save(key, sha, stat.st_size, stat.st_mtime_ns, analysis, self.fts_text)
             report.per_modality[analysis.modality] += 1
             report.notes += [(key, note) for note in analysis.notes]
@@ -180,6 +248,25 @@ class Indexer:
         report.errors.append((key, reason))
         self.store.record_error(key, reason)
         return FAILED
+
+
+@dataclass
+class _Ahead:
+    """What the decoding threads learned about one file before the models see it."""
+
+    key: str
+    stat: os.stat_result | None = None
+    known_sha: str | None = None  # path, size and mtime unchanged: at most a refresh
+    sha: str | None = None
+    note: str | None = None  # what detection noticed (e.g. a PNG named .jpg)
+    image: PreparedImage | None = None  # a new image, decoded for the classifier
+    error: Exception | None = None
+
+
+def _done(item: _Ahead) -> Future[_Ahead]:
+    future: Future[_Ahead] = Future()
+    future.set_result(item)
+    return future
 
 
 def _reason(exc: Exception) -> str:

@@ -108,6 +108,7 @@ def _import_adapters() -> None:
 # --- unloading idle models ----------------------------------------------------------------------------------
 _WATCHED: dict[int, LazyModel] = {}
 _REAPER: threading.Thread | None = None
+_WAKE = threading.Event()  # a newly watched model may allow less idle time than the reaper's current wait
 
 
 def _watch(model: LazyModel) -> None:
@@ -120,6 +121,7 @@ def _watch(model: LazyModel) -> None:
         if _REAPER is None or not _REAPER.is_alive():
             _REAPER = threading.Thread(target=_reap_forever, name="polymodal-model-reaper", daemon=True)
             _REAPER.start()
+    _WAKE.set()
 
 
 def _reap_forever() -> None:
@@ -127,7 +129,8 @@ def _reap_forever() -> None:
         with _INSTANCES_LOCK:
             models = list(_WATCHED.values())
         shortest = min((m.settings.idle_unload_seconds for m in models), default=60.0)
-        time.sleep(max(0.5, min(30.0, shortest / 4)))
+        _WAKE.wait(max(0.25, min(30.0, shortest / 4)))
+        _WAKE.clear()
         unload_idle()
 
 

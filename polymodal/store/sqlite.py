@@ -452,9 +452,11 @@ class SqliteStore:
     def lexical(self, match: str, limit: int) -> list[tuple[str, int, float]]:
         """(sha, evidence id, bm25 score; lower is better) for an FTS5 MATCH expression."""
         try:
+            # Rank inside FTS5 first, then join only the best: joining every match before sorting costs ~8x
+            # at 1M rows (3,500 matches: 101 -> 12 ms). ``rank`` is bm25() with the default weights.
             rows = self.db.execute(
-                "SELECT e.sha, e.id, bm25(evidence_fts) AS rank FROM evidence_fts "
-                "JOIN evidence e ON e.id = evidence_fts.rowid WHERE evidence_fts MATCH ? ORDER BY rank LIMIT ?",
+                "SELECT e.sha, e.id, f.rank FROM (SELECT rowid, rank FROM evidence_fts WHERE evidence_fts MATCH ? "
+                "ORDER BY rank LIMIT ?) AS f JOIN evidence e ON e.id = f.rowid ORDER BY f.rank",
                 (match, limit),
             ).fetchall()
         except sqlite3.OperationalError:
