@@ -83,6 +83,11 @@ SPEECH_TAGS = (
 MIN_SPEECH_TAG_SCORE = 0.2
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 MAX_SENTENCE_GAP = 1.0  # seconds between two words that end a sentence of a video's transcript
+# A video's track is decoded once per 30 s window: repeated lyrics or a looped clip make Whisper's temperature
+# fallback decode every window six times (9x the time on a looped 10 min clip). A sentence that repeats itself
+# (a decoding loop: "thank you thank you ...") is dropped instead, as the fallback would have redone it.
+VIDEO_SPEECH_TEMPERATURE = 0.0
+MAX_SENTENCE_COMPRESSION = 2.4  # Whisper's own threshold, zlib ratio of the text
 # A video's sound track is tagged in windows of this many seconds: a few tags (at least MIN_WINDOW_TAG_SCORE)
 # per window, each window one group with its own bridge vector, so a search for a sound finds its moment.
 SOUND_WINDOW_SECONDS = 5.0
@@ -358,21 +363,29 @@ class Analyzer:
         speech_seconds = self.model("vad").speech_seconds(audio)
         analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
         if _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))):
-            speech = self.model("speech")
-            by_sentence = shots is not None
-            language = language or analysis.meta.get("language")
-            transcript = speech.transcribe(audio, language=language, word_timestamps=by_sentence)
-            if "language" not in analysis.meta:
-                analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
-            for s in sentences(transcript.segments) if by_sentence else transcript.segments:
-                start, end = round(s.start + offset, 2), round(s.end + offset, 2)
-                page = None if shots is None else shot_at(shots, start)
-                words = [[round(w.start + offset, 2), round(w.end + offset, 2)] for w in s.words] or None
-                analysis.evidence.append(
-                    Evidence(TRANSCRIPT, s.text, s.confidence, start=start, end=end, page=page, box=words)
-                )
-            analysis.models["speech"] = speech.model_id
+            self._transcribe(analysis, audio, offset, language, shots)
         return starts + offset, scores
+
+    def _transcribe(
+        self, analysis: Analysis, audio: np.ndarray, offset: float, language: str | None, shots: Any
+    ) -> None:
+        """Transcript segments (a video's: sentences, with word times in ``box``) as evidence, ``offset`` seconds on."""
+        speech = self.model("speech")
+        by_sentence = shots is not None
+        options = {"word_timestamps": True, "temperature": VIDEO_SPEECH_TEMPERATURE} if by_sentence else {}
+        transcript = speech.transcribe(audio, language=language or analysis.meta.get("language"), **options)
+        if "language" not in analysis.meta:
+            analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
+        segments = transcript.segments
+        if by_sentence:
+            segments = [s for s in sentences(segments) if not _repetitive(s.text)]
+        for s in segments:
+            start, end = round(s.start + offset, 2), round(s.end + offset, 2)
+            page = None if shots is None else shot_at(shots, start)
+            words = [[round(w.start + offset, 2), round(w.end + offset, 2)] for w in s.words] or None
+            where = {"start": start, "end": end, "page": page, "box": words}
+            analysis.evidence.append(Evidence(TRANSCRIPT, s.text, s.confidence, **where))
+        analysis.models["speech"] = speech.model_id
 
     def perceive_video(
         self,
@@ -540,6 +553,13 @@ def _joined(words: list[Any]) -> str:
         close = text and has_cjk(text[-1]) and has_cjk(word.text[:1])
         text += ("" if close or not text else " ") + word.text
     return text
+
+
+def _repetitive(text: str) -> bool:
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) > 40 and len(data) / len(zlib.compress(data)) > MAX_SENTENCE_COMPRESSION
 
 
 def _worth_transcribing(speech_seconds: float, tag_scores: dict[str, float]) -> bool:

@@ -84,8 +84,11 @@ class WhisperBase(LazyModel):
         word_timestamps: bool = False,
         vad: bool = True,
         beam_size: int = 5,
+        temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 ``audio``; ``language=None`` detects it."""
+        """Transcribe 16 kHz mono float32 ``audio``; ``language=None`` detects it. ``temperature``: Whisper's
+        fallback schedule (a 30 s window whose text is repetitive or unsure is decoded again, hotter, up to
+        five more times); ``0.0`` decodes each window once."""
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             return Transcript(language or "", 0.0, 0.0, [])
@@ -96,6 +99,7 @@ class WhisperBase(LazyModel):
             word_timestamps=word_timestamps,
             vad_filter=vad,
             condition_on_previous_text=False,
+            temperature=temperature,
         )
         segments = [_segment(raw) for raw in raw_segments if not _is_hallucination(raw)]
         return Transcript(info.language, float(info.language_probability), float(info.duration), segments)
