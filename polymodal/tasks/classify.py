@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import Analyzer, Evidence, media_vector
+from polymodal.media.detect import detect
+from polymodal.media.errors import MediaError
 from polymodal.models.text import normalize
 
 # Prompt templates per modality: (for labels without Chinese characters, for labels with them).
@@ -156,7 +158,9 @@ def represent(analyzer: Analyzer, source: Path | None, text: str | None = None) 
         return "text", analyzer.model("text").encode([text])[0], []
     if source is None:
         raise ValueError("give a file or a text to classify")
-    analysis = analyzer.analyze_file(Path(source))  # perceive + embed; raises MediaError for video
+    if detect(Path(source)).modality == "video":  # no calibrated temperature: not worth a whole video's analysis
+        raise MediaError("classify takes an image, a recording or a document; describe or search a video instead")
+    analysis = analyzer.analyze_file(Path(source))  # perceive + embed
     if analysis.modality == "text":
         return "text", normalize(np.mean([v.vector for v in analysis.vectors], axis=0)), []
     return analysis.modality, media_vector(analysis), analysis.evidence
