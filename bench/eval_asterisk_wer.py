@@ -14,7 +14,7 @@ as English words (1234 -> one thousand two hundred thirty four, 28.8 -> twenty e
 as errors.
 
 Audio is decoded with ``decode_audio`` (16 kHz mono) and transcribed with the speech adapter
-(``language="en"``, its defaults: beam 5, VAD filter on). Corpus WER = sum of word edit distances / sum
+(``language="en"``, beam 5, VAD filter on). Corpus WER = sum of word edit distances / sum
 of reference words. Real-time factor = (decode + transcribe seconds) / audio seconds, model load excluded.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_asterisk_wer.py [--limit N]
@@ -153,7 +153,7 @@ def transcribe_all(analyzer: Analyzer, items: list[tuple[str, Path, str]]) -> li
     for i, (name, wav, text) in enumerate(items):
         started = time.perf_counter()
         audio = decode_audio(wav)
-        raw = speech.transcribe(audio, language="en").text
+        raw = speech.transcribe(audio, language="en", beam_size=5).text
         seconds = time.perf_counter() - started
         reference, hypothesis = normalise(text), normalise(raw)
         errors = edit_distance(reference.split(), hypothesis.split())

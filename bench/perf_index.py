@@ -299,6 +299,10 @@ def levers(quick: bool) -> dict[str, Any]:
     with torch.no_grad():
         net(torch.from_numpy(tensors[0][None]))
         out["model_per_s_torch_b1"] = _rate(tensors, lambda t: net(torch.from_numpy(t[None])))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        out["model_per_s_torch_b1_1thread"] = _rate(tensors, lambda t: net(torch.from_numpy(t[None])))
+        torch.set_num_threads(threads)
     for threads in (1, 2):
         classifier = _classifier(settings, threads)
         classifier.analyze(np.stack(tensors[:8]))

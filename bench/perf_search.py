@@ -149,11 +149,13 @@ def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
     return top[np.argsort(-scores[top])]
 
 
-def measure_index(index: VectorIndex, matrix: np.ndarray, ids: np.ndarray, queries: dict, k: int = 10) -> dict:
+def measure_index(
+    index: VectorIndex, matrix: np.ndarray, ids: np.ndarray, queries: dict, k: int = 10, repeats: int = 3
+) -> dict:
     out = {}
     for modality, rows in queries.items():
         ours, theirs, recalls = [], [], []
-        for repeat in range(3):
+        for repeat in range(repeats):
             for q in rows:
                 started = time.perf_counter()
                 found = index.search(q, k)
@@ -189,6 +191,16 @@ def measure_end_to_end(collection: Collection, sources: dict, quick: bool) -> di
     return out
 
 
+def nprobe_sweep(store: SqliteStore, settings: Settings, matrix: np.ndarray, ids: np.ndarray, queries: dict) -> dict:
+    """Recall@10 and latency for other numbers of probed lists (the saved snapshot, mapped again)."""
+    out = {}
+    for nprobe in (4, 8, 16, 32, 64):
+        index = VectorIndex(store, settings.exact_search_limit, nprobe=nprobe)
+        rows = measure_index(index, matrix, ids, {m: q[:50] for m, q in queries.items()}, repeats=1)
+        out[str(nprobe)] = {m: {"p50_ms": r["index_ms"]["p50"], "recall": r["recall_at_10"]} for m, r in rows.items()}
+    return out
+
+
 def run_size(n: int, pool: tuple, queries: dict, sources: dict, analyzer, args) -> dict:
     started = time.perf_counter()
     store, matrix = scale_store(Path(args.work), pool, n)
@@ -209,6 +221,8 @@ def run_size(n: int, pool: tuple, queries: dict, sources: dict, analyzer, args) 
         "index_files_mb": round(sum(p.stat().st_size for p in store.directory.glob("vectors-*")) / 1e6, 1),
         "per_query_modality": measure_index(index, matrix, ids, queries),
     }
+    if index.approximate:
+        result["nprobe_sweep"] = nprobe_sweep(store, settings, matrix, ids, queries)
     collection = Collection(settings=settings)
     collection.analyzer = analyzer  # the models already loaded
     result["end_to_end_ms"] = measure_end_to_end(collection, sources, args.quick)

@@ -92,8 +92,9 @@ def main() -> None:
     out = HERE / "results" / ("perf-quick.json" if args.quick else "perf.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(markdown(report))
     print_table(report)
-    print(f"\nwritten: {out.relative_to(HERE.parent)}")
+    print(f"\nwritten: {out.relative_to(HERE.parent)} and {out.with_suffix('.md').name}")
 
 
 def photo_rounds(store: Path, work: Path, quick: list[str], timing: dict, rounds: int) -> dict[str, Any]:
@@ -240,6 +241,24 @@ def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             "baseline: `python -c pass`",
         )
     return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary as a Markdown table (for bench/PERFORMANCE.md)."""
+    m = report["machine"]
+    lines = [
+        f"Measured {report['date']} with `{report['command']}` on {m['cores']} cores ({m['cpu']}), "
+        f"{m['memory_gb']} GB RAM, Python {m['python']}; load average {report['load_at_start'][0]} at start, "
+        f"{report['load_at_end'][0]} at end.",
+        "",
+        "| measure | value | target | met | baseline | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["summary"]:
+        met = {True: "yes", False: "**no**", None: ""}[row["met"]]
+        cells = [row["measure"], row["value"], row["target"], met, row["baseline"], row["note"]]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -83,19 +83,19 @@ class WhisperBase(LazyModel):
         language: str | None = None,
         word_timestamps: bool = False,
         vad: bool = True,
-        beam_size: int = 5,
+        beam_size: int | None = None,
         temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 ``audio``; ``language=None`` detects it. ``temperature``: Whisper's
         fallback schedule (a 30 s window whose text is repetitive or unsure is decoded again, hotter, up to
-        five more times); ``0.0`` decodes each window once."""
+        five more times); ``0.0`` decodes each window once. ``beam_size`` None: ``Settings.speech_beam_size``."""
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             return Transcript(language or "", 0.0, 0.0, [])
         raw_segments, info = self.runtime.transcribe(
             audio,
             language=language,
-            beam_size=beam_size,
+            beam_size=beam_size or self.settings.speech_beam_size,
             word_timestamps=word_timestamps,
             vad_filter=vad,
             condition_on_previous_text=False,

@@ -123,6 +123,7 @@ class VectorIndex:
         """Bring the index up to date now, rebuilding its snapshot if it is due (e.g. at the end of indexing)."""
         self.refresh()
         self.wait_for_rebuild()
+        self.refresh()
 
     def wait_for_rebuild(self) -> None:
         """Block until a background rebuild (if any) is done: for tests and benchmarks."""
@@ -276,9 +277,12 @@ def _open_snapshot(directory: Path, seq: int) -> _Base | None:
     ivf = _snapshot_path(directory, seq, "ivf")
     if not ivf.exists():
         return None
-    ids = np.load(_snapshot_path(directory, seq, "ids.npy"))
-    matrix = np.load(_snapshot_path(directory, seq, "f16.npy"), mmap_mode="r")
-    return _Base(seq, ids, matrix, faiss.read_index(str(ivf), faiss.IO_FLAG_MMAP))
+    try:
+        ids = np.load(_snapshot_path(directory, seq, "ids.npy"))
+        matrix = np.load(_snapshot_path(directory, seq, "f16.npy"), mmap_mode="r")
+        return _Base(seq, ids, matrix, faiss.read_index(str(ivf), faiss.IO_FLAG_MMAP))
+    except (OSError, RuntimeError, ValueError):  # removed meanwhile by a process that saved a newer one
+        return None
 
 
 def _export(store: SqliteStore, count: int, directory: Path, seq: int) -> tuple[np.ndarray, np.ndarray]:

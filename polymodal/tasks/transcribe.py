@@ -25,6 +25,7 @@ WINDOW_SECONDS = 600.0
 CUT_SEARCH_SECONDS = 30.0
 FORMATS = ("txt", "srt", "vtt", "json")
 _SAMPLE_RATE = 16000
+SUBTITLE_BEAM = 5  # subtitles are read: the better beam search, whatever the indexing setting
 
 
 @dataclass
@@ -84,7 +85,7 @@ def transcribe(
     detected, probability = language, 1.0 if language else 0.0
     total = 0
     for offset, audio in speech_windows(analyzer, source, window_seconds):
-        result = speech.transcribe(audio, language=detected, word_timestamps=words)
+        result = speech.transcribe(audio, language=detected, word_timestamps=words, beam_size=SUBTITLE_BEAM)
         if result.segments and not detected:
             detected, probability = result.language, result.language_probability
         segments += [_shifted(s, offset / _SAMPLE_RATE) for s in result.segments]
