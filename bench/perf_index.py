@@ -3,11 +3,12 @@
     .venv/bin/python bench/perf_index.py TASK --out result.json [--store STORE] [--quick]
 
 Tasks: ``photos`` / ``stamps`` / ``texts`` / ``prompts`` / ``recordings`` (``Collection.index`` of a real folder into
-``--store``: decode + models + store, models loaded and warmed on another file first), ``naive-photos`` (the obvious
-way: one photo at a time, full decode, full-size bicubic resize, PyTorch EfficientNet-Lite0 at its default threads,
-then the same label bridge and store write), ``classifier`` (the classifier path alone: draft decode in 2 threads,
-ONNX batches of 8, no store), ``text-embed`` (passages/s batched vs one encoder call per passage with ONNX Runtime
-defaults), ``levers`` (each image lever alone, on a subset).
+``--store``: decode + models + store, models loaded and warmed on another file first); ``photos-no-ocr`` (the photos
+with OCR off: what a photo without text costs); ``naive-photos`` (the obvious way: one photo at a time, full decode,
+full-size bicubic resize, PyTorch EfficientNet-Lite0 at its default threads, then the same label bridge and store
+write); ``classifier`` (the classifier path alone: draft decode in 2 threads, ONNX batches of 8 as the indexer runs
+them, no store); ``text-embed`` (passages/s batched vs one encoder call per passage with ONNX Runtime defaults);
+``levers`` (each image lever alone, on a subset).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ PROMPTS, PROMPTS_QUICK = 60, 10
 
 
 def folder_for(task: str, quick: bool) -> Path:
-    if task in ("photos", "naive-photos", "classifier", "levers"):
+    if task in ("photos", "photos-no-ocr", "naive-photos", "classifier", "levers"):
         return perf_data.photo_mix(PHOTOS_QUICK if quick else PHOTOS)
     if task == "stamps":
         return perf_data.stamp_folder(STAMPS_QUICK if quick else STAMPS)
@@ -54,6 +55,7 @@ def folder_for(task: str, quick: bool) -> Path:
 
 WARM_FILES = {  # files of the same kind outside the measured folder: they load and warm the models (OCR too)
     "photos": ("photos/coffee.jpg", "scans/page.png"),
+    "photos-no-ocr": ("photos/coffee.jpg",),
     "stamps": ("photos/coffee.jpg", "scans/page.png"),
     "texts": ("notes/dickens.txt",),
     "prompts": ("recordings/beckett.wav",),
@@ -65,7 +67,9 @@ NAIVE_STEP = 5  # the naive baseline indexes every 5th photo (a third of them 12
 # --- the product --------------------------------------------------------------------------------------------
 def index_task(task: str, store: Path, quick: bool) -> dict[str, Any]:
     folder = folder_for(task, quick)
-    collection = Collection(settings=Settings.from_env(store=store))
+    # "photos-no-ocr": the same photos as if none had text (the gate closed on all): the cost of a photo without text.
+    settings = Settings.from_env(store=store, ocr_mode="never" if task == "photos-no-ocr" else None)
+    collection = Collection(settings=settings)
     started = time.perf_counter()
     for name in WARM_FILES[task]:
         collection.analyzer.analyze_file(perf_data.samples() / name)
@@ -84,7 +88,7 @@ def index_task(task: str, store: Path, quick: bool) -> dict[str, Any]:
         "outcomes": dict(report.outcomes),
     }
     db = collection.store.db
-    if task in ("photos", "stamps"):
+    if task in ("photos", "photos-no-ocr", "stamps"):
         result["ocr_ran_on"] = _count(db, folder, "models LIKE '%\"ocr\"%'")
     if task == "texts":
         passages = sum(_passages(db, p) for p in files)
@@ -214,7 +218,7 @@ def classify_all(classifier: Any, files: list[Path], threads: int, batch: int, d
 
 def classifier_task(quick: bool) -> dict[str, Any]:
     settings = Settings.from_env()
-    classifier = _classifier(settings, intra_threads=1)
+    classifier = _classifier(settings, intra_threads=settings.threads)  # as the indexer runs it
     files = sorted(folder_for("classifier", quick).iterdir())
     classify_all(classifier, files[:8], 2, 8)  # warm
     cpu = time.process_time()
@@ -226,7 +230,7 @@ def classifier_task(quick: bool) -> dict[str, Any]:
         "cpu_ms_per_item": round(cpu_ms, 2),
         "decode_threads": 2,
         "batch": 8,
-        "intra_op_threads": 1,
+        "intra_op_threads": settings.threads,
     }
 
 

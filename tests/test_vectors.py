@@ -13,7 +13,7 @@ import pytest
 
 from polymodal.analysis import Analysis, Evidence, Vector
 from polymodal.store.sqlite import SqliteStore
-from polymodal.store.vectors import VectorIndex
+from polymodal.store.vectors import Float16Rows, VectorIndex
 
 COPIES = 30
 
@@ -67,6 +67,9 @@ def test_float16_ivf_snapshot_agrees_with_exact_float32(real_vectors, tmp_path):
         (best, score), expected = index.search(query, 1)[0], exact_top(store, query, 1)[0]
         assert best == expected
         assert score == pytest.approx(float(store.vectors_by_id([best])[best] @ query), abs=2e-3)
+    snapshot = next(store.directory.glob("vectors-*.f16.npy"))
+    rows = np.array([0, 7, len(matrix) - 1])
+    assert np.array_equal(Float16Rows(snapshot)[rows], np.load(snapshot)[rows])  # read by pread, not mapped
     exact = VectorIndex(store, exact_limit=10**9)
     assert not exact.approximate and [i for i, _ in exact.search(queries[0], 10)] == exact_top(store, queries[0], 10)
 

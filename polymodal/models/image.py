@@ -18,7 +18,7 @@ import numpy as np
 
 from polymodal.models import assets
 from polymodal.models.base import LazyModel, ModelError, register
-from polymodal.models.text import model_threads, onnx_session
+from polymodal.models.text import onnx_session
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
@@ -39,7 +39,7 @@ class EfficientNetLite0(LazyModel):
 
     def load(self) -> Any:
         path = self.override_path() or str(self._exported_onnx())
-        return onnx_session(path, model_threads(self.settings.threads))
+        return onnx_session(path, self.settings.threads)
 
     @property
     def labels(self) -> list[str]:

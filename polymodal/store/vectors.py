@@ -4,10 +4,10 @@ The index is derived data; the SQLite rows stay the source of truth.
 
 - Up to ``exact_limit`` vectors: exact search over a float32 copy in RAM (~2 MB per 1,000 vectors).
 - Above: a snapshot on disk beside the database, named by the position in the store's vector log it covers:
-  ``vectors-<seq>.f16.npy`` (every vector in float16, memory-mapped: half the bytes, and only the rows a query
-  touches are read) and ``vectors-<seq>.ivf`` (a faiss inverted-file index over 8-bit scalar-quantised codes, also
-  memory-mapped). A query probes the ``nprobe`` nearest of ~4 sqrt(n) lists, takes the best candidates by their
-  8-bit codes and re-ranks them by their float16 rows.
+  ``vectors-<seq>.f16.npy`` (every vector in float16: half the bytes; a query reads only the rows it re-ranks) and
+  ``vectors-<seq>.ivf`` (a faiss inverted-file index over 8-bit scalar-quantised codes, memory-mapped). A query
+  probes the ``nprobe`` nearest of ~4 sqrt(n) lists, takes the best candidates by their 8-bit codes and re-ranks
+  them by their float16 rows.
 - Writes after the snapshot are followed through the vector log (:meth:`SqliteStore.vector_changes`): vectors
   added since are searched exactly beside it, deleted ones are excluded; once they are many, a new snapshot is
   built in the background while searches go on.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ class _Base:
 
     seq: int
     ids: np.ndarray  # (n,) int64 store ids, ascending
-    matrix: np.ndarray  # (n, d) float32, or float16 memory-mapped
+    matrix: Any  # (n, d) float32 array in RAM, or the float16 rows on disk (Float16Rows)
     ivf: Any = None  # faiss IndexIVFScalarQuantizer whose ids are row positions; None: exact search
 
 
@@ -146,9 +147,10 @@ class VectorIndex:
             self.store.prune_vector_log(seq, keep=PRUNE_EXACT_BELOW)
             return _Base(seq, ids, matrix)
         ivf = _build_ivf(matrix, directory, seq)
+        del matrix  # the mapping of every row ends here: queries read the rows they re-rank
         _remove_other_snapshots(directory, seq)
         self.store.prune_vector_log(seq)
-        return _Base(seq, ids, matrix, ivf)
+        return _Base(seq, ids, Float16Rows(_snapshot_path(directory, seq, "f16.npy")), ivf)
 
     # --- queries -------------------------------------------------------------------------------------
     @property
@@ -193,7 +195,7 @@ class VectorIndex:
         if state.selector is not None:
             params.sel = state.selector[0]
         _, rows = base.ivf.search(q[None], max(2 * k, self.rerank), params=params)
-        rows = np.unique(rows[0][rows[0] >= 0])  # sorted: the memory map is read in order
+        rows = np.unique(rows[0][rows[0] >= 0])  # sorted: the float16 file is read in order
         return _ranked(base.ids[rows], base.matrix[rows].astype(np.float32) @ q, k)
 
 
@@ -265,6 +267,36 @@ def _read_all(store: SqliteStore) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class Float16Rows:
+    """The rows of a float16 .npy matrix, read on demand with ``pread``.
+
+    Not memory-mapped: a mapped file's pages count in the process's resident memory, and the kernel maps whole
+    large folios around each random row (640 random rows of the 1M-vector file: +150 MB RSS); read like this,
+    they stay in the page cache, shared and reclaimable, and each query copies only its ~64 KB.
+    """
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            self.offset = handle.tell()
+        if dtype != np.float16 or len(shape) != 2:
+            raise ValueError(f"{path} is not a float16 matrix")
+        self.shape = shape
+        self.row_bytes = shape[1] * 2
+        self._fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self._fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        size, start = self.row_bytes, self.offset
+        data = b"".join(os.pread(self._fd, size, start + int(row) * size) for row in rows)
+        return np.frombuffer(data, np.float16).reshape(len(rows), self.shape[1])
+
+
 # --- snapshot files ---------------------------------------------------------------------------------------
 def _snapshot_path(directory: Path, seq: int, suffix: str) -> Path:
     return directory / f"vectors-{seq}.{suffix}"
@@ -279,7 +311,7 @@ def _open_snapshot(directory: Path, seq: int) -> _Base | None:
         return None
     try:
         ids = np.load(_snapshot_path(directory, seq, "ids.npy"))
-        matrix = np.load(_snapshot_path(directory, seq, "f16.npy"), mmap_mode="r")
+        matrix = Float16Rows(_snapshot_path(directory, seq, "f16.npy"))
         return _Base(seq, ids, matrix, faiss.read_index(str(ivf), faiss.IO_FLAG_MMAP))
     except (OSError, RuntimeError, ValueError):  # removed meanwhile by a process that saved a newer one
         return None
