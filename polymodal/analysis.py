@@ -287,7 +287,7 @@ class Analyzer:
 
         def read_text() -> list[Any]:  # OCR needs every pixel: decode again at full size if that was a draft
             image = prepared.image or open_image(prepared.source, self.settings.max_image_pixels)
-            return self.model("ocr").read(image)
+            return self.model("ocr").read(image, probe_first=self._probes_first(ocr_mode))
 
         features = self._labels_and_text(analysis, result, lambda: prepared.document, read_text, ocr_mode)
         analysis.features[self.model("image").model_id] = features
@@ -332,11 +332,15 @@ class Analyzer:
         return result.features
 
     def _wants_ocr(self, probabilities: np.ndarray, mode: str, document: Callable[[], bool]) -> bool:
-        """OCR runs where labels suggest text (menu, website, plaque, ...) or ``document()`` (flat, grey: a scan)."""
+        """OCR runs where labels suggest text (menu, website, plaque, ...) or ``document()`` (flat, grey: a scan);
+        in "auto" mode the OCR model then probes for text boxes before reading (:meth:`_probes_first`)."""
         if mode in ("always", "never"):
             return mode == "always"
         text_mass = float(probabilities[list(TEXT_LIKELY_CLASSES)].sum())
         return text_mass >= TEXT_LIKELY_THRESHOLD or document()
+
+    def _probes_first(self, ocr_mode: str | None) -> bool:
+        return (ocr_mode or self.settings.ocr_mode) == "auto"
 
     def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
         from polymodal.media.audio import decode_audio
@@ -403,7 +407,7 @@ class Analyzer:
         analysis = Analysis("video", fmt, meta=reader.info.to_meta())
         features: list[np.ndarray] = []
         shots: list[tuple[float, float]] = []
-        read_text = self._frame_text_reader(path)
+        read_text = self._frame_text_reader(path, self._probes_first(ocr_mode))
         for shot in reader.shots(progress):
             where = {"start": shot.start, "end": shot.end, "page": shot.index}
             # The flat-and-grey document prior fires on washed-out footage (3 of the 6 shots of bikes.mp4, none
@@ -424,7 +428,7 @@ class Analyzer:
             progress(duration, duration)
         return analysis
 
-    def _frame_text_reader(self, path: Path) -> Callable[[Any], list[Any]]:
+    def _frame_text_reader(self, path: Path, probe_first: bool) -> Callable[[Any], list[Any]]:
         """OCR of a shot's keyframe at full size (decoded again by seeking); a keyframe that looks like the last
         one read (a slide or screen held over several shots) gets that one's lines without OCR."""
         from polymodal.media.video import frame_at
@@ -435,7 +439,7 @@ class Analyzer:
             small = np.asarray(shot.image.convert("L").resize((64, 36)), np.float32)
             if "small" in last and float(np.abs(small - last["small"]).mean()) < SAME_FRAME_DIFFERENCE:
                 return last["lines"]
-            lines = self.model("ocr").read(frame_at(path, shot.time, self.settings.threads))
+            lines = self.model("ocr").read(frame_at(path, shot.time, self.settings.threads), probe_first=probe_first)
             last.update(small=small, lines=lines)
             return lines
 

@@ -229,6 +229,22 @@ def test_whisper_word_timestamps(whisper, speech: np.ndarray) -> None:
     assert all(0 <= w.probability <= 1 for w in words)
 
 
+def test_whisper_encodes_a_short_clips_window_once_while_detecting_its_language(whisper, speech) -> None:
+    clip = speech[: 4 * SR]
+    encode = whisper.runtime.encode
+    shapes: list[tuple[int, ...]] = []
+    real = encode._encode
+    encode._encode = lambda features: (shapes.append(features.shape), real(features))[1]
+    try:
+        detected = whisper.transcribe(clip, beam_size=1)
+        assert len(shapes) == 1  # faster-whisper alone encodes it twice: once to detect, once to transcribe
+        given = whisper.transcribe(clip, language="en", beam_size=1)
+    finally:
+        encode._encode = real
+    assert detected.language == "en" and detected.text == given.text
+    assert "best of times" in detected.text.lower()
+
+
 def test_whisper_says_nothing_about_silence_or_noise(whisper) -> None:
     assert whisper.transcribe(np.zeros(5 * SR, np.float32)).segments == []
     noise = np.random.default_rng(0).normal(0, 0.05, 5 * SR).astype(np.float32)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TUXPAINT
 
 from polymodal.analysis import Analyzer
 from polymodal.config import Settings
@@ -266,6 +267,25 @@ def test_read_finds_the_layout_of_a_chart(analyzer, tmp_path):
     found = {(v["category"], v["series"]): v["value"] for v in layout["values"]}
     expected = {(m, name): values[i] for name, (_, values) in SERIES.items() for i, m in enumerate(MONTHS)}
     assert found == expected
+
+
+CUT_OUTS_WITHOUT_TEXT = ("animals/birds/chicken_profile.png", "household/Lightbulb.png")
+
+
+def test_the_ocr_probe_skips_cut_outs_on_white_and_reads_the_scan(analyzer, samples):
+    """Tux Paint cut-outs on white pass the cheap "flat and grey" prior; the text-box probe turns them away."""
+    from polymodal.media.image import looks_like_document, open_image
+
+    ocr = analyzer.model("ocr")
+    scan = open_image(samples / "scans" / "page.png", 120_000_000)
+    assert ocr.sees_text(scan)
+    assert any("segmentation" in line.text.lower() for line in ocr.read(scan, probe_first=True))
+    for name in CUT_OUTS_WITHOUT_TEXT:
+        cut_out = open_image(TUXPAINT / name, 120_000_000)
+        assert looks_like_document(cut_out), name
+        assert not ocr.sees_text(cut_out) and ocr.read(cut_out, probe_first=True) == [], name
+        found = analyzer.perceive_image(TUXPAINT / name)
+        assert found.models.get("ocr") and not [e for e in found.evidence if e.kind == "ocr"], name
 
 
 def test_numbers_in_charts():
