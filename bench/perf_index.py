@@ -90,7 +90,12 @@ def index_task(task: str, store: Path, quick: bool) -> dict[str, Any]:
     }
     db = collection.store.db
     if task in ("photos", "photos-no-ocr", "stamps"):
-        result["ocr_ran_on"] = _count(db, folder, "models LIKE '%\"ocr\"%'")
+        result["ocr_ran_on"] = _count(db, folder, "models LIKE '%\"ocr\"%'")  # the gate opened: probed, maybe read
+        result["text_found_on"] = db.execute(
+            "SELECT COUNT(DISTINCT f.path) FROM files f JOIN evidence e ON e.sha = f.sha "
+            "WHERE f.path LIKE ? AND e.kind = 'ocr'",
+            (f"{folder}/%",),
+        ).fetchone()[0]
     if task == "texts":
         passages = sum(_passages(db, p) for p in files)
         result.update(passages=passages, passages_per_s=round(passages / seconds, 1))

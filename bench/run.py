@@ -45,6 +45,13 @@ def run_task(script: str, args: list[str], out: Path, log: dict[str, Any], name:
     return json.loads(out.read_text())
 
 
+def _ocr_note(result: dict[str, Any]) -> str:
+    return (
+        f"OCR gate opened on {result.get('ocr_ran_on')} of {result['items']}, "
+        f"text found on {result.get('text_found_on')}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small folders, 10k and 100k vectors (< 5 min)")
@@ -152,7 +159,7 @@ def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
         if not photos:
             continue
         ratio = photos.get("ratio_to_naive")
-        ocr = "" if task == "photos-no-ocr" else f"; OCR ran on {photos.get('ocr_ran_on')} of {photos['items']}"
+        ocr = "" if task == "photos-no-ocr" else "; " + _ocr_note(photos)
         add(
             f"photos indexed /s end-to-end ({label})",
             photos["items_per_s"],
@@ -205,7 +212,7 @@ def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             "",
             None,
             None,
-            f"OCR ran on {stamps.get('ocr_ran_on')} of {stamps['items']}",
+            _ocr_note(stamps),
         )
     search = report.get("search") or {}
     for size, result in (search.get("sizes") or {}).items():
