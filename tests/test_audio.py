@@ -243,6 +243,8 @@ def test_whisper_encodes_a_short_clips_window_once_while_detecting_its_language(
         encode._encode = real
     assert detected.language == "en" and detected.text == given.text
     assert "best of times" in detected.text.lower()
+    assert whisper.transcribe(np.zeros(3 * SR, np.float32)).segments == []  # VAD leaves nothing to detect on
+    assert not encode._state.detecting and encode._state.last is None  # the next call starts clean
 
 
 def test_whisper_says_nothing_about_silence_or_noise(whisper) -> None:

@@ -6,6 +6,8 @@ import math
 import os
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,18 +98,17 @@ class WhisperBase(LazyModel):
         if audio.size == 0:
             return Transcript(language or "", 0.0, 0.0, [])
         model = self.runtime
-        if language is None:
-            model.encode.expect_language_detection()
-        raw_segments, info = model.transcribe(
-            audio,
-            language=language,
-            beam_size=beam_size or self.settings.speech_beam_size,
-            word_timestamps=word_timestamps,
-            vad_filter=vad,
-            condition_on_previous_text=False,
-            temperature=temperature,
-        )
-        segments = [_segment(raw) for raw in raw_segments if not _is_hallucination(raw)]
+        with model.encode.one_transcription(detects_language=language is None):
+            raw_segments, info = model.transcribe(
+                audio,
+                language=language,
+                beam_size=beam_size or self.settings.speech_beam_size,
+                word_timestamps=word_timestamps,
+                vad_filter=vad,
+                condition_on_previous_text=False,
+                temperature=temperature,
+            )
+            segments = [_segment(raw) for raw in raw_segments if not _is_hallucination(raw)]
         return Transcript(info.language, float(info.language_probability), float(info.duration), segments)
 
     def _model_dir(self) -> Path:
@@ -144,8 +145,14 @@ class _EncodeFirstWindowOnce:
         self._encode = encode
         self._state = threading.local()
 
-    def expect_language_detection(self) -> None:
-        self._state.detecting = True
+    @contextmanager
+    def one_transcription(self, detects_language: bool) -> Iterator[None]:
+        """Around one ``WhisperModel.transcribe`` call and the reading of its segments, in this thread."""
+        self._state.detecting, self._state.last = detects_language, None
+        try:
+            yield
+        finally:  # VAD may have left nothing to detect on: the next call must not take its pass for detection
+            self._state.detecting, self._state.last = False, None
 
     def __call__(self, features: np.ndarray) -> Any:
         state = self._state
