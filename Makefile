@@ -32,6 +32,7 @@ demo: setup
 testdata: setup
 	$(BIN)/polymodal samples .cache/sample-collection --json >/dev/null
 	$(BIN)/python -c 'from polymodal.samples import VIDEO_TEST_FILES as f, video_test_file as g; [g(n) for n in f]'
+	$(BIN)/python -c 'from polymodal.samples import find_in_wheel as f; f("pytest-audioeval", "0.1.3", "audio/en/hello_world.wav")'
 
 test: setup testdata
 	$(BIN)/ruff check polymodal tests bench

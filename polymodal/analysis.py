@@ -23,6 +23,7 @@ from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.media.video import shot_at
 from polymodal.models.base import get_model
+from polymodal.models.speech import joined_words
 from polymodal.models.text import normalize
 from polymodal.space import bridge as bridges
 
@@ -125,6 +126,15 @@ class Vector:
     vector: np.ndarray
     # Index into Analysis.evidence; for a bridge vector of a video shot or sound window, its first label / tag.
     evidence: int | None = None
+
+
+@dataclass
+class PreparedAudio:
+    """A recording decoded to 16 kHz mono (:meth:`Analyzer.prepare_audio`), waiting for the sound models."""
+
+    source: Path | bytes
+    fmt: str
+    audio: np.ndarray
 
 
 @dataclass
@@ -343,16 +353,45 @@ class Analyzer:
         return (ocr_mode or self.settings.ocr_mode) == "auto"
 
     def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
+        return self.finish_audio([self.prepare_audio(source, fmt)], language)[0]
+
+    def prepare_audio(self, source: Path | bytes, fmt: str = "audio") -> PreparedAudio:
+        """Decode a recording to 16 kHz mono (no model: the indexer calls this in its decoding threads)."""
         from polymodal.media.audio import decode_audio
 
-        audio = decode_audio(source, 16000, self.settings.max_audio_seconds)
-        analysis = Analysis("audio", fmt, meta={"duration": round(len(audio) / 16000, 3)})
+        return PreparedAudio(source, fmt, decode_audio(source, 16000, self.settings.max_audio_seconds))
+
+    def finish_audio(self, prepared: list[PreparedAudio], language: str | None = None) -> list[Analysis]:
+        """Tags, voice activity and, where there is speech, transcripts of decoded recordings; short ones with
+        speech share Whisper windows (:meth:`WhisperBase.transcribe_many`)."""
         tagger = self.model("sound")
-        scores = self._listen(analysis, audio, language=language)[1]
-        analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # clip-level, for trained heads
-        tags = tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k)
-        analysis.evidence[:0] = [Evidence(TAG, label, score=score) for label, score in tags]  # tags first, then speech
-        return analysis
+        analyses, to_transcribe = [], []
+        for item in prepared:
+            audio = item.audio
+            analysis = Analysis("audio", item.fmt, meta={"duration": round(len(audio) / 16000, 3)})
+            starts, scores = tagger.frame_scores(audio)
+            analysis.models["sound"] = tagger.model_id
+            analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # for trained heads
+            analysis.evidence = [
+                Evidence(TAG, label, score=score)
+                for label, score in tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k)
+            ]
+            if self._hears_speech(analysis, audio, scores):
+                to_transcribe.append((analysis, audio))
+            analyses.append(analysis)
+        if to_transcribe:
+            speech = self.model("speech")
+            transcripts = speech.transcribe_many([audio for _, audio in to_transcribe], language)
+            for (analysis, _), transcript in zip(to_transcribe, transcripts, strict=True):
+                self._add_transcript(analysis, transcript, 0.0, None)
+        return analyses
+
+    def _hears_speech(self, analysis: Analysis, audio: np.ndarray, scores: np.ndarray) -> bool:
+        """Voice activity (noted in ``meta``) and the sound tags agree that ``audio`` is worth transcribing."""
+        tagger = self.model("sound")
+        speech_seconds = self.model("vad").speech_seconds(audio)
+        analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
+        return _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels))))
 
     def _listen(
         self, analysis: Analysis, audio: np.ndarray, offset: float = 0.0, language: str | None = None, shots: Any = None
@@ -364,9 +403,7 @@ class Analyzer:
         tagger = self.model("sound")
         starts, scores = tagger.frame_scores(audio)
         analysis.models["sound"] = tagger.model_id
-        speech_seconds = self.model("vad").speech_seconds(audio)
-        analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
-        if _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))):
+        if self._hears_speech(analysis, audio, scores):
             self._transcribe(analysis, audio, offset, language, shots)
         return starts + offset, scores
 
@@ -374,14 +411,17 @@ class Analyzer:
         self, analysis: Analysis, audio: np.ndarray, offset: float, language: str | None, shots: Any
     ) -> None:
         """Transcript segments (a video's: sentences, with word times in ``box``) as evidence, ``offset`` seconds on."""
-        speech = self.model("speech")
         by_sentence = shots is not None
         options = {"word_timestamps": True, "temperature": VIDEO_SPEECH_TEMPERATURE} if by_sentence else {}
-        transcript = speech.transcribe(audio, language=language or analysis.meta.get("language"), **options)
+        language = language or analysis.meta.get("language")
+        self._add_transcript(analysis, self.model("speech").transcribe(audio, language, **options), offset, shots)
+
+    def _add_transcript(self, analysis: Analysis, transcript: Any, offset: float, shots: Any) -> None:
+        """Transcript segments as evidence, ``offset`` seconds on (a video's: sentences, on their shots)."""
         if "language" not in analysis.meta:
             analysis.meta.update(language=transcript.language, language_probability=transcript.language_probability)
         segments = transcript.segments
-        if by_sentence:
+        if shots is not None:
             segments = [s for s in sentences(segments) if not _repetitive(s.text)]
         for s in segments:
             start, end = round(s.start + offset, 2), round(s.end + offset, 2)
@@ -389,7 +429,7 @@ class Analyzer:
             words = [[round(w.start + offset, 2), round(w.end + offset, 2)] for w in s.words] or None
             where = {"start": start, "end": end, "page": page, "box": words}
             analysis.evidence.append(Evidence(TRANSCRIPT, s.text, s.confidence, **where))
-        analysis.models["speech"] = speech.model_id
+        analysis.models["speech"] = self.model("speech").model_id
 
     def perceive_video(
         self,
@@ -531,7 +571,7 @@ def sentences(segments: list[Any]) -> list[Any]:
             out.append(segment)
             continue
         for words in _sentence_words(segment.words):
-            out.append(replace(segment, start=words[0].start, end=words[-1].end, text=_joined(words), words=words))
+            out.append(replace(segment, start=words[0].start, end=words[-1].end, text=joined_words(words), words=words))
     return out
 
 
@@ -547,16 +587,6 @@ def _sentence_words(words: list[Any]) -> list[list[Any]]:
             groups.append(current)
             current = []
     return groups + ([current] if current else [])
-
-
-def _joined(words: list[Any]) -> str:
-    from polymodal.media.text import has_cjk
-
-    text = ""
-    for word in words:
-        close = text and has_cjk(text[-1]) and has_cjk(word.text[:1])
-        text += ("" if close or not text else " ") + word.text
-    return text
 
 
 def _repetitive(text: str) -> bool:

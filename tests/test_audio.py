@@ -247,6 +247,35 @@ def test_whisper_encodes_a_short_clips_window_once_while_detecting_its_language(
     assert not encode._state.detecting and encode._state.last is None  # the next call starts clean
 
 
+PACKED = {  # real speech in three languages (pytest-audioeval), in an order that mixes them
+    "en/quick_brown_fox.wav": "quick brown fox jumps over the lazy dog",
+    "zh/pangrama.wav": "天地",
+    "en/hello_world.wav": "hello world",
+    "fr/bonjour_monde.wav": "bonjour",
+    "en/counting.wav": "one, two, three",
+    "zh/nihao_shijie.wav": "你好",
+}
+
+
+def test_short_clips_share_whisper_windows_and_keep_their_own_words_and_language(whisper) -> None:
+    clips = [decode_audio(find_in_wheel("pytest-audioeval", "0.1.3", f"audio/{name}")) for name in PACKED]
+    encode = whisper.runtime.encode
+    passes: list[int] = []
+    real = encode._encode
+    encode._encode = lambda features: (passes.append(1), real(features))[1]
+    try:
+        transcripts = whisper.transcribe_many(clips)
+    finally:
+        encode._encode = real
+    for (name, expected), clip, transcript in zip(PACKED.items(), clips, transcripts, strict=True):
+        assert expected in transcript.text.lower(), (name, transcript.text)
+        assert transcript.language == name[:2], (name, transcript.language)
+        # (Whisper alone may end a clip's segment at its 0.5 s grid, past the clip's last sample)
+        assert all(0 <= s.start <= s.end <= len(clip) / SR + 1.0 for s in transcript.segments), name
+    # One shared window, then alone: the two Chinese clips (the window is English) and any clip left unsure.
+    assert len(passes) < len(clips)
+
+
 def test_whisper_says_nothing_about_silence_or_noise(whisper) -> None:
     assert whisper.transcribe(np.zeros(5 * SR, np.float32)).segments == []
     noise = np.random.default_rng(0).normal(0, 0.05, 5 * SR).astype(np.float32)
