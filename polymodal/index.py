@@ -16,7 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polymodal.analysis import Analysis, Analyzer, PreparedImage
+from polymodal.analysis import Analysis, Analyzer, PreparedAudio, PreparedImage
+from polymodal.media.audio import audio_duration
 from polymodal.media.detect import SUPPORTED_EXTENSIONS, detect
 from polymodal.media.errors import MediaError
 from polymodal.store.sqlite import SqliteStore
@@ -25,6 +26,10 @@ from polymodal.store.sqlite import SqliteStore
 # ahead of the one being written, which bounds memory); two thirds of a photo's CPU time is decoding.
 IMAGE_BATCH = 8
 WINDOW = 2 * IMAGE_BATCH
+# Short recordings are decoded ahead too and finished together, so that their speech shares Whisper windows
+# (a 3 s clip alone costs a whole 30 s window); a batch ends at this much audio or WINDOW clips.
+PACKED_AUDIO_SECONDS = 15.0
+AUDIO_BATCH_SECONDS = 90.0
 
 # Outcomes of one file.
 ANALYZED, REEMBEDDED, LINKED, UNCHANGED, FAILED, REMOVED = (
@@ -135,7 +140,7 @@ class Indexer:
         """Files in order: threads stat, hash and decode ahead (:meth:`_look_ahead`); this thread runs the models
         (images in batches) and writes. ``decode_threads`` 0 does everything here, one file at a time."""
         threads = self.decode_threads
-        batch: list[_Ahead] = []
+        batches: dict[type, list[_Ahead]] = {PreparedImage: [], PreparedAudio: []}
         ahead: deque[Future[_Ahead]] = deque()
         with ThreadPoolExecutor(max(1, threads), thread_name_prefix="polymodal-decode") as pool:
             for done, path in enumerate(files):
@@ -144,8 +149,9 @@ class Indexer:
                     item = ahead.popleft().result()
                     if progress:
                         progress(done - len(ahead), len(files), item.key)
-                    self._take(item, batch, report, batch_size=IMAGE_BATCH if threads else 1)
-            self._flush(batch, report)
+                    self._take(item, batches, report)
+            for batch in batches.values():
+                self._flush(batch, report)
 
     def _look_ahead(self, path: Path) -> _Ahead:
         """Everything about a file that needs no model and no write (thread-safe): stat, the unchanged check,
@@ -161,35 +167,51 @@ class Indexer:
             item = _Ahead(key, stat, sha=file_sha256(path))
             if self.store.content_state(item.sha) is None:
                 detected = detect(path)
+                item.note = detected.note
                 if detected.modality == "image":
-                    item.note = detected.note
-                    item.image = self.analyzer.prepare_image(path, detected.format)
+                    item.prepared = self.analyzer.prepare_image(path, detected.format)
+                elif detected.modality == "audio" and _short(path):
+                    item.prepared = self.analyzer.prepare_audio(path, detected.format)
             return item
         except Exception as exc:  # reported in order, by _take
             return _Ahead(key, error=exc)
 
-    def _take(self, item: _Ahead, batch: list[_Ahead], report: IndexReport, batch_size: int) -> None:
-        """Finish one file (an image joins the batch; the batch runs when full)."""
-        if item.image is not None and item.error is None:
+    def _take(self, item: _Ahead, batches: dict[type, list[_Ahead]], report: IndexReport) -> None:
+        """Finish one file (a decoded image or short recording joins its batch; the batch runs when full)."""
+        if item.prepared is not None and item.error is None:
+            batch = batches[type(item.prepared)]
             if any(b.sha == item.sha for b in batch):  # the same content twice in one batch: the second links
                 self._flush(batch, report)
             elif self.store.content_state(item.sha or "") is None:
                 batch.append(item)
-                if len(batch) >= batch_size:
+                if self._full(batch):
                     self._flush(batch, report)
                 return
         report.outcomes[self._index_file(item, report)] += 1
+
+    def _full(self, batch: list[_Ahead]) -> bool:
+        if not self.decode_threads:
+            return True  # one file at a time
+        if isinstance(batch[0].prepared, PreparedAudio):
+            seconds = sum(len(b.prepared.audio) for b in batch) / 16000  # type: ignore[union-attr]
+            return seconds >= AUDIO_BATCH_SECONDS or len(batch) >= WINDOW
+        return len(batch) >= IMAGE_BATCH
 
     def _flush(self, batch: list[_Ahead], report: IndexReport) -> None:
         if not batch:
             return
         try:
-            analyses: list[Analysis | None] = list(self.analyzer.finish_images([b.image for b in batch if b.image]))
-        except Exception:  # one odd image must not fail its batch: each on its own, to find it
+            analyses: list[Analysis | None] = list(self._finish([b.prepared for b in batch]))
+        except Exception:  # one odd file must not fail its batch: each on its own, to find it
             analyses = [None] * len(batch)
         for item, analysis in zip(batch, analyses, strict=True):
             report.outcomes[self._index_file(item, report, analysis)] += 1
         batch.clear()
+
+    def _finish(self, prepared: list) -> list[Analysis]:
+        if isinstance(prepared[0], PreparedAudio):
+            return self.analyzer.finish_audio(prepared)
+        return self.analyzer.finish_images(prepared)
 
     def _index_file(self, item: _Ahead, report: IndexReport, analysis: Analysis | None = None) -> str:
         key, stat, sha = item.key, item.stat, item.sha
@@ -204,8 +226,8 @@ class Indexer:
                 self.store.link_file(key, sha, stat.st_size, stat.st_mtime_ns)
                 self._refresh(key, sha, report)
                 return LINKED
-            if item.image is not None:
-                analysis = analysis or self.analyzer.finish_images([item.image])[0]
+            if item.prepared is not None:
+                analysis = analysis or self._finish([item.prepared])[0]
                 analysis.notes += [item.note] if item.note else []
                 self.analyzer.embed(analysis)  # what analyze_file does after perceiving
             else:
@@ -259,8 +281,16 @@ class _Ahead:
     known_sha: str | None = None  # path, size and mtime unchanged: at most a refresh
     sha: str | None = None
     note: str | None = None  # what detection noticed (e.g. a PNG named .jpg)
-    image: PreparedImage | None = None  # a new image, decoded for the classifier
+    prepared: PreparedImage | PreparedAudio | None = None  # a new image or short recording, decoded
     error: Exception | None = None
+
+
+def _short(path: Path) -> bool:
+    """A recording short enough to share a Whisper window (one whose length cannot be read is not)."""
+    try:
+        return audio_duration(path) <= PACKED_AUDIO_SECONDS
+    except Exception:  # decoded later, one file at a time, where a damaged file gets its reason
+        return False
 
 
 def _done(item: _Ahead) -> Future[_Ahead]:

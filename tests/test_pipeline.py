@@ -88,3 +88,38 @@ def test_reindexing_with_the_pipeline_changes_nothing(mixed_folder, settings, tm
     store, first = index_with(mixed_folder, settings, tmp_path / "store", threads=2)
     again = Indexer(store, Analyzer(settings), fts_text).index([mixed_folder])
     assert again.outcomes == {"unchanged": first.outcomes[ANALYZED] + first.outcomes[LINKED], FAILED: 1}
+
+
+def test_short_recordings_are_indexed_together_sharing_whisper_windows(settings, tmp_path, monkeypatch):
+    from polymodal.models.speech import WhisperBase
+    from polymodal.samples import find_in_wheel
+
+    folder = tmp_path / "memos"
+    folder.mkdir()
+    said = {
+        "en/quick_brown_fox.wav": "quick brown fox",
+        "en/hello_world.wav": "world",
+        "fr/pangrama.wav": "whisky",
+        "es/hola_mundo.wav": "mundo",
+        "pt/pangrama.wav": "raposa",
+    }
+    for name in said:
+        shutil.copy(find_in_wheel("pytest-audioeval", "0.1.3", f"audio/{name}"), folder / name.replace("/", "-"))
+    shutil.copy(folder / "en-hello_world.wav", folder / "z-copy.wav")  # after its original: linked
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(40))
+    calls: list[int] = []
+    many = WhisperBase.transcribe_many
+
+    def counted(self, clips, *args):
+        calls.append(len(clips))
+        return many(self, clips, *args)
+
+    monkeypatch.setattr(WhisperBase, "transcribe_many", counted)
+    store, report = index_with(folder, settings, tmp_path / "store", threads=2)
+    assert calls == [len(said)]  # one batch: every clip with speech in one call
+    assert report.outcomes[ANALYZED] == len(said) and report.outcomes[LINKED] == 1 and report.outcomes[FAILED] == 1
+    assert {Path(p).name for p, _ in report.errors} == {"broken.wav"}
+    found = evidence_by_path(store)
+    for name, word in said.items():
+        transcript = " ".join(t for kind, t, _ in found[name.replace("/", "-")] if kind == "transcript").lower()
+        assert word in transcript, (name, transcript)
