@@ -138,7 +138,8 @@ class Indexer:
 
     def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
         """Files in order: threads stat, hash and decode ahead (:meth:`_look_ahead`); this thread runs the models
-        (images in batches) and writes. ``decode_threads`` 0 does everything here, one file at a time."""
+        (images and short recordings in batches) and writes. ``decode_threads`` 0 does everything here, one file
+        at a time."""
         threads = self.decode_threads
         batches: dict[type, list[_Ahead]] = {PreparedImage: [], PreparedAudio: []}
         ahead: deque[Future[_Ahead]] = deque()
