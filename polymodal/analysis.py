@@ -136,6 +136,10 @@ class PreparedAudio:
     fmt: str
     audio: np.ndarray
 
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / 16000
+
 
 @dataclass
 class PreparedImage:
@@ -367,17 +371,15 @@ class Analyzer:
         tagger = self.model("sound")
         analyses, to_transcribe = [], []
         for item in prepared:
-            audio = item.audio
-            analysis = Analysis("audio", item.fmt, meta={"duration": round(len(audio) / 16000, 3)})
-            starts, scores = tagger.frame_scores(audio)
-            analysis.models["sound"] = tagger.model_id
+            analysis = Analysis("audio", item.fmt, meta={"duration": round(item.seconds, 3)})
+            _, scores, speech = self._hear(analysis, item.audio)
             analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # for trained heads
             analysis.evidence = [
                 Evidence(TAG, label, score=score)
                 for label, score in tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k)
             ]
-            if self._hears_speech(analysis, audio, scores):
-                to_transcribe.append((analysis, audio))
+            if speech:
+                to_transcribe.append((analysis, item.audio))
             analyses.append(analysis)
         if to_transcribe:
             speech = self.model("speech")
@@ -386,12 +388,16 @@ class Analyzer:
                 self._add_transcript(analysis, transcript, 0.0, None)
         return analyses
 
-    def _hears_speech(self, analysis: Analysis, audio: np.ndarray, scores: np.ndarray) -> bool:
-        """Voice activity (noted in ``meta``) and the sound tags agree that ``audio`` is worth transcribing."""
+    def _hear(self, analysis: Analysis, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The sound tagger's patch start times and scores, and whether voice activity (noted in ``meta``) and
+        the tags agree that ``audio`` is worth transcribing."""
         tagger = self.model("sound")
+        starts, scores = tagger.frame_scores(audio)
+        analysis.models["sound"] = tagger.model_id
         speech_seconds = self.model("vad").speech_seconds(audio)
         analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
-        return _worth_transcribing(speech_seconds, dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels))))
+        tags = dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))
+        return starts, scores, _worth_transcribing(speech_seconds, tags)
 
     def _listen(
         self, analysis: Analysis, audio: np.ndarray, offset: float = 0.0, language: str | None = None, shots: Any = None
@@ -400,10 +406,8 @@ class Analyzer:
         block of a video's track starting ``offset`` seconds in); returns the sound tagger's patch start times
         (from ``offset``) and scores, which the caller turns into tags. A video's transcript (``shots`` given)
         is cut into sentences by word times, so that a search finds the moment a thing is said."""
-        tagger = self.model("sound")
-        starts, scores = tagger.frame_scores(audio)
-        analysis.models["sound"] = tagger.model_id
-        if self._hears_speech(analysis, audio, scores):
+        starts, scores, speech = self._hear(analysis, audio)
+        if speech:
             self._transcribe(analysis, audio, offset, language, shots)
         return starts + offset, scores
 

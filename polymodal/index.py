@@ -193,9 +193,9 @@ class Indexer:
     def _full(self, batch: list[_Ahead]) -> bool:
         if not self.decode_threads:
             return True  # one file at a time
-        if isinstance(batch[0].prepared, PreparedAudio):
-            seconds = sum(len(b.prepared.audio) for b in batch) / 16000  # type: ignore[union-attr]
-            return seconds >= AUDIO_BATCH_SECONDS or len(batch) >= WINDOW
+        audio = [b.prepared for b in batch if isinstance(b.prepared, PreparedAudio)]
+        if audio:
+            return sum(a.seconds for a in audio) >= AUDIO_BATCH_SECONDS or len(batch) >= WINDOW
         return len(batch) >= IMAGE_BATCH
 
     def _flush(self, batch: list[_Ahead], report: IndexReport) -> None:

@@ -158,10 +158,10 @@ class WhisperBase(LazyModel):
             words[nearest].append(Word(*clipped, word.text, word.probability))
         out: list[Transcript | None] = []
         for clip, found in zip(clips, words, strict=True):
-            if not found or float(np.mean([w.probability for w in found])) < PACK_MIN_WORD_PROBABILITY:
+            confidence = float(np.mean([w.probability for w in found])) if found else 0.0
+            if confidence < PACK_MIN_WORD_PROBABILITY:
                 out.append(None)
                 continue
-            confidence = float(np.mean([w.probability for w in found]))
             segment = Segment(found[0].start, found[-1].end, joined_words(found), confidence, 0.0, found)
             out.append(Transcript(together.language, together.language_probability, len(clip) / SAMPLE_RATE, [segment]))
         return out
