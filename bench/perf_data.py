@@ -49,7 +49,7 @@ def stamp_pngs(limit: int | None = None) -> list[Path]:
     return found[:limit] if limit else found
 
 
-def _fresh_part(folder: Path) -> Path:
+def fresh_part(folder: Path) -> Path:
     """An empty ``<folder>.part`` to build ``folder`` in (renamed into place when complete), any leftovers gone."""
     tmp = folder.with_suffix(".part")
     for stale in (folder, tmp):
@@ -63,7 +63,7 @@ def photo_mix(count: int, seed: int = 0) -> Path:
     folder = DATA / f"photos-{count}-{seed}"
     if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
         return folder
-    tmp = _fresh_part(folder)
+    tmp = fresh_part(folder)
     rng = random.Random(seed)
     photos = sorted((samples() / "photos").glob("*.jpg"))
     stamps = stamp_pngs()
@@ -134,7 +134,7 @@ def text_folder() -> Path:
     folder = DATA / "texts"
     if folder.is_dir():
         return folder
-    tmp = _fresh_part(folder)
+    tmp = fresh_part(folder)
     for source in sorted((samples() / "notes").iterdir()):
         shutil.copy(source, tmp / source.name)
     for source in sorted(LICENCES.iterdir()):
@@ -151,7 +151,7 @@ def recordings(count: int, minutes: float) -> Path:
         return folder
     from polymodal.media.audio import decode_audio
 
-    tmp = _fresh_part(folder)
+    tmp = fresh_part(folder)
     clips = sorted(ASTERISK.glob("*.wav")) + sorted((samples() / "recordings").glob("*.wav"))
     rng = random.Random(1)
     pause = np.zeros(int(0.4 * 16000), np.float32)

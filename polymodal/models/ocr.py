@@ -43,10 +43,10 @@ class RapidOcr(LazyModel):
     version = "ppocrv6-small"
     min_confidence = 0.5
     probe_side = 480
-    # One box is most often the outline of an object on a plain background, two or more are text: on 409 images
-    # the "flat, grey" prior sends to OCR (Tux Paint cut-outs, OpenCV samples, GNOME screenshots), this kept 14
-    # of the 20 with text (all screenshots and scans; missed: a coin's legend, "100" in a balloon, ...) and
-    # skipped 377 of 389 without: 277 s of OCR became 54 s.
+    # One box is most often the outline of an object on a plain background, two or more are text. Of 271 images
+    # the priors send to OCR (Tux Paint cut-outs, OpenCV samples, GNOME screenshots, the sample scan), this
+    # let through 26 of the 40 with text (every screenshot and scan; missed: small print on objects and
+    # one-word signs) and skipped 228 of 231 without: 146 s of OCR became 35 s (bench/ocr_probe.py).
     probe_min_boxes = 2
 
     def load(self) -> _Engines:

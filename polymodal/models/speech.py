@@ -37,7 +37,8 @@ PACK_SECONDS = 28.0  # clips and the silences between them, within Whisper's 30 
 PACK_GAP_SECONDS = 1.0
 PACK_MIN_WORD_PROBABILITY = 0.5  # below: the clip is transcribed again alone
 # Below: the window mixes languages and all its clips are transcribed alone. Windows of one language scored
-# 0.97-1.0 (18 of 19 windows of Asterisk prompts; EN, FR, ZH clips), windows mixing languages 0.15-0.89.
+# 0.95-1.0 (18 of 19 of Asterisk prompts; 7 of 9 languages of pytest-audioeval: not Polish, which Whisper base
+# misnames even clip by clip), windows mixing languages 0.15-0.89 (bench/speech_packing.py).
 PACK_MIN_LANGUAGE_PROBABILITY = 0.9
 
 
