@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from textnorm import says, says_any
 
 from polymodal.config import Settings
 from polymodal.media.audio import audio_duration, decode_audio
@@ -209,9 +210,9 @@ def test_length_limit() -> None:
 
 def test_whisper_transcribes_read_speech(whisper, speech: np.ndarray) -> None:
     transcript = whisper.transcribe(speech)
-    text = transcript.text.lower()
-    assert "best of times" in text and "worst of times" in text
-    assert "age of wisdom" in text
+    text = transcript.text
+    for phrase in ("it was the best of times", "it was the worst of times", "it was the age of wisdom"):
+        assert says(text, phrase), (phrase, text)
     assert transcript.language == "en" and transcript.language_probability > 0.5
     assert transcript.duration == pytest.approx(speech.size / SR, abs=0.01)
     starts = [segment.start for segment in transcript.segments]
@@ -224,7 +225,7 @@ def test_whisper_transcribes_read_speech(whisper, speech: np.ndarray) -> None:
 def test_whisper_word_timestamps(whisper, speech: np.ndarray) -> None:
     transcript = whisper.transcribe(speech[: 9 * SR], language="en", word_timestamps=True, beam_size=1)
     words = [word for segment in transcript.segments for word in segment.words]
-    assert [w.text.strip(",.").lower() for w in words[:4]] == ["it", "was", "the", "best"]
+    assert says(" ".join(w.text for w in words[:5]), "it was the best"), words[:5]
     assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
     assert all(0 <= w.probability <= 1 for w in words)
 
@@ -242,15 +243,15 @@ def test_whisper_encodes_a_short_clips_window_once_while_detecting_its_language(
     finally:
         encode._encode = real
     assert detected.language == "en" and detected.text == given.text
-    assert "best of times" in detected.text.lower()
+    assert says(detected.text, "it was the best of times"), detected.text
     assert whisper.transcribe(np.zeros(3 * SR, np.float32)).segments == []  # VAD leaves nothing to detect on
     assert not encode._state.detecting and encode._state.last is None  # the next call starts clean
 
 
-SAID = {  # real speech in three languages (pytest-audioeval): what each transcript must contain (one of)
+SAID = {  # real speech in three languages (pytest-audioeval): what each transcript must say (one of, normalised)
     "en/quick_brown_fox.wav": ("quick brown fox jumps over the lazy dog",),
     "en/hello_world.wav": ("hello world",),
-    "en/counting.wav": ("one, two, three", "1, 2, 3"),
+    "en/counting.wav": ("one two three four five",),  # counts to ten: "1, 2, 3, ..." or "12345678910."
     "zh/pangrama.wav": ("天地",),
     "fr/bonjour_monde.wav": ("bonjour",),
     "zh/nihao_shijie.wav": ("你好",),
@@ -274,7 +275,7 @@ def test_short_clips_of_one_language_share_a_whisper_window(whisper) -> None:
         encode._encode = real
     assert len(passes) < len(clips)  # one shared window (and any clip left unsure, alone)
     for name, clip, transcript in zip(names, clips, transcripts, strict=True):
-        assert any(said in transcript.text.lower() for said in SAID[name]), (name, transcript.text)
+        assert says_any(transcript.text, SAID[name]), (name, transcript.text)
         assert transcript.language == "en", name
         assert all(0 <= s.start <= s.end <= len(clip) / SR for s in transcript.segments), name
 
@@ -283,7 +284,7 @@ def test_clips_mixing_languages_each_keep_their_own(whisper) -> None:
     names = ["en/quick_brown_fox.wav", "zh/pangrama.wav", "en/hello_world.wav", "fr/bonjour_monde.wav"]
     names += ["en/counting.wav", "zh/nihao_shijie.wav"]
     for name, transcript in zip(names, whisper.transcribe_many(_said(names)), strict=True):
-        assert any(said in transcript.text.lower() for said in SAID[name]), (name, transcript.text)
+        assert says_any(transcript.text, SAID[name]), (name, transcript.text)
         assert transcript.language == name[:2], (name, transcript.language)
 
 
@@ -343,8 +344,10 @@ def test_yamnet_frame_scores_and_events(yamnet, speech: np.ndarray) -> None:
     assert scores.min() >= 0 and scores.max() <= 1
     events = yamnet.events(speech, threshold=0.5)
     speech_events = [e for e in events if e.label == "Speech"]
-    assert len(speech_events) == 1
-    assert speech_events[0].start < 1.0 and speech_events[0].end > 40
+    # Read speech throughout: one event, or a few if a pause dips near the threshold (int8 kernels differ by CPU).
+    assert 1 <= len(speech_events) <= 3, speech_events
+    assert speech_events[0].start < 1.0 and speech_events[-1].end > 40
+    assert sum(e.end - e.start for e in speech_events) > 0.85 * speech.size / SR
     assert [e.start for e in events] == sorted(e.start for e in events)
     dog = yamnet.events(decode_audio(animal_file("dog")))
     assert any(e.label == "Dog" and e.end - e.start > 3 for e in dog)
@@ -367,7 +370,7 @@ def test_yamnet_long_audio_in_blocks(yamnet, speech: np.ndarray) -> None:
     finally:
         sound._BLOCK_PATCHES = original
     assert np.array_equal(starts, blocked_starts)
-    assert np.allclose(scores, blocked, atol=1e-6)
+    assert np.allclose(scores, blocked, atol=1e-5)
 
 
 def test_yamnet_quantisation_constants_match_onnx(yamnet) -> None:
