@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TUXPAINT
+from textnorm import character_error_rate, says, squashed
 
 from polymodal.analysis import Analyzer
 from polymodal.config import Settings
@@ -61,7 +62,8 @@ def test_classify_picks_the_right_label(analyzer, samples, file, labels, winner)
     assert result.best.label == winner, result.to_text()
     assert sum(s.score for s in result.scores) == pytest.approx(1.0, abs=1e-6)
     assert [s.score for s in result.scores] == sorted((s.score for s in result.scores), reverse=True)
-    assert result.best.score > 0.4
+    runner_up = result.scores[1].score
+    assert result.best.score > 0.35 and result.best.score > 1.5 * runner_up, result.to_text()  # a clear winner
     json.dumps(result.to_dict(), ensure_ascii=False)
 
 
@@ -170,7 +172,7 @@ def test_srt_is_ordered_and_covers_the_speech(analyzer, samples, two_cities):
     assert vtt.startswith("WEBVTT\n\n00:00:00.") and " --> " in vtt and "," not in vtt.split("\n")[2]
     data = json.loads(two_cities.render("json"))
     assert data["language"] == "en" and "words" in data["segments"][0]
-    assert two_cities.render("txt").splitlines()[0].startswith("It was the best of times")
+    assert says(two_cities.render("txt").splitlines()[0], "It was the best of times")
 
 
 def test_subtitle_formats_exactly():
@@ -250,8 +252,10 @@ def render_chart(path: Path) -> Path:
 
 def test_read_returns_the_english_and_chinese_lines(analyzer, tmp_path):
     result = read(analyzer, render_document(tmp_path / "scan.png"))
-    assert [line.text for line in result.lines] == DOCUMENT_LINES
-    assert all(line.confidence > 0.8 and len(line.box) == 4 for line in result.lines)
+    found = [line.text for line in result.lines]
+    assert len(found) == len(DOCUMENT_LINES), found  # in reading order, each close to what was drawn
+    assert all(character_error_rate(a, b) <= 0.1 for a, b in zip(found, DOCUMENT_LINES, strict=True)), found
+    assert all(line.confidence > 0.7 and len(line.box) == 4 for line in result.lines)
     assert result.lines[0].box[0][1] < result.lines[-1].box[0][1]
     assert result.layout["kind"] == "document"
     json.dumps(result.to_dict(), ensure_ascii=False)
@@ -260,13 +264,17 @@ def test_read_returns_the_english_and_chinese_lines(analyzer, tmp_path):
 def test_read_finds_the_layout_of_a_chart(analyzer, tmp_path):
     layout = read(analyzer, render_chart(tmp_path / "chart.png")).layout
     assert layout["kind"] == "chart"
-    assert layout["title"] == CHART_TITLE
+    assert squashed(layout["title"]) == squashed(CHART_TITLE), layout["title"]
     assert layout["y_axis"]["ticks"] == [100, 80, 60, 40, 20, 0]
-    assert layout["x_axis"]["labels"] == MONTHS and layout["x_axis"]["title"] == "Month"
-    assert [entry["label"] for entry in layout["legend"]] == list(SERIES)
-    found = {(v["category"], v["series"]): v["value"] for v in layout["values"]}
-    expected = {(m, name): values[i] for name, (_, values) in SERIES.items() for i, m in enumerate(MONTHS)}
-    assert found == expected
+    assert [squashed(label) for label in layout["x_axis"]["labels"]] == [squashed(m) for m in MONTHS], layout
+    assert squashed(layout["x_axis"]["title"]) == "month"
+    assert [squashed(entry["label"]) for entry in layout["legend"]] == [squashed(name) for name in SERIES]
+    found = {(squashed(v["category"]), squashed(v["series"])): v["value"] for v in layout["values"]}
+    expected = {
+        (squashed(m), squashed(name)): values[i] for name, (_, values) in SERIES.items() for i, m in enumerate(MONTHS)
+    }
+    right = [key for key, value in expected.items() if found.get(key) == value]
+    assert len(right) >= len(expected) - 1 and len(found) <= len(expected), (found, expected)  # one misread at most
 
 
 CUT_OUTS_WITHOUT_TEXT = ("animals/birds/chicken_profile.png", "household/Lightbulb.png")
@@ -279,7 +287,7 @@ def test_the_ocr_probe_skips_cut_outs_on_white_and_reads_the_scan(analyzer, samp
     ocr = analyzer.model("ocr")
     scan = open_image(samples / "scans" / "page.png", 120_000_000)
     assert ocr.sees_text(scan)
-    assert any("segmentation" in line.text.lower() for line in ocr.read(scan, probe_first=True))
+    assert any("segmentation" in squashed(line.text) for line in ocr.read(scan, probe_first=True))
     for name in CUT_OUTS_WITHOUT_TEXT:
         cut_out = open_image(TUXPAINT / name, 120_000_000)
         assert looks_like_document(cut_out), name
@@ -347,6 +355,6 @@ def test_the_collection_offers_the_tasks(samples, tmp_path):
 
     c = Collection(tmp_path / "store")
     assert c.classify(samples / "photos" / "chelsea_cat.jpg", ["cat", "dog", "bird", "car"]).to_dict()
-    assert "segmentation" in c.read(samples / "scans" / "page.png").to_text().lower()
+    assert "segmentation" in squashed(c.read(samples / "scans" / "page.png").to_text())
     with pytest.raises(FileNotFoundError):
         c.describe(samples / "photos" / "missing.jpg")
