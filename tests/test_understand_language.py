@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from textnorm import says, squashed, tokens
 
 from polymodal.analysis import Analyzer
 from polymodal.config import Settings
@@ -19,7 +20,7 @@ from polymodal.tasks import grounding
 from polymodal.tasks.analyze import analyze
 from polymodal.tasks.ask import CANT_TELL, ask
 from polymodal.tasks.describe import describe
-from polymodal.tasks.facts import gather
+from polymodal.tasks.facts import clock, gather
 
 LLM = "qwen2.5-0.5b"
 
@@ -43,9 +44,17 @@ def coffee_facts(analyzer: Analyzer, coffee: Path):
 def test_ask_about_a_drink_answers_yes_with_evidence(analyzer: Analyzer, coffee: Path) -> None:
     answer = ask(analyzer, coffee, "Is there a drink?")
     assert answer.answerable and answer.by == LLM, answer.to_text()
-    assert answer.answer.lower().startswith("yes"), answer.answer
+    assert affirmative(answer.answer, ("espresso", "coffee", "drink", "cup")), answer.answer
     assert any(f.kind == "label" and f.text == "espresso" for f in answer.evidence), answer.evidence
     assert json.loads(json.dumps(answer.to_dict()))["answerable"] is True
+
+
+def affirmative(answer: str, subjects: tuple[str, ...]) -> bool:
+    """A yes, in whichever words the LLM chose on this CPU: "Yes, ...", or "There is an espresso ..." (no "no")."""
+    words = tokens(answer)
+    if not words or words[0] in ("no", "not", "i"):
+        return False
+    return words[0] == "yes" or (bool(set(words) & set(subjects)) and not {"no", "not", "isn't"} & set(words[:4]))
 
 
 def test_ask_about_writing_on_a_photo_without_text_cannot_tell(analyzer: Analyzer, samples: Path) -> None:
@@ -100,17 +109,19 @@ def test_analyze_a_bundle_reports_every_items_facts(analyzer: Analyzer, samples:
     seconds = time.perf_counter() - started
     print(f"analyze: {seconds:.1f} s for 3 items (summary by {report.summary_by})")
     assert [item.modality for item in report.items] == ["text", "image", "audio"]
-    assert any("7AM" in line for line in report.items[1].ocr), report.items[1].ocr
-    assert report.items[2].transcript and report.items[2].transcript[0].start < 2
+    assert any("7am" in squashed(line) for line in report.items[1].ocr), report.items[1].ocr  # "7AM" or "7 AM"
+    transcript = report.items[2].transcript
+    assert transcript and transcript[0].start < 2
     outputs = {ext: report.write(tmp_path / f"out.{ext}").read_text(encoding="utf-8") for ext in ("md", "html", "json")}
-    for ext, text in outputs.items():
-        for fact in ("Marguerite Okafor", "7AM", "best of times"):  # each only in one item
-            assert fact in text, (ext, fact)
+    for ext, text in outputs.items():  # each fact is only in one item: the document, the photo's sign, the speech
+        assert "Marguerite Okafor" in text and "7am" in squashed(text), ext
+        assert says(text, "it was the best of times"), ext
     data = json.loads(outputs["json"])
     assert data["summary"] and data["key_points"] and len(data["items"]) == 3
     assert "Marguerite Okafor" in [e["text"] for e in data["entities"]]
     html = outputs["html"]
-    assert html.startswith("<!DOCTYPE html>") and "data:image/jpeg;base64," in html and "0:01" in html
+    assert html.startswith("<!DOCTYPE html>") and "data:image/jpeg;base64," in html
+    assert f"{clock(transcript[0].start)}–{clock(transcript[0].end)}" in html  # the speech's times
     assert "<script" not in html and 'src="http' not in html  # self-contained
 
 
