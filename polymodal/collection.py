@@ -21,7 +21,7 @@ import numpy as np
 
 from polymodal.analysis import Analyzer, Evidence, media_vector
 from polymodal.config import Settings
-from polymodal.index import Indexer, IndexReport, Progress, VideoProgress
+from polymodal.index import Indexer, IndexReport, Progress, VideoProgress, real_path
 from polymodal.models.base import loaded_models
 from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
@@ -85,13 +85,19 @@ class ItemSummary:
 
 class Collection(Understanding):
     def __init__(
-        self, store: str | Path | None = None, settings: Settings | None = None, create: bool = True
+        self,
+        store: str | Path | None = None,
+        settings: Settings | None = None,
+        create: bool = True,
+        readonly: bool = False,
     ):
+        """``create``: make the store when it is missing; ``readonly``: never write to it (searching, showing).
+        A store on a read-only or full disk opens read-only by itself."""
         settings = settings or Settings.from_env()
         if store is not None:
             settings = settings.with_(store=Path(store).expanduser())
         self.settings = settings
-        self.store = SqliteStore(settings.store, create=create)
+        self.store = SqliteStore(settings.store, create=create, readonly=readonly)
         self.analyzer = Analyzer(settings)
         self.analyzer.aligner = _stored_aligner(self.store, self.analyzer)
         self._index = VectorIndex(self.store, settings.exact_search_limit, settings.search_nprobe)
@@ -102,16 +108,18 @@ class Collection(Understanding):
         progress: Progress | None = None,
         aligner: str | Path | None = None,
         video_progress: VideoProgress | None = None,
+        follow_links: bool = False,
     ) -> IndexReport:
         """Index files and folders; re-running it only does what changed. ``progress`` is told of each file,
-        ``video_progress`` how far into a video the analysis is.
+        ``video_progress`` how far into a video the analysis is. ``follow_links``: index the targets of links
+        that lead out of the folders given (skipped by default, with a note).
 
         ``aligner``: a trained aligner (folder, or the id of one this store already has; "none" removes it)
         that the collection uses from now on; stored items are re-embedded from their stored features.
         """
         if aligner is not None:
             self.set_aligner(aligner)
-        indexer = Indexer(self.store, self.analyzer, fts_text, video_progress)
+        indexer = Indexer(self.store, self.analyzer, fts_text, video_progress, follow_links)
         report = indexer.index([Path(p) for p in paths], progress)
         if aligner is not None:
             self.reembed()  # items outside ``paths`` move to the new space too
@@ -208,6 +216,7 @@ class Collection(Understanding):
     def status(self) -> dict[str, Any]:
         stats = self.store.stats()
         stats["store"] = str(self.settings.store)
+        stats["read_only"] = not self.store.writable
         stats["models_loaded"] = loaded_models()
         stats["recent_errors"] = [{"path": p, "reason": r} for p, r in self.store.errors()[:20]]
         return stats
@@ -225,9 +234,11 @@ class Collection(Understanding):
         db = self.store.db
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             row = db.execute("SELECT id, path, sha, size FROM files WHERE id=?", (int(ref),)).fetchone()
-        else:
-            path = str(Path(ref).expanduser().absolute())
-            row = db.execute("SELECT id, path, sha, size FROM files WHERE path=?", (path,)).fetchone()
+        else:  # keys are real paths (a followed link's: its own absolute path)
+            for path in (real_path(ref), str(Path(ref).expanduser().absolute())):
+                row = db.execute("SELECT id, path, sha, size FROM files WHERE path=?", (path,)).fetchone()
+                if row is not None:
+                    break
         if row is None:
             raise ItemNotFound(ref)
         return row

@@ -3,19 +3,26 @@
 Analyses are keyed by content hash, files by path: a moved or duplicated file points at an existing
 analysis and costs nothing. Every file is written in one transaction (WAL journal), so killing the
 process at any moment leaves either the old or the new state of that file, never half of it. A video's
-shot thumbnails are small JPEG files beside the database, ``thumbs/<sha>/<shot>.jpg``.
-A ``generation`` counter increases with every write, so derived indexes know when they are stale.
+shot thumbnails are small JPEG files beside the database, ``thumbs/<sha>/<shot>.jpg``, written inside the
+transaction that stores their content (thumbnails without a content, from a crash, are removed by
+:meth:`SqliteStore.clean_orphans`). A ``generation`` counter increases with every write, so derived indexes
+know when they are stale.
+
+Opening a store writes nothing, so a store on a read-only disk, or on a full one, can still be read: the
+database is opened read-write where it can be, else read-only, else as an immutable file. A write that
+cannot be made (disk full, read-only) raises :class:`StoreUnavailable`, the transaction rolled back.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +71,19 @@ class StoreError(RuntimeError):
     """The store directory is missing, unreadable or from an incompatible version."""
 
 
+class StoreUnavailable(StoreError):
+    """A write to the store could not be made (disk full, read-only, locked); nothing of it was kept."""
+
+
+# SQLite result codes (``sqlite3.Error.sqlite_errorcode & 0xFF``) and errno values that mean "cannot write here".
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 5, 6, 8, 10, 13, 14
+CANNOT_WRITE_CODES = (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How a database file is opened, most capable first: a reader falls back to the next when one fails.
+OPEN_MODES = ("rw", "ro", "immutable")
+TABLES = {"meta", "contents", "files", "evidence", "evidence_fts", "vectors", "features", "errors", "vector_log"}
+
+
 @dataclass
 class FileRow:
     id: int
@@ -74,51 +94,121 @@ class FileRow:
 
 
 class SqliteStore:
-    def __init__(self, directory: Path, create: bool = True):
+    def __init__(self, directory: Path, create: bool = True, readonly: bool = False):
+        """Open the store in ``directory`` (made when ``create`` and missing). ``readonly``: never write, and
+        open the database read-only from the start."""
         self.directory = Path(directory)
-        if not self.directory.exists():
-            if not create:
-                raise StoreError(f"no store at {self.directory}; index a folder first")
-            self.directory.mkdir(parents=True)
         self.path = self.directory / "polymodal.sqlite"
         self._local = threading.local()
         self._lock = threading.RLock()
-        self.db.executescript(SCHEMA)  # executescript commits on its own: keep it outside a transaction
-        with self.transaction() as db:
-            found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if found is None:
-                db.execute(
-                    "INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA_VERSION),)
-                )
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"store schema {found[0]} is not {SCHEMA_VERSION}; re-index into a new store"
-                )
+        # File actions of the transaction in progress, run once it commits / once it has rolled back.
+        self._after_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
+        self.mode = "ro" if readonly else "rw"
+        if not self.path.exists():
+            if not create or readonly:
+                raise StoreError(f"no store at {self.directory}; index a folder first")
+            self._create()
+        found = self._open(OPEN_MODES[OPEN_MODES.index(self.mode) :])
+        if found is None:
+            self._migrate()
+        elif int(found) != SCHEMA_VERSION:
+            raise StoreError(f"store schema {found} is not {SCHEMA_VERSION}; re-index into a new store")
+
+    def _create(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # kept in the file: every later connection uses it
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            raise _unavailable(exc, self.directory) from exc
+
+    def _open(self, modes: tuple[str, ...]) -> str | None:
+        """Connect in the first of ``modes`` that can read the database; returns its schema version."""
+        failures = []
+        for mode in modes:
+            conn = None
+            try:
+                conn = self._connect(mode)
+                tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                found = None
+                if "meta" in tables:
+                    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                    found = row[0] if row else None
+                if TABLES - tables and mode != "rw":
+                    raise StoreError(f"the store at {self.directory} is incomplete and cannot be written")
+            except sqlite3.Error as exc:
+                failures.append(f"{mode}: {exc}")
+                if conn is not None:
+                    conn.close()
+                continue
+            self.mode, self._local.conn = mode, conn
+            return found if not TABLES - tables else None
+        raise StoreError(f"cannot open the store {self.path} ({'; '.join(failures)})")
+
+    def _connect(self, mode: str) -> sqlite3.Connection:
+        uri = f"file:{self.path.absolute().as_posix()}?" + ("immutable=1" if mode == "immutable" else f"mode={mode}")
+        conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _migrate(self) -> None:
+        """Make missing tables (a new store) and its first meta rows: the only write an open may do."""
+        try:
+            self.db.executescript(SCHEMA)  # executescript commits on its own: keep it outside a transaction
+            with self.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        except sqlite3.Error as exc:
+            raise _unavailable(exc, self.directory) from exc
+
+    @property
+    def writable(self) -> bool:
+        """Whether writes are attempted at all (a store opened read-only, or on a read-only disk, is not)."""
+        return self.mode == "rw"
 
     # --- connections -------------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = self._connect(self.mode)
             self._local.conn = conn
         return conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the store's write lock (across processes) until it commits.
+
+        A write that cannot be made (disk full, read-only, locked too long) rolls back and raises
+        :class:`StoreUnavailable`; so does an ``OSError`` of that kind raised inside (writing thumbnails).
+        """
+        if not self.writable:
+            raise StoreUnavailable(f"the store {self.directory} is open read-only")
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
+            self._after_commit, self._after_rollback = [], []
             try:
+                db.execute("BEGIN IMMEDIATE")
                 yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:  # SQLite may have rolled back by itself (SQLITE_FULL)
+                    db.execute("ROLLBACK")
+                for action in reversed(self._after_rollback):
+                    action()
+                if _cannot_write(exc):
+                    raise _unavailable(exc, self.directory) from exc
                 raise
-            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-            db.execute("COMMIT")
+            finally:
+                done, self._after_commit, self._after_rollback = self._after_commit, [], []
+            for action in done:
+                action()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -189,16 +279,21 @@ class SqliteStore:
         db.execute(
             "DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha)
         )
-        shutil.rmtree(self._thumbs_dir(sha), ignore_errors=True)
+        # After the commit: a crash before it keeps the content, and so must keep its thumbnails.
+        self._after_commit.append(lambda: shutil.rmtree(self._thumbs_dir(sha), ignore_errors=True))
 
     # --- analyses ----------------------------------------------------------------------------------
     def save(self, path: str, sha: str, size: int, mtime_ns: int, analysis: Analysis, fts_text) -> None:
-        """Store an analysis and point ``path`` at it, atomically. ``fts_text`` prepares text for FTS5."""
-        if analysis.thumbnails:
-            self._write_thumbnails(sha, analysis.thumbnails)
+        """Store an analysis and point ``path`` at it, atomically. ``fts_text`` prepares text for FTS5.
+
+        Thumbnails are written last inside the transaction (under the write lock, so that :meth:`clean_orphans`
+        never sees them half-done): a crash before the commit leaves at most a thumbnail folder without content.
+        """
         with self.transaction() as db:
             self._write_analysis(db, sha, size, analysis, fts_text)
             self._link(db, path, sha, size, mtime_ns)
+            if analysis.thumbnails:
+                self._write_thumbnails(sha, analysis.thumbnails)
 
     def _write_analysis(
         self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text
@@ -265,18 +360,40 @@ class SqliteStore:
         return self.directory / "thumbs" / sha
 
     def _write_thumbnails(self, sha: str, thumbnails: list[bytes]) -> None:
-        """Replace the content's thumbnails as a whole: written to a fresh folder, then swapped in."""
+        """Replace the content's thumbnails as a whole: written to a fresh folder, then swapped in (inside a
+        transaction; a failure removes what was written)."""
         final = self._thumbs_dir(sha)
         fresh = final.with_name(f"{sha}.{os.getpid()}.part")
-        shutil.rmtree(fresh, ignore_errors=True)
-        fresh.mkdir(parents=True)
-        for index, jpeg in enumerate(thumbnails):
-            (fresh / f"{index}.jpg").write_bytes(jpeg)
-        if final.exists():
-            old = final.with_name(f"{sha}.{os.getpid()}.old")
+        old = final.with_name(f"{sha}.{os.getpid()}.old")
+        try:
+            shutil.rmtree(fresh, ignore_errors=True)
+            fresh.mkdir(parents=True)
+            for index, jpeg in enumerate(thumbnails):
+                (fresh / f"{index}.jpg").write_bytes(jpeg)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+        had_old = final.exists()
+        if had_old:
             final.rename(old)
-            shutil.rmtree(old, ignore_errors=True)
+            self._after_commit.append(lambda: shutil.rmtree(old, ignore_errors=True))
         fresh.rename(final)
+        self._after_rollback.append(lambda: _restore(final, old if had_old else None))
+
+    def clean_orphans(self) -> int:
+        """Remove thumbnail folders of no stored content and unfinished ``.part`` / ``.old`` folders (left by a
+        crash or a full disk); returns how many. Runs under the write lock: no other writer is mid-way."""
+        thumbs = self.directory / "thumbs"
+        if not self.writable or not thumbs.is_dir():
+            return 0
+        removed = 0
+        with self.transaction() as db:
+            for entry in list(thumbs.iterdir()):
+                unfinished = entry.name.endswith((".part", ".old"))
+                if unfinished or not db.execute("SELECT 1 FROM contents WHERE sha=?", (entry.name,)).fetchone():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+        return removed
 
     def thumbnail(self, sha: str, shot: int) -> Path | None:
         """The JPEG of shot ``shot`` of a stored video, if there is one."""
@@ -358,6 +475,10 @@ class SqliteStore:
             for (path,) in db.execute("SELECT path FROM errors").fetchall():
                 if (path.startswith(prefix) or path == root) and path not in keep:
                     db.execute("DELETE FROM errors WHERE path=?", (path,))
+
+    def errors_under(self, root: str) -> list[tuple[str, str]]:
+        prefix = root.rstrip("/") + "/"
+        return [(p, r) for p, r in self.errors() if p.startswith(prefix) or p == root]
 
     # --- reading for search ------------------------------------------------------------------------
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -543,6 +664,38 @@ class SqliteStore:
             "models": sorted(models),
             "store_bytes": size,
         }
+
+
+def _restore(final: Path, old: Path | None) -> None:
+    """Undo a thumbnail swap whose transaction rolled back (best effort: :meth:`clean_orphans` does the rest)."""
+    shutil.rmtree(final, ignore_errors=True)
+    if old is not None and old.exists():
+        old.rename(final)
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """A failure of the disk or the database file (full, read-only, locked), not of the data or the SQL."""
+    if isinstance(exc, OSError):
+        return exc.errno in (*DISK_FULL_ERRNOS, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in CANNOT_WRITE_CODES
+    return any(words in str(exc) for words in ("disk is full", "readonly", "locked", "disk I/O"))
+
+
+def _unavailable(exc: BaseException, directory: Path) -> StoreUnavailable:
+    """The words for a write that could not be made to the store in ``directory``."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    message = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS) or code == SQLITE_FULL or "disk is full" in message:
+        return StoreUnavailable(f"disk full while writing {directory} (ENOSPC): free some space and index again")
+    if (isinstance(exc, OSError) and exc.errno == errno.EROFS) or code == SQLITE_READONLY or "readonly" in message:
+        return StoreUnavailable(f"the store {directory} is read-only: it can be searched, not written")
+    if "locked" in message or "busy" in message:
+        return StoreUnavailable(f"the store {directory} is busy (another process writes to it): {message}")
+    return StoreUnavailable(f"could not write to the store {directory}: {message}")
 
 
 def _blob(vector: np.ndarray) -> bytes:

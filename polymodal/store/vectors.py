@@ -134,6 +134,7 @@ class VectorIndex:
     # --- snapshots -----------------------------------------------------------------------------------
     def _load_base(self) -> _Base:
         directory = self.store.directory
+        exported = None
         with self.store.reading():  # the vectors and the log position they correspond to, read together
             seq, count = self.store.vector_seq(), self.store.vector_count()
             if count <= self.exact_limit:
@@ -142,11 +143,19 @@ class VectorIndex:
                 found = _open_snapshot(directory, seq)
                 if found is not None:
                     return found
-                ids, matrix = _export(self.store, count, directory, seq)
+                exported = _export(self.store, count, directory, seq) if self.store.writable else None
+                ids, matrix = exported if exported is not None else _read_all(self.store)
         if count <= self.exact_limit:
             self.store.prune_vector_log(seq, keep=PRUNE_EXACT_BELOW)
             return _Base(seq, ids, matrix)
-        ivf = _build_ivf(matrix, directory, seq)
+        if exported is None:  # the snapshot cannot be written (read-only store, full disk): kept in memory
+            return _Base(seq, ids, matrix, _build_ivf(matrix))
+        try:
+            ivf = _build_ivf(matrix, directory, seq)
+        except (OSError, RuntimeError):  # faiss says RuntimeError when its file cannot be written
+            rows = np.asarray(matrix, np.float32)
+            _remove_snapshot(directory, seq)
+            return _Base(seq, ids, rows, _build_ivf(rows))
         del matrix  # the mapping of every row ends here: queries read the rows they re-rank
         _remove_other_snapshots(directory, seq)
         self.store.prune_vector_log(seq)
@@ -317,30 +326,39 @@ def _open_snapshot(directory: Path, seq: int) -> _Base | None:
         return None
 
 
-def _export(store: SqliteStore, count: int, directory: Path, seq: int) -> tuple[np.ndarray, np.ndarray]:
-    """Write every vector as float16 to a memory-mapped .npy, and their ids; returns (ids, the mapped matrix)."""
+def _export(
+    store: SqliteStore, count: int, directory: Path, seq: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Write every vector as float16 to a memory-mapped .npy, and their ids; returns (ids, the mapped matrix), or
+    None when the files cannot be written (full disk, read-only directory: nothing is left behind)."""
     target = _snapshot_path(directory, seq, "f16.npy")
     tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     ids = np.empty(count, np.int64)
     matrix = None
     done = 0
-    for batch_ids, batch in store.iter_vectors(EXPORT_BATCH):
-        if matrix is None:
-            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count, batch.shape[1]))
-        matrix[done : done + len(batch)] = batch
-        ids[done : done + len(batch)] = batch_ids
-        done += len(batch)
-    assert matrix is not None and done == count, "vectors changed inside a read transaction"
-    matrix.flush()
-    del matrix
-    os.replace(tmp, target)
-    _save_npy(_snapshot_path(directory, seq, "ids.npy"), ids)
+    try:
+        for batch_ids, batch in store.iter_vectors(EXPORT_BATCH):
+            if matrix is None:
+                matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count, batch.shape[1]))
+                _reserve(tmp)
+            matrix[done : done + len(batch)] = batch
+            ids[done : done + len(batch)] = batch_ids
+            done += len(batch)
+        assert matrix is not None and done == count, "vectors changed inside a read transaction"
+        matrix.flush()
+        del matrix
+        os.replace(tmp, target)
+        _save_npy(_snapshot_path(directory, seq, "ids.npy"), ids)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        _remove_snapshot(directory, seq)
+        return None
     return ids, np.load(target, mmap_mode="r")
 
 
-def _build_ivf(matrix: np.ndarray, directory: Path, seq: int) -> Any:
+def _build_ivf(matrix: np.ndarray, directory: Path | None = None, seq: int = 0) -> Any:
     """Train an IVF with ~4 sqrt(n) lists on a sample (spherical k-means: the vectors are unit length, compared by
-    cosine), add every row (id = row position), save it, map it back."""
+    cosine), add every row (id = row position), save it, map it back (``directory`` None: kept in memory)."""
     import faiss
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # building uses every core (searches set 1 for themselves)
@@ -359,17 +377,43 @@ def _build_ivf(matrix: np.ndarray, directory: Path, seq: int) -> Any:
     for start in range(0, n, EXPORT_BATCH):
         rows = np.asarray(matrix[start : start + EXPORT_BATCH], np.float32)
         index.add_with_ids(rows, np.arange(start, start + len(rows), dtype=np.int64))
+    if directory is None:
+        return index
     path = _snapshot_path(directory, seq, "ivf")
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
+    try:
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reserve(path: Path) -> None:
+    """Allocate every block of a sparse file now: on a full disk this raises ENOSPC, where writing through a
+    memory mapping would kill the process (SIGBUS)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _remove_snapshot(directory: Path, seq: int) -> None:
+    """The files of an unfinished snapshot (its .ivf, written last, missing)."""
+    for suffix in ("f16.npy", "ids.npy", "ivf"):
+        _snapshot_path(directory, seq, suffix).unlink(missing_ok=True)
 
 
 def _remove_other_snapshots(directory: Path, seq: int) -> None:
