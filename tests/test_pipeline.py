@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TUXPAINT
+from textnorm import says
 
 from polymodal.analysis import Analyzer
 from polymodal.collection import fts_text
@@ -76,12 +77,25 @@ def test_batched_pipeline_gives_the_evidence_of_the_sequential_path(mixed_folder
     expected, found = evidence_by_path(one_by_one), evidence_by_path(batched)
     assert found.keys() == expected.keys()
     for name, rows in expected.items():
-        assert [(k, t) for k, t, _ in found[name]] == [(k, t) for k, t, _ in rows], name
-        ours, theirs = ([row[2] or 0.0 for row in side] for side in (found[name], rows))
-        assert np.allclose(ours, theirs, atol=1e-4), name
+        assert_same_evidence(found[name], rows, name)
     assert any(kind == "ocr" for kind, _, _ in found["page.png"])
     ours, theirs = vectors_by_path(batched), vectors_by_path(one_by_one)
     assert all(float(ours[name] @ theirs[name]) > 0.9999 for name in theirs)
+
+
+def assert_same_evidence(ours: list[tuple], theirs: list[tuple], name: str) -> None:
+    """The same evidence, up to rounding: a batch of 8 and a batch of 1 may run different CPU kernels, so labels
+    whose scores tie within 1e-4 may swap places, or trade the last of the top-10 places."""
+    assert [k for k, _, _ in ours] == [k for k, _, _ in theirs], name
+    assert [(k, t) for k, t, _ in ours if k != "label"] == [(k, t) for k, t, _ in theirs if k != "label"], name
+    mine, other = ({t: s or 0.0 for k, t, s in side if k == "label"} for side in (ours, theirs))
+    for label in mine.keys() & other.keys():
+        assert abs(mine[label] - other[label]) <= 1e-4, (name, label)
+    floor = min([*mine.values(), *other.values()], default=0.0)
+    for label in mine.keys() ^ other.keys():  # only at the tail, in a tie
+        assert abs(mine.get(label, other.get(label, 0.0)) - floor) <= 1e-4, (name, label)
+    ours_scores = [s or 0.0 for k, _, s in ours if k != "label"]
+    assert np.allclose(ours_scores, [s or 0.0 for k, _, s in theirs if k != "label"], atol=1e-4), name
 
 
 def test_reindexing_with_the_pipeline_changes_nothing(mixed_folder, settings, tmp_path):
@@ -122,4 +136,4 @@ def test_short_recordings_are_indexed_together_sharing_whisper_windows(settings,
     found = evidence_by_path(store)
     for name, word in said.items():
         transcript = " ".join(t for kind, t, _ in found[name.replace("/", "-")] if kind == "transcript").lower()
-        assert word in transcript, (name, transcript)
+        assert says(transcript, word), (name, transcript)
