@@ -11,6 +11,7 @@ piece of evidence timed, so that search finds moments, not files.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.media.video import shot_at
 from polymodal.models.base import get_model
+from polymodal.models.sound import PooledScores
 from polymodal.models.speech import joined_words
 from polymodal.models.text import normalize
 from polymodal.space import bridge as bridges
@@ -94,6 +96,9 @@ MAX_SENTENCE_COMPRESSION = 2.4  # Whisper's own threshold, zlib ratio of the tex
 SOUND_WINDOW_SECONDS = 5.0
 MIN_WINDOW_TAG_SCORE = 0.15
 MAX_WINDOW_TAGS = 5
+# Recordings and video tracks are heard in windows of this much audio, cut in pauses: memory holds one window
+# (Whisper's features of a window take ~60 MB a minute) whatever the length; see polymodal.tasks.transcribe.
+AUDIO_WINDOW_SECONDS = 120.0
 # A video keyframe whose 64x36 grey differs from the last one read by less than this (of 255) is not read again.
 SAME_FRAME_DIFFERENCE = 4.0
 VideoProgress = Callable[[float, float], None]  # (seconds read, duration)
@@ -173,6 +178,7 @@ class Analyzer:
     def __init__(self, settings: Settings, aligner: Any = None):
         self.settings = settings
         self._bridges: dict[str, bridges.LabelBridge] = {}
+        self._bridges_lock = threading.Lock()
         # A trained aligner (polymodal.space.aligner.Aligner) blended into image / audio bridge vectors.
         self.aligner = aligner
 
@@ -190,24 +196,19 @@ class Analyzer:
         return get_model(family, name, self.settings)
 
     def bridge(self, family: str) -> bridges.LabelBridge:
-        if family not in self._bridges:
-            classifier = self.model(family)
-            encoder, cache = self.model("text"), self.settings.cache
-            if family == "image":
-                bridge = bridges.LabelBridge(
-                    encoder, classifier.labels, bridges.IMAGE_TEMPLATES, cache, bridges.IMAGE_SHARPNESS
-                )
-            else:
-                bridge = bridges.LabelBridge(
-                    encoder,
-                    classifier.labels,
-                    bridges.SOUND_TEMPLATES,
-                    cache,
-                    bridges.SOUND_SHARPNESS,
-                    SOUND_TAG_WEIGHTS,
-                )
-            self._bridges[family] = bridge
-        return self._bridges[family]
+        """The label bridge of the image classifier or sound tagger (one per analyzer, shared by its threads)."""
+        with self._bridges_lock:
+            if family not in self._bridges:
+                self._bridges[family] = self._new_bridge(family)
+            return self._bridges[family]
+
+    def _new_bridge(self, family: str) -> bridges.LabelBridge:
+        labels, encoder, cache = self.model(family).labels, self.model("text"), self.settings.cache
+        if family == "image":
+            return bridges.LabelBridge(encoder, labels, bridges.IMAGE_TEMPLATES, cache, bridges.IMAGE_SHARPNESS)
+        return bridges.LabelBridge(
+            encoder, labels, bridges.SOUND_TEMPLATES, cache, bridges.SOUND_SHARPNESS, SOUND_TAG_WEIGHTS
+        )
 
     def perception_ids(self, modality: str) -> dict[str, str]:
         """The model ids whose output a stored analysis of ``modality`` depends on (besides the encoder)."""
@@ -357,7 +358,21 @@ class Analyzer:
         return (ocr_mode or self.settings.ocr_mode) == "auto"
 
     def perceive_audio(self, source: Path | bytes, fmt: str = "audio", language: str | None = None) -> Analysis:
-        return self.finish_audio([self.prepare_audio(source, fmt)], language)[0]
+        """Tags, voice activity and, where there is speech, the transcript of a recording, heard window by window
+        (``AUDIO_WINDOW_SECONDS``, cut in pauses): memory holds one window, however long the recording."""
+        from polymodal.tasks.transcribe import speech_windows
+
+        tagger = self.model("sound")
+        analysis = Analysis("audio", fmt, meta={"duration": 0.0})
+        pooled, samples = PooledScores(len(tagger.labels)), 0
+        for offset, audio in speech_windows(self, source, AUDIO_WINDOW_SECONDS):  # type: ignore[arg-type]
+            pooled.add(self._listen(analysis, audio, offset / 16000, language)[1])
+            samples = offset + audio.size
+        analysis.meta["duration"] = round(samples / 16000, 3)
+        analysis.features[tagger.model_id] = pooled.mean  # for trained heads
+        tags = tagger.tags_from_pooled(pooled.best, pooled.mean, top_k=self.settings.bridge_top_k)
+        analysis.evidence[:0] = [Evidence(TAG, label, score=score) for label, score in tags]  # tags first, as before
+        return analysis
 
     def prepare_audio(self, source: Path | bytes, fmt: str = "audio") -> PreparedAudio:
         """Decode a recording to 16 kHz mono (no model: the indexer calls this in its decoding threads)."""
@@ -499,7 +514,7 @@ class Analyzer:
         windows: dict[int, np.ndarray] = {}  # window number -> best score per class
         total, patches = np.zeros(len(tagger.labels), np.float64), 0
         try:
-            for offset, audio in speech_windows(self, path):
+            for offset, audio in speech_windows(self, path, AUDIO_WINDOW_SECONDS):
                 starts, scores = self._listen(analysis, audio, offset / 16000, language, shots)
                 for number, score in zip((starts // SOUND_WINDOW_SECONDS).astype(int), scores, strict=True):
                     windows[number] = np.maximum(windows[number], score) if number in windows else score

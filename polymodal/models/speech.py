@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,8 @@ _SIDE_FILES = {
     "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
 }
 _MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+# The Silero VAD faster-whisper runs itself (``vad_filter=True``), shipped in its wheel.
+_WHISPER_VAD_SHA256 = "4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2"
 
 # A segment this unsure that it is speech at all, and this unsure of its words, is Whisper
 # hallucinating on music or noise ("Thank you.", "Subtitles by ...").
@@ -83,6 +83,7 @@ class WhisperBase(LazyModel):
         except ImportError as exc:
             raise ModelError("speech needs `faster-whisper`; run `pip install polymodal[models]`") from exc
         model_dir = self._model_dir()
+        assets.verify(assets.package_file("faster_whisper", "assets", "silero_vad_v6.onnx"), _WHISPER_VAD_SHA256)
         try:
             model = WhisperModel(
                 str(model_dir), device="cpu", compute_type="int8", cpu_threads=self.settings.threads
@@ -174,16 +175,14 @@ class WhisperBase(LazyModel):
             if not (path / "model.bin").is_file():
                 raise ModelError(f"{path} is not a CTranslate2 Whisper directory (no model.bin)")
             return path
-        cache = self.settings.cache
-        target = assets.cache_dir(cache, self.name)
+        target = assets.cache_dir(self.settings.cache, self.name)
         for name, digest in _SIDE_FILES.items():
-            source = assets.verify(assets.package_file(_PART1, "data", name), digest, cache)
-            _copy_once(source, target / name)
+            assets.copied(target / name, assets.package_file(_PART1, "data", name), digest)
         parts = [
             assets.package_file(_PART1, "data", "model.bin.part1"),
             assets.package_file(_PART2, "data", "model.bin.part2"),
         ]
-        assets.assemble(target / "model.bin", parts, _MODEL_BIN_SHA256, cache)
+        assets.assemble(target / "model.bin", parts, _MODEL_BIN_SHA256)
         return target
 
 
@@ -258,14 +257,6 @@ def joined_words(words: list[Word]) -> str:
         close = text and has_cjk(text[-1]) and has_cjk(word.text[:1])
         text += ("" if close or not text else " ") + word.text
     return text
-
-
-def _copy_once(source: Path, target: Path) -> None:
-    if target.exists() and target.stat().st_size == source.stat().st_size:
-        return
-    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
 
 
 def _is_hallucination(raw: Any) -> bool:

