@@ -1,0 +1,1 @@
+"""Small perceivers: evidence read from decoded media by rules and measurements, without a model."""
