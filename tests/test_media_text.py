@@ -484,7 +484,7 @@ def _encrypted_pdf(tmp_path: Path, user_password: str) -> Path:
 
 
 def test_password_protected_pdf(tmp_path: Path):
-    with pytest.raises(MediaError, match="encrypted with a password"):
+    with pytest.raises(MediaError, match="encrypted PDF, password required"):
         read_text(_encrypted_pdf(tmp_path, "secret"), "pdf")
 
 

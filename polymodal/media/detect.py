@@ -209,8 +209,11 @@ _IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"mif1", b"msf1", 
 
 
 def _sniff_iso_bmff(path: Path, head: bytes, ext: str) -> tuple[Modality, str] | None:
-    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip") and _probe_has_video(path) is not None:
-        return ("video", "mov") if _probe_has_video(path) else ("audio", "m4a")  # QuickTime without ftyp
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        has_video = _probe_has_video(path)
+        if has_video is not None:  # QuickTime without ftyp
+            return ("video", "mov") if has_video else ("audio", "m4a")
+        return None
     if head[4:8] != b"ftyp":
         return None
     brand = head[8:12]

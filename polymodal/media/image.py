@@ -2,7 +2,12 @@
 
 Classification needs only ~256 px, so JPEGs are decoded in *draft* mode (DCT scaling): a 12 MP photo
 decodes ~3.5x faster. Draft decoding changes the top-1 label on ~6 % of photos compared with a full
-decode (shared/FINDINGS.md); ``precise=True`` turns it off.
+decode (shared/FINDINGS.md); ``precise=True`` turns it off. Other large images are shrunk right after
+decoding when a draft is asked for, before any colour conversion copies them.
+
+Work is bounded by the pixels an image *declares* (``max_pixels``) and by those a step *makes*: an image of
+extreme aspect ratio (1 x 8000) is never resized whole to a short side of 256 (that is 256 x 2 million
+pixels, 1.5 GB), only the part the classifier's centre crop keeps.
 """
 
 from __future__ import annotations
@@ -16,44 +21,94 @@ from polymodal.media.errors import MediaError
 
 CLASSIFIER_SIZE = 224
 RESIZE_SHORT_SIDE = 256
+# Above this many pixels after resizing (an aspect ratio over ~30:1), only the centre crop is resized.
+MAX_RESIZED_PIXELS = 2_000_000
+# A non-JPEG image over this size is shrunk (integer box reduction) when a draft is asked for.
+REDUCE_ABOVE_PIXELS = 16_000_000
+_REDUCIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F", "CMYK"})
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
 def open_image(source: Path | bytes, max_pixels: int, draft_to: int | None = None):  # -> PIL.Image.Image
-    """An RGB PIL image with EXIF orientation applied; ``draft_to`` asks JPEGs for a reduced decode."""
-    from PIL import Image, ImageOps
+    """An RGB PIL image with EXIF orientation applied; ``draft_to`` asks for a reduced decode (JPEG) or a
+    reduction right after decoding (other large images), keeping the short side at least ``draft_to``."""
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clear message
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        width, height = image.size
-        if width * height > max_pixels:
-            raise MediaError(
-                f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the "
-                f"{max_pixels / 1e6:.0f} MP limit (decompression bomb guard)"
-            )
-        if draft_to and image.format == "JPEG":
-            image.draft("RGB", (draft_to, draft_to))
-        image.seek(0)  # first frame of GIF / animated WebP
-        image.load()
-        image = _to_rgb(ImageOps.exif_transpose(image) or image)
-        # Size before any draft reduction, after EXIF rotation.
-        swapped = (image.width > image.height) != (width > height) and width != height
-        image.info["original_size"] = (height, width) if swapped else (width, height)
-        return image
-    except MediaError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # the file, not its content: callers report these as they are
+    except Image.UnidentifiedImageError as exc:
+        raise MediaError(_unreadable(source)) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a header Pillow recognised, then choked on
         raise MediaError(f"could not decode image (corrupt or truncated?): {exc}") from exc
+    with opened:
+        try:
+            return _decoded(opened, max_pixels, draft_to)
+        except MediaError:
+            raise
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise MediaError(f"could not decode image (corrupt or truncated?): {exc}") from exc
+
+
+def _decoded(image, max_pixels: int, draft_to: int | None):  # -> PIL.Image.Image
+    from PIL import ImageOps
+
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise MediaError(f"image declares an empty size ({width}x{height})")
+    if width * height > max_pixels:
+        raise MediaError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the "
+            f"{max_pixels / 1e6:.0f} MP limit (decompression bomb guard)"
+        )
+    if draft_to and image.format == "JPEG":
+        image.draft("RGB", (draft_to, draft_to))
+    image.seek(0)  # first frame of GIF / animated WebP
+    image.load()
+    if draft_to:
+        image = _reduce(image, draft_to)
+    image = _to_rgb(ImageOps.exif_transpose(image) or image)
+    # Size before any draft reduction, after EXIF rotation.
+    swapped = (image.width > image.height) != (width > height) and width != height
+    image.info["original_size"] = (height, width) if swapped else (width, height)
+    return image
+
+
+def _unreadable(source: Path | bytes) -> str:
+    """Why Pillow does not know the file: HEIC (iPhone photos) is named, the rest is "not an image"."""
+    if isinstance(source, bytes):
+        head = source[:32]
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(32)
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF images are not supported (Pillow cannot decode them): convert it to JPEG or PNG"
+    return "not an image Pillow can read (corrupt, truncated, or an unsupported format)"
+
+
+def _reduce(image, short_side: int):  # -> PIL.Image.Image
+    """A big image shrunk by an integer factor (box filter) to a short side of at least ``2 * short_side``."""
+    factor = min(image.size) // (2 * short_side)
+    if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE_MODES:
+        return image
+    reduced = image.reduce(factor)
+    reduced.info = dict(image.info)  # keeps the EXIF orientation
+    return reduced
 
 
 def _to_rgb(image):  # -> PIL.Image.Image
     from PIL import Image
 
-    if image.mode in ("RGBA", "LA", "P"):
+    if image.mode == "P" and "transparency" not in image.info:
+        return image.convert("RGB")
+    if image.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
         image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    if image.mode == "I;16" or image.mode == "I":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))  # on white: 4 + 3 + 1 bytes a pixel, no more
+        return background
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float32)
         span = max(float(array.max() - array.min()), 1.0)
         image = Image.fromarray(((array - array.min()) * (255.0 / span)).astype(np.uint8))
@@ -66,14 +121,16 @@ def classifier_input(image) -> np.ndarray:
 
     width, height = image.size
     scale = RESIZE_SHORT_SIDE / min(width, height)
-    resized = image.resize(
-        (max(CLASSIFIER_SIZE, round(width * scale)), max(CLASSIFIER_SIZE, round(height * scale))),
-        Image.BILINEAR,
-        reducing_gap=2.0,
-    )
-    left = (resized.width - CLASSIFIER_SIZE) // 2
-    top = (resized.height - CLASSIFIER_SIZE) // 2
-    crop = resized.crop((left, top, left + CLASSIFIER_SIZE, top + CLASSIFIER_SIZE))
+    size = (max(CLASSIFIER_SIZE, round(width * scale)), max(CLASSIFIER_SIZE, round(height * scale)))
+    if size[0] * size[1] <= MAX_RESIZED_PIXELS:
+        resized = image.resize(size, Image.BILINEAR, reducing_gap=2.0)
+        left = (resized.width - CLASSIFIER_SIZE) // 2
+        top = (resized.height - CLASSIFIER_SIZE) // 2
+        crop = resized.crop((left, top, left + CLASSIFIER_SIZE, top + CLASSIFIER_SIZE))
+    else:  # an extreme aspect ratio: resize only the centre square the crop keeps
+        half = CLASSIFIER_SIZE / scale / 2
+        box = (width / 2 - half, height / 2 - half, width / 2 + half, height / 2 + half)
+        crop = image.resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE), Image.BILINEAR, box=box, reducing_gap=2.0)
     array = np.asarray(crop, dtype=np.float32) * (2.0 / 255.0) - 1.0
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
@@ -89,7 +146,8 @@ def looks_like_document(image) -> bool:
 
     Decides whether OCR is worth its ~1-2 s on an image; photos with text are caught by their labels.
     """
-    small = np.asarray(image.convert("RGB").resize((128, 128)), dtype=np.int16)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    small = np.asarray(rgb.resize((128, 128)), dtype=np.int16)
     saturation = small.max(axis=2) - small.min(axis=2)
     grey = small.mean(axis=2)
     flat = (np.abs(np.diff(grey, axis=1)) < 4).mean()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -18,6 +19,12 @@ from typing import NamedTuple
 from polymodal.media.errors import MediaError
 
 MAX_PASSAGE_CHARS = 600
+# Of one text file, only this much is read (and indexed): reading and cutting text is linear, but a 200 MB
+# one-line log is not a document anyone searches passage by passage. Document.notes says when it was cut.
+MAX_TEXT_BYTES = 16 * 1024 * 1024
+# The encoding is chosen from the start of a file: charset-normalizer needs a few KB, never the whole file.
+ENCODING_SAMPLE_BYTES = 256 * 1024
+_READ_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,66 +40,137 @@ class Document:
     title: str | None
     text: str
     passages: list[Passage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was odd or cut, in words
 
 
-def read_text(path: Path, fmt: str) -> Document:
-    """Read a document of format ``fmt`` ("txt", "md", "html" or "pdf", as ``detect`` says)."""
+def read_text(path: Path, fmt: str, max_bytes: int = MAX_TEXT_BYTES) -> Document:
+    """Read a document of format ``fmt`` ("txt", "md", "html" or "pdf", as ``detect`` says).
+
+    At most ``max_bytes`` of a text or HTML file (``max_bytes`` characters of a PDF's text) are read;
+    ``Document.notes`` says so, and what else was odd (bytes that were not valid in the encoding).
+    """
     path = Path(path)
     if fmt == "pdf":
-        return _read_pdf(path)
-    raw = _read_bytes(path)
-    if fmt == "html":
-        return _html_document(decode_bytes(raw, declared=_declared_charset(raw)) or "")
-    if fmt not in ("txt", "md"):
+        return _read_pdf(path, max_chars=max_bytes)
+    if fmt not in ("txt", "md", "html"):
         raise MediaError(f"not a text format: {fmt}")
-    text = normalise_text(decode_bytes(raw) or "")
+    text, notes = _read_decoded(path, max_bytes, html=fmt == "html")
+    if fmt == "html":
+        document = _html_document(text)
+        document.notes[:0] = notes
+        return document
+    text = normalise_text(text)
     title = _markdown_title(text) if fmt == "md" else None
-    return Document(title, text, split_passages(text))
+    return Document(title, text, split_passages(text), notes)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_decoded(path: Path, max_bytes: int, html: bool) -> tuple[str, list[str]]:
+    """The file's text, decoded as it is read in chunks (the encoding is chosen from its start), and notes."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            sample = handle.read(min(ENCODING_SAMPLE_BYTES, max_bytes))
+            partial = len(sample) == min(ENCODING_SAMPLE_BYTES, max_bytes)
+            declared = _declared_charset(sample) if html else None
+            encoding = choose_encoding(sample, partial=partial, declared=declared)
+            assert encoding is not None  # not strict: there is always a last resort
+            decoder = _Decoder(encoding.name)
+            parts = [decoder.feed(sample[encoding.skip :])]
+            read = len(sample)
+            while read < max_bytes and (chunk := handle.read(min(_READ_CHUNK, max_bytes - read))):
+                parts.append(decoder.feed(chunk))
+                read += len(chunk)
+            cut = bool(handle.read(1))
+            if not cut:
+                parts.append(decoder.feed(b"", final=True))
+            size = os.fstat(handle.fileno()).st_size
     except IsADirectoryError as exc:
         raise MediaError("is a directory, not a file") from exc
     except PermissionError as exc:
         raise MediaError("permission denied: the file cannot be read") from exc
     except OSError as exc:
         raise MediaError(f"could not read the file: {exc.strerror or exc}") from exc
+    notes = [encoding.note] if encoding.note else []
+    if decoder.replaced:
+        notes.append(f"some bytes are not valid {encoding.name}: they were replaced by \ufffd")
+    if cut:
+        notes.append(
+            f"only the first {_megabytes(max_bytes)} of {_megabytes(size)} was read and indexed (text size limit)"
+        )
+    return "".join(parts), notes
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MB"
 
 
 # --- encodings ----------------------------------------------------------------------------------------
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# WHATWG: pages labelled Latin-1 or ASCII are Windows-1252; a UTF-16 label without a BOM is ignored.
+_DECLARED_ALIASES = {"latin_1": "cp1252", "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030"}
+_UNTRUSTED_LABELS = frozenset({"utf_7", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be"})
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    name: str
+    skip: int = 0  # length of the byte order mark
+    note: str | None = None
 
 
 def decode_bytes(
     data: bytes, *, strict: bool = False, partial: bool = False, declared: str | None = None
 ) -> str | None:
-    """Decode text: UTF-8 (BOM or not), UTF-16 with BOM, a declared charset, GB18030, else Latin-1.
+    """Decode text: a BOM, UTF-16 without BOM, UTF-8, a declared charset, else charset-normalizer's guess
+    from the first ``ENCODING_SAMPLE_BYTES`` (Windows-1252 when it cannot tell), else Latin-1.
 
-    ``strict`` returns None instead of falling back to Latin-1, and refuses data with NUL bytes
+    ``strict`` returns None instead of guessing wildly, or when the data has more than a few NUL bytes
     (binary); ``partial`` says ``data`` was cut from a longer file, so a split last character is fine.
     """
-    for bom, encoding in (
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if data.startswith(bom):
-            text = _decode(data[len(bom) :], encoding, partial)
-            if text is None and not strict:
-                text = data[len(bom) :].decode(encoding, errors="replace")
-            return text
-    if strict and b"\x00" in data:
+    sample = data[:ENCODING_SAMPLE_BYTES]
+    encoding = choose_encoding(sample, strict=strict, partial=partial or len(sample) < len(data), declared=declared)
+    if encoding is None:
         return None
-    candidates = ["utf-8", declared] if declared else ["utf-8"]
-    if _mostly_paired_high_bytes(data):
-        candidates.append("gb18030")
-    candidates.append("cp1252")
-    for encoding in candidates:
-        text = _decode(data, encoding, partial)
-        if text is not None:
-            return text
-    return None if strict else data.decode("latin-1")
+    body = data[encoding.skip :]
+    text = _decode(body, encoding.name, partial)
+    if text is None and not strict:
+        text = codecs.getincrementaldecoder(encoding.name)(errors="replace").decode(body, final=not partial)
+    return text
+
+
+def choose_encoding(
+    sample: bytes, *, strict: bool = False, partial: bool = False, declared: str | None = None
+) -> _Encoding | None:
+    """The encoding of text that starts with ``sample``; None (only when ``strict``) if it does not look like
+    text in any encoding. ``declared``: the charset an HTML page names, tried after UTF-8."""
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return _Encoding(name, len(bom))
+    if utf16 := _utf16_without_bom(sample, partial):
+        return _Encoding(utf16)
+    if sample.count(0) > _allowed_nuls(len(sample)):
+        # Binary, or UTF-16 / UTF-32 without a BOM of a script whose code units hold zero bytes.
+        if wide := _wide_encoding(sample):
+            return _Encoding(wide)
+        if strict:
+            return None
+    if _decode(sample, "utf-8", partial) is not None:
+        return _Encoding("utf-8")
+    note = None
+    if declared:
+        usable = _text_encoding(declared)
+        if usable and _decode(sample, usable, partial) is not None:
+            return _Encoding(usable)
+        why = "is not a text encoding Python knows" if usable is None else "does not match the bytes"
+        note = f"the page declares charset {declared!r}, which {why}; the encoding was detected instead"
+    guess = _guess_encoding(sample, partial)
+    if guess is None:
+        if strict:
+            return None
+        guess = "cp1252" if _decode(sample, "cp1252", partial) is not None else "latin-1"
+    if note:
+        note += f" ({guess})"
+    return _Encoding(guess, 0, note)
 
 
 def _decode(data: bytes, encoding: str, partial: bool) -> str | None:
@@ -103,26 +181,109 @@ def _decode(data: bytes, encoding: str, partial: bool) -> str | None:
         return None
 
 
-def _mostly_paired_high_bytes(data: bytes) -> bool:
+def _allowed_nuls(length: int) -> int:
+    """A few NUL bytes (one per KB) are tolerated in text: a stray one from a broken editor or a bad copy."""
+    return 0 if length < 64 else max(4, length // 1024)
+
+
+def _utf16_without_bom(sample: bytes, partial: bool) -> str | None:
+    """UTF-16 with no BOM, told by its NUL bytes: Latin-script text has a zero in every other byte."""
+    pairs = len(sample) // 2
+    if pairs < 8:
+        return None
+    even, odd = sample[0 : 2 * pairs : 2].count(0) / pairs, sample[1 : 2 * pairs : 2].count(0) / pairs
+    for name, zeros, others in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if zeros >= 0.3 and others <= 0.02 and _decode(sample, name, partial or len(sample) % 2 == 1):
+            return name
+    return None
+
+
+def _text_encoding(label: str) -> str | None:
+    """The Python codec for a charset label (``windows-1252``, ``gbk``...), or None if it is not a text
+    encoding (``rot13``, ``base64``) or one that a page may not declare (UTF-16 without a BOM, UTF-7)."""
+    from charset_normalizer.constant import IANA_SUPPORTED
+    from charset_normalizer.utils import iana_name
+
+    name = iana_name(label.strip().lower(), strict=False)
+    if name not in IANA_SUPPORTED or name in _UNTRUSTED_LABELS:
+        return None
+    return _DECLARED_ALIASES.get(name, name)
+
+
+def _guess_encoding(sample: bytes, partial: bool) -> str | None:
+    """charset-normalizer's choice, where it has one. On a few bytes it cannot tell Chinese from accented
+    Western text (nor Western code pages apart): then the high bytes decide, paired (GB18030) or alone
+    (Windows-1252); Windows-1252 also wins where it fits as well as the best guess."""
+    from charset_normalizer import from_bytes
+
+    # A character split at the end of the sample makes charset-normalizer reject the right encoding outright.
+    matches = from_bytes(_clean_end(sample) if partial else sample)
+    best = matches.best()
+    if best is None:
+        return None
+    ties = [m.encoding for m in matches if m.chaos <= best.chaos + 1e-3 and m.coherence >= best.coherence - 1e-3]
+    undecided = len(ties) > 1 and best.coherence == 0.0
+    if undecided and _mostly_paired_high_bytes(sample) and _decode(sample, "gb18030", partial) is not None:
+        return "gb18030"
+    if (undecided or "cp1252" in ties) and _decode(sample, "cp1252", partial) is not None:
+        return "cp1252"
+    for name in (_DECLARED_ALIASES.get(best.encoding, best.encoding), best.encoding):
+        if _decode(sample, name, partial) is not None:
+            return name
+    return None
+
+
+def _wide_encoding(sample: bytes) -> str | None:
+    """UTF-16 or UTF-32 (no BOM) as charset-normalizer sees it, for a sample with many NUL bytes."""
+    from charset_normalizer import from_bytes
+
+    if len(sample) < 64:
+        return None
+    wide = ["utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be"]
+    best = from_bytes(sample[: len(sample) // 4 * 4], cp_isolation=wide).best()  # never inside a code unit
+    return best.encoding if best is not None else None
+
+
+def _clean_end(sample: bytes) -> bytes:
+    """``sample`` up to its last byte below 0x40 (a newline, a space, an ASCII mark): never inside a character
+    of a multi-byte encoding, whose continuation bytes are all 0x40 or above."""
+    cut = max(sample.rfind(b"\n"), sample.rfind(b" "))
+    if cut < len(sample) // 2:
+        cut = next((i for i in range(len(sample) - 1, len(sample) // 2, -1) if sample[i] < 0x40), len(sample) - 1)
+    return sample[: cut + 1]
+
+
+def _mostly_paired_high_bytes(sample: bytes) -> bool:
     """Chinese double-byte text pairs its high bytes; Western single-byte text (café) leaves them alone."""
-    high = [i for i, b in enumerate(data) if b >= 0x80]
-    if not high:
-        return True
-    high_set = set(high)
-    paired = sum(1 for i in high if i + 1 in high_set or i - 1 in high_set)
-    return paired >= 0.6 * len(high)
+    runs = re.findall(rb"[\x80-\xff]+", sample)
+    high = sum(len(run) for run in runs)
+    alone = sum(1 for run in runs if len(run) == 1)
+    return high > 0 and high - alone >= 0.6 * high
+
+
+class _Decoder:
+    """Incremental decoding of a file read in chunks; bytes that do not decode are replaced (and counted)."""
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self.replaced = False
+        self._inner = codecs.getincrementaldecoder(encoding)(errors="strict")
+
+    def feed(self, chunk: bytes, final: bool = False) -> str:
+        state = self._inner.getstate()
+        try:
+            return self._inner.decode(chunk, final=final)
+        except UnicodeDecodeError:
+            self.replaced = True
+            self._inner = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+            self._inner.setstate(state)
+            return self._inner.decode(chunk, final=final)
 
 
 def _declared_charset(raw: bytes) -> str | None:
-    match = re.search(rb"""charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", raw[:4096], re.IGNORECASE)
-    if not match:
-        return None
-    name = match.group(1).decode("ascii").lower()
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        return None
-    return "gb18030" if name in ("gb2312", "gbk") else name
+    """The charset an HTML page declares in its first 4 KB (meta tag or XML declaration), as written."""
+    match = re.search(rb"""charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", raw[:4096], re.IGNORECASE)
+    return match.group(1).decode("ascii") if match else None
 
 
 def normalise_text(text: str) -> str:
@@ -132,14 +293,23 @@ def normalise_text(text: str) -> str:
 
 # --- Markdown and HTML --------------------------------------------------------------------------------
 
-_HEADING = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(\S.*?)[ \t#]*$", re.MULTILINE)
+# A heading line; its closing "#"s are stripped in Python (``_heading_text``): in the pattern, a lazy title
+# followed by ``[ \t#]*$`` backtracks quadratically on a long line of "# # # ...".
+_HEADING = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(\S.*)$", re.MULTILINE)
 
 
 def _markdown_title(text: str) -> str | None:
-    headings = [(len(m.group(1)), m.group(2).strip()) for m in _HEADING.finditer(text)]
-    if not headings:
-        return None
-    return min(headings, key=lambda h: h[0])[1]
+    best: tuple[int, str] | None = None
+    for match in _HEADING.finditer(text):
+        level = len(match.group(1))
+        if best is None or level < best[0]:
+            best = (level, _heading_text(match.group(2)))
+    return best[1] if best else None
+
+
+def _heading_text(raw: str) -> str:
+    """A heading's text without its closing sequence (``## Title ##`` -> ``Title``); at least one character."""
+    return (raw[0] + raw[1:].rstrip(" \t#")).strip()
 
 
 _BLOCK_TAGS = frozenset(
@@ -241,22 +411,28 @@ class _HTMLText(HTMLParser):
 def _html_document(source: str) -> Document:
     parser = _HTMLText()
     parser.feed(normalise_text(source))
+    notes = []
+    if parser.rawdata.startswith("<"):
+        # An unclosed tag or comment runs to the end of the page, where browsers drop it. HTMLParser.close()
+        # would re-scan the rest once per "<" in it (quadratic: 3 s for 80 KB of "<!--").
+        notes.append(f"an unclosed tag or comment hides the last {len(parser.rawdata)} characters of the page")
+        parser.rawdata = ""
     parser.close()
-    text = "".join(parser.parts)
-    text = re.sub(r"[ \t]*\n[ \t]*", "\n", text)
+    lines = "".join(parser.parts).split("\n")
+    text = "\n".join(line.strip(" \t") for line in lines)
     text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_PRE_NEWLINE, "\n").replace(_PRE_SPACE, " ")
     title = " ".join("".join(parser.title_parts or parser.first_h1).split()) or None
-    return Document(title, text, split_passages(text))
+    return Document(title, text, split_passages(text), notes)
 
 
 # --- PDF ----------------------------------------------------------------------------------------------
 
 
-def _read_pdf(path: Path) -> Document:
+def _read_pdf(path: Path, max_chars: int = MAX_TEXT_BYTES) -> Document:
     reader = _open_pdf(path)
-    pages = _pdf_pages(reader)
+    pages, notes = _pdf_pages(reader, max_chars)
     if not any(page.strip() for page in pages):
-        raise MediaError("no text layer (scanned PDF?)")
+        raise MediaError(notes[0] if notes else "no text layer (scanned PDF?)")
     text_parts: list[str] = []
     passages: list[Passage] = []
     offset = 0
@@ -270,35 +446,87 @@ def _read_pdf(path: Path) -> Document:
             passages.append(Passage(p.text, p.start + offset, p.end + offset, number))
         text_parts.append(page_text)
         offset += len(page_text)
-    return Document(_pdf_title(reader), "".join(text_parts), passages)
+    return Document(_pdf_title(reader), "".join(text_parts), passages, notes)
+
+
+# What pypdf raises on a malformed file: its own errors, and Python's from deep inside its parser.
+_PDF_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError, RecursionError, OSError)
 
 
 def _open_pdf(path: Path):  # -> pypdf.PdfReader
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    import io
+
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise MediaError("the PDF is encrypted with a password")
+        data = path.read_bytes()  # pypdf reads the whole file into memory anyway
+    except IsADirectoryError as exc:
+        raise MediaError("is a directory, not a file") from exc
+    except PermissionError as exc:
+        raise MediaError("permission denied: the file cannot be read") from exc
+    except OSError as exc:
+        raise MediaError(f"could not read the file: {exc.strerror or exc}") from exc
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise MediaError("encrypted PDF, password required")
         len(reader.pages)  # forces the page tree to be read: corrupt files fail here
     except MediaError:
         raise
     except DependencyError as exc:
-        raise MediaError(f"the PDF is encrypted and cannot be opened without extra software: {exc}") from exc
-    except (PdfReadError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MediaError(f"could not read the PDF (corrupt or truncated?): {exc}") from exc
+        raise MediaError(f"encrypted PDF that needs extra software to open: {exc}") from exc
+    except (PyPdfError, *_PDF_ERRORS) as exc:
+        raise MediaError(f"could not read the PDF (corrupt or truncated?): {_pdf_reason(exc)}") from exc
     return reader
 
 
-def _pdf_pages(reader) -> list[str]:
+def _pdf_pages(reader, max_chars: int) -> tuple[list[str], list[str]]:
+    """Each page's text, up to ``max_chars`` in all, and notes on the pages that could not be read (a broken
+    page does not lose the rest of the document)."""
+    from pypdf.errors import LimitReachedError, PyPdfError
+
     pages: list[str] = []
-    for page in reader.pages:
+    over_limit: list[int] = []
+    broken: list[tuple[int, Exception]] = []
+    total, count = 0, len(reader.pages)
+    for number, page in enumerate(reader.pages, start=1):
+        if total >= max_chars:
+            return pages, [f"only the first {number - 1} of {count} pages were read and indexed (text size limit)"]
         try:
-            pages.append(normalise_text(page.extract_text() or "").strip())
-        except Exception:  # noqa: BLE001 - one broken page should not lose the rest of the document
-            pages.append("")
-    return pages
+            text = normalise_text(page.extract_text() or "").strip()
+        except LimitReachedError:
+            over_limit.append(number)
+            text = ""
+        except (PyPdfError, *_PDF_ERRORS) as exc:
+            broken.append((number, exc))
+            text = ""
+        pages.append(text[: max_chars - total])
+        total += len(pages[-1])
+    return pages, _pdf_notes(over_limit, broken, count)
+
+
+def _pdf_notes(over_limit: list[int], broken: list[tuple[int, Exception]], count: int) -> list[str]:
+    notes = []
+    if over_limit:
+        notes.append(
+            f"{_pages(over_limit, count)} over the decompression size limit (a content stream that inflates past "
+            "75 MB, maybe a zip bomb): no text was read from it"
+        )
+    if broken:
+        notes.append(f"{_pages([n for n, _ in broken], count)} could not be read: {_pdf_reason(broken[0][1])}")
+    return notes
+
+
+def _pages(numbers: list[int], count: int) -> str:
+    if len(numbers) == count:
+        return "every page is" if count > 1 else "the page is"
+    shown = ", ".join(str(n) for n in numbers[:5]) + (", ..." if len(numbers) > 5 else "")
+    return f"page {shown} is" if len(numbers) == 1 else f"{len(numbers)} pages ({shown}) are"
+
+
+def _pdf_reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _pdf_title(reader) -> str | None:
@@ -322,7 +550,8 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t\u3000]*\n\s*")
 _CLOSERS = "\"'”’」』）)\\]》»"
 _SENTENCE_END = re.compile(
     rf"[。！？；…]+[{_CLOSERS}]*"  # Chinese: no space needed after the mark
-    rf"|[.!?]+[{_CLOSERS}]*(?=\s)"  # English: a mark followed by a space or a newline
+    rf"|(?<![.!?])[.!?]++[{_CLOSERS}]*+(?=\s)"  # English: marks then a space (possessive, from the first
+    # mark only: "......" without a space would otherwise be re-scanned from each dot, quadratically)
     r"|\n(?=[ \t]*(?:[-*+•]|\d{1,3}[.)]|\|)[ \t])"  # list items and table rows start a new sentence
 )
 _ABBREVIATIONS = frozenset(
@@ -380,7 +609,7 @@ class _Unit(NamedTuple):
 
 
 def _weight(text: str) -> int:
-    return len(text) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
+    return len(text) + (CJK_WEIGHT - 1) * (len(text) - len(_CJK.sub("", text)))  # no list of characters
 
 
 def _extend(units: list[_Unit], i: int, max_chars: int) -> int:
@@ -495,6 +724,8 @@ def _split_long(text: str, start: int, end: int, max_chars: int) -> list[tuple[i
 
 def _weighted_limit(text: str, start: int, max_chars: int) -> int:
     """The furthest offset ``limit`` with ``_weight(text[start:limit]) <= max_chars`` (at least start + 1)."""
+    if not _CJK.search(text, start, start + max_chars):  # the common case: one character, one unit of weight
+        return max(min(start + max_chars, len(text)), start + 1)
     weight, limit = 0, start
     while limit < len(text):
         weight += CJK_WEIGHT if _CJK.match(text[limit]) else 1
@@ -551,10 +782,10 @@ def segment_for_search(text: str, with_chars: bool = False) -> str:
 
 
 def _join_spaced(parts: list[str]) -> str:
-    out = parts[0]
-    for part in parts[1:]:
-        out += part if out[-1].isspace() or part[0].isspace() else " " + part
-    return out
+    out = [parts[0]]
+    for previous, part in zip(parts, parts[1:], strict=False):
+        out.append(part if previous[-1].isspace() or part[0].isspace() else " " + part)
+    return "".join(out)
 
 
 def _segment_run(run: str, with_chars: bool) -> str:
