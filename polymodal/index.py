@@ -202,7 +202,7 @@ class _Scanner:
         if not (inside or self.follow_links):
             target = display_path(os.readlink(path))
             self.found.notes.append((shown, f"skipped: a link to {target}, outside the indexed folders "
-                                            "(index with follow_links to follow it)"))  # fmt: skip
+                                            "(index --follow-links to follow it)"))  # fmt: skip
             self.found.skipped += 1
             return []
         if not self._named_well(path, "link"):

@@ -104,7 +104,9 @@ class SqliteStore:
         # File actions of the transaction in progress, run once it commits / once it has rolled back.
         self._after_commit: list[Callable[[], None]] = []
         self._after_rollback: list[Callable[[], None]] = []
-        self.mode = "ro" if readonly else "rw"
+        # A store the process may not write (read-only disk, no permission) is opened read-only from the start.
+        writable = all(os.access(p, os.W_OK) for p in (self.directory, self.path) if p.exists())
+        self.mode = "rw" if writable and not readonly else "ro"
         if not self.path.exists():
             if not create or readonly:
                 raise StoreError(f"no store at {self.directory}; index a folder first")
@@ -470,11 +472,12 @@ class SqliteStore:
         return list(self.db.execute("SELECT path, reason FROM errors ORDER BY path"))
 
     def clear_errors_under(self, root: str, keep: set[str]) -> None:
-        prefix = root.rstrip("/") + "/"
+        """Forget the errors of paths under ``root`` but those in ``keep`` (no write when there are none)."""
+        stale = [path for path, _ in self.errors_under(root) if path not in keep]
+        if not stale:
+            return
         with self.transaction() as db:
-            for (path,) in db.execute("SELECT path FROM errors").fetchall():
-                if (path.startswith(prefix) or path == root) and path not in keep:
-                    db.execute("DELETE FROM errors WHERE path=?", (path,))
+            db.executemany("DELETE FROM errors WHERE path=?", [(path,) for path in stale])
 
     def errors_under(self, root: str) -> list[tuple[str, str]]:
         prefix = root.rstrip("/") + "/"

@@ -326,9 +326,7 @@ def _open_snapshot(directory: Path, seq: int) -> _Base | None:
         return None
 
 
-def _export(
-    store: SqliteStore, count: int, directory: Path, seq: int
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _export(store: SqliteStore, count: int, directory: Path, seq: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Write every vector as float16 to a memory-mapped .npy, and their ids; returns (ids, the mapped matrix), or
     None when the files cannot be written (full disk, read-only directory: nothing is left behind)."""
     target = _snapshot_path(directory, seq, "f16.npy")
