@@ -52,7 +52,7 @@ def decode_audio(
             budget.spend(chunk.size)
         progress.check_end(source, container)
     if budget.total == 0:
-        raise MediaError("could not decode any audio (corrupt or truncated?)")
+        raise MediaError(budget.why_nothing())
     progress.report(notes, budget.total / sample_rate, budget.declared)
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
     np.clip(samples, -1.0, 1.0, out=samples)
@@ -88,7 +88,7 @@ def iter_audio(
                 pending, held = [joined[block:]], joined.size - block
         progress.check_end(source, container)
     if budget.total == 0:
-        raise MediaError("could not decode any audio (corrupt or truncated?)")
+        raise MediaError(budget.why_nothing())
     progress.report(notes, budget.total / sample_rate, budget.declared)
     if held:
         yield np.clip(np.concatenate(pending), -1.0, 1.0).astype(np.float32, copy=False)
@@ -154,6 +154,7 @@ class _Budget:
         self.declared = _declared_seconds(container, stream)
         self.max_seconds = max_seconds
         self.size = _size(source)
+        self.channels = stream.codec_context.channels or 0
         # One second of slack: decoders pad the last frame, and headers round.
         if max_seconds is not None and self.declared > max_seconds + 1:
             raise MediaError(f"longer than the {_human_seconds(max_seconds)} limit")
@@ -175,6 +176,12 @@ class _Budget:
             f"a {_human_bytes(size)} file that decodes to over {self.total / self.sample_rate:.0f} s of audio "
             f"(under {MIN_BYTES_PER_SECOND} bytes a second, which no codec achieves): damaged or crafted"
         )
+
+
+    def why_nothing(self) -> str:
+        if self.channels == 0:  # FFmpeg reads 0, or a count it cannot handle (4096), as "no channels"
+            return "declares no usable channel count (0, or more than FFmpeg supports): damaged or crafted header"
+        return "could not decode any audio (corrupt or truncated?)"
 
 
 def _size(source: AudioSource) -> int | None:

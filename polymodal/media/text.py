@@ -490,6 +490,8 @@ def _pdf_pages(reader, max_chars: int) -> tuple[list[str], list[str]]:
     over_limit: list[int] = []
     broken: list[tuple[int, Exception]] = []
     total, count = 0, len(reader.pages)
+    if count == 0:
+        raise MediaError("no text: the PDF has no pages")
     for number, page in enumerate(reader.pages, start=1):
         if total >= max_chars:
             return pages, [f"only the first {number - 1} of {count} pages were read and indexed (text size limit)"]
@@ -510,8 +512,8 @@ def _pdf_notes(over_limit: list[int], broken: list[tuple[int, Exception]], count
     notes = []
     if over_limit:
         notes.append(
-            f"{_pages(over_limit, count)} over the decompression size limit (a content stream that inflates past "
-            "75 MB, maybe a zip bomb): no text was read from it"
+            f"{_pages(over_limit, count)} over the PDF decompression size limit (a content stream inflates past "
+            "pypdf's limit, maybe a zip bomb): no text was read from it"
         )
     if broken:
         notes.append(f"{_pages([n for n, _ in broken], count)} could not be read: {_pdf_reason(broken[0][1])}")

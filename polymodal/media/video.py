@@ -49,6 +49,7 @@ CHANGE_MIN = 0.03
 MIN_CHANGE_SECONDS = 2.0  # a change splits a segment only this long after its start
 _PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p"})
 START, CUT, CHANGE, INTERVAL = "start", "cut", "change", "interval"
+MAX_VIDEO_PIXELS = 8192 * 8192  # 8K is 33 MP; beyond this every decoded frame is over 100 MB
 
 
 @dataclass
@@ -279,7 +280,18 @@ def probe(source: Path | str) -> VideoInfo:
         has_audio = bool(container.streams.audio)
         origin = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
         size = (context.width, context.height)
+        _check_size(*size)
         return VideoInfo(duration, *size, fps, context.name, has_audio, stream.frames or 0, origin)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise MediaError(f"the video stream declares no frame size ({width}x{height})")
+    if width * height > MAX_VIDEO_PIXELS:
+        raise MediaError(
+            f"video frames of {width}x{height} = {width * height / 1e6:.0f} MP, over the "
+            f"{MAX_VIDEO_PIXELS / 1e6:.0f} MP limit"
+        )
 
 
 def frame_at(source: Path | str, time: float, threads: int = 2) -> Any:
@@ -349,7 +361,33 @@ def _open(path: Path) -> Any:
     except av.FFmpegError as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
-        raise MediaError(f"not a readable video file ({getattr(exc, 'strerror', None) or exc})") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if _mp4_index_missing(path):
+            raise MediaError(f"truncated MP4/MOV: the file ends before its index (moov box) ({reason})") from exc
+        raise MediaError(f"not a readable video file: {reason} (corrupt, truncated, or it holds no streams)") from exc
+
+
+def _mp4_index_missing(path: Path) -> bool:
+    """An MP4 / MOV whose top-level boxes run past the end of the file, with no ``moov`` (index) among them:
+    cameras and encoders write the index last, so a cut file loses it."""
+    import struct
+
+    try:
+        with path.open("rb") as handle:
+            size = path.stat().st_size
+            offset, kinds = 0, []
+            while offset + 8 <= size and len(kinds) < 1000:
+                handle.seek(offset)
+                length, kind = struct.unpack(">I4s", handle.read(8))
+                if length == 1:
+                    length = struct.unpack(">Q", handle.read(8))[0]
+                kinds.append(kind)
+                if length < 8:
+                    break
+                offset += length
+    except (OSError, struct.error):
+        return False
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds and offset > size
 
 
 def _packets(container: Any, stream: Any, notes: list[str]) -> Iterator[Any]:
