@@ -61,15 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", parents=[common], help="API keys for the HTTP API: create, list, revoke")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    keys_sub.add_parser("create", help="make a key (shown once)").add_argument("name")
-    keys_sub.add_parser("list", help="keys and whether they are revoked")
-    keys_sub.add_parser("revoke", help="revoke a key by id or name").add_argument("key")
+    after = _options_after_subcommand()
+    keys_sub.add_parser("create", parents=[after], help="make a key (shown once)").add_argument("name")
+    keys_sub.add_parser("list", parents=[after], help="keys and whether they are revoked")
+    keys_sub.add_parser("revoke", parents=[after], help="revoke a key by id or name").add_argument("key")
 
     from polymodal import cli_understand
 
     cli_understand.add_parsers(sub, common)
     _add_train_parsers(sub, common)
     return parser
+
+
+def _options_after_subcommand() -> argparse.ArgumentParser:
+    """``--store`` and ``--json`` once more, for after ``keys create|list|revoke``. Unset there, they must not
+    overwrite what was given before the subcommand (argparse copies a subparser's defaults over it)."""
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--store", default=argparse.SUPPRESS, help="store directory (as before the subcommand)")
+    after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return after
 
 
 def _add_train_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -24,8 +24,9 @@ from polymodal.collection import Collection
 from polymodal.index import IndexReport
 
 CONFIG = ServeConfig(
-    warm=False, max_query_bytes=1 * MB, max_upload_bytes=3 * MB, max_request_bytes=8 * MB, max_files=5
-)
+    warm=False, max_query_bytes=1 * MB, max_upload_bytes=3 * MB, max_request_bytes=8 * MB, max_files=5,
+    allowed_hosts=("testserver",),  # TestClient's host name; keyless, the service answers loopback names only
+)  # fmt: skip
 SENTENCE = "it was the best of times, it was the worst of times"  # spoken by espeak-ng
 ERRORS: list[tuple[int, str]] = []  # (status, body) of every error answer seen by these tests
 

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from polymodal import __version__
+from polymodal.api.boundary import Boundary
 from polymodal.api.config import ServeConfig
 from polymodal.api.deps import Gate
 from polymodal.api.errors import Guard, install_handlers
@@ -77,9 +78,13 @@ def create_app(collection: Collection, config: ServeConfig | None = None) -> Fas
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(Boundary, trust=svc.trust, metrics=svc.metrics)  # Host and cross-site checks
     app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
-    app.add_middleware(Guard, max_request_bytes=config.max_request_bytes)
+    app.add_middleware(
+        Guard, max_request_bytes=config.max_request_bytes, max_form_bytes=config.max_form_bytes,
+        max_json_bytes=config.max_json_bytes,
+    )  # fmt: skip
     return app
 
 
@@ -123,12 +128,20 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def serve(collection: Collection, config: ServeConfig) -> None:
-    """Run the service until interrupted (blocking)."""
+def server(app: FastAPI, config: ServeConfig) -> Any:
+    """The uvicorn server for ``app``. Its own proxy-header handling is off: X-Forwarded-For is believed only
+    from ``config.trusted_proxies``, by the service itself (uvicorn would believe any caller on 127.0.0.1)."""
     import uvicorn
 
+    settings = uvicorn.Config(
+        app, host=config.host, port=config.port, log_level="info", access_log=False, timeout_graceful_shutdown=5,
+        proxy_headers=False, server_header=False,
+    )  # fmt: skip
+    return uvicorn.Server(settings)
+
+
+def serve(collection: Collection, config: ServeConfig) -> None:
+    """Run the service until interrupted (blocking)."""
     app = create_app(collection, config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        app, host=config.host, port=config.port, log_level="info", access_log=False, timeout_graceful_shutdown=5
-    )
+    server(app, config).run()

@@ -7,15 +7,18 @@ the OpenAPI schema).
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from polymodal.api.errors import ApiError, body
+from polymodal.api.errors import KEYS_UNREADABLE, ApiError, send_error
+from polymodal.api.security import KeyFileError
 from polymodal.api.service import Service
+
+log = logging.getLogger("polymodal.api")
 
 COOKIE = "polymodal_key"
 PUBLIC = frozenset({"/api/health", "/api/session", "/api/openapi.json"})
@@ -29,24 +32,43 @@ class Caller:
 
 
 def authorize(svc: Service, request: Request) -> Caller:
-    """The caller of ``request``; 401 without a valid key where keys are required, 429 past its rate."""
-    address = request.client.host if request.client else "unknown"
+    """The caller of ``request``; 401 without a valid key where keys are required, 429 past its rate.
+
+    Requests without a valid key are limited per address too (a stricter bucket), so guessing keys or
+    hammering the service without one is slowed down like any other caller.
+    """
+    address = svc.trust.client_address(request.scope)
     key_id = None
     if svc.config.keys_required:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        secret = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
-        if not secret:
-            raise ApiError(401, "an API key is required: send `Authorization: Bearer <key>`", _challenge())
-        key = svc.keys.verify(secret)
-        if key is None:
-            raise ApiError(401, "that API key is not valid (unknown or revoked)", _challenge())
-        key_id = key.id
+        key_id = _verified_key(svc, request, address)
     wait = svc.limiter.check(f"key:{key_id}" if key_id else f"ip:{address}")
     if wait > 0:
-        svc.metrics.count("rate_limited")
-        raise ApiError(429, f"too many requests; try again in {wait:.1f} s", {"Retry-After": str(int(wait) + 1)})
+        raise _too_many(svc, wait)
     return Caller(key_id, address)
+
+
+def _verified_key(svc: Service, request: Request, address: str) -> str:
+    failures = f"ip:{address}"
+    wait = svc.failures.wait(failures)
+    if wait > 0:
+        raise _too_many(svc, wait, "without a valid API key")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    secret = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE)
+    key = svc.keys.verify(secret) if secret else None
+    if key is not None:
+        return key.id
+    svc.failures.check(failures)
+    svc.metrics.count("unauthorized")
+    if not secret:
+        raise ApiError(401, "an API key is required: send `Authorization: Bearer <key>`", _challenge())
+    raise ApiError(401, "that API key is not valid (unknown or revoked)", _challenge())
+
+
+def _too_many(svc: Service, wait: float, how: str = "") -> ApiError:
+    svc.metrics.count("rate_limited")
+    what = f"too many requests {how}".strip()
+    return ApiError(429, f"{what}; try again in {wait:.1f} s", {"Retry-After": str(int(wait) + 1)})
 
 
 class Gate:
@@ -63,18 +85,14 @@ class Gate:
             try:
                 who = authorize(self.service, Request(scope))
             except ApiError as exc:
-                await _refuse(send, exc)
+                await send_error(send, exc.status, exc.message, exc.headers)
+                return
+            except KeyFileError as exc:
+                log.error("%s", exc)
+                await send_error(send, 503, KEYS_UNREADABLE)
                 return
             scope.setdefault("state", {})["caller"] = who
         await self.app(scope, receive, send)
-
-
-async def _refuse(send: Any, exc: ApiError) -> None:
-    payload = json.dumps(body(exc.status, exc.message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def service(request: Request) -> Service:

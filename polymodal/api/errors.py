@@ -3,7 +3,9 @@
 Every error body is ``{"error": "<what went wrong, in words>", "code": "<short name>"}``. Messages pass
 through :func:`scrub`, which keeps only the last component of anything that looks like an absolute path.
 :class:`Guard` (outermost ASGI middleware) enforces the request-size limit while the body streams in and
-turns any unexpected exception into a 500 JSON answer (the traceback goes to the server log only).
+turns any unexpected exception into a 500 JSON answer with an incident id (the traceback goes to the server
+log only). Only the project's own user-error types become 4xx answers: a ``ValueError`` or an ``OSError``
+from somewhere inside is a fault of the service, never "bad input".
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     416: "range_not_satisfiable",
+    421: "misdirected",
     422: "invalid",
     429: "rate_limited",
     500: "internal",
     503: "unavailable",
 }
+
+
+KEYS_UNREADABLE = "the service cannot read its API keys file; the server log says which file and what to do"
 
 
 class ApiError(Exception):
@@ -59,21 +65,42 @@ class _TooLarge(Exception):
     pass
 
 
-class Guard:
-    """Pure ASGI middleware: request-size limit, and a JSON 500 instead of any unhandled exception."""
+KB = 1024
 
-    def __init__(self, app: Any, max_request_bytes: int):
+
+def size_words(size: int) -> str:
+    """A byte count as people say it: "64 KiB", "8 MB"."""
+    return f"{size / (KB * KB):g} MB" if size >= KB * KB else f"{size / KB:g} KiB"
+
+
+class Guard:
+    """Pure ASGI middleware: a body-size limit by kind of body, and a JSON 500 instead of any unhandled exception.
+
+    A multipart upload may be as large as ``max_request_bytes``; a url-encoded form ``max_form_bytes``; any other
+    body (JSON) ``max_json_bytes``. A declared ``Content-Length`` over it is refused before reading; a streamed
+    body is counted as it arrives and refused as soon as it passes the limit.
+    """
+
+    def __init__(self, app: Any, max_request_bytes: int, max_form_bytes: int, max_json_bytes: int):
         self.app = app
-        self.max_request_bytes = max_request_bytes
+        self.limits = {"multipart/form-data": (max_request_bytes, "an upload"),
+                       "application/x-www-form-urlencoded": (max_form_bytes, "a form without files")}  # fmt: skip
+        self.other = (max_json_bytes, "a JSON body")
+
+    def limit(self, headers: dict[bytes, bytes]) -> tuple[int, str]:
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
+        return self.limits.get(kind, self.other)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_request_bytes
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        limit, what = self.limit(headers)
+        too_large = f"the request is over the {size_words(limit)} limit for {what}"
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _send_json(send, 413, f"the request is over the {limit // (1024 * 1024)} MB limit")
+            await send_error(send, 413, too_large)
             return
         state = {"received": 0, "too_large": False, "started": False}
 
@@ -95,19 +122,31 @@ class Guard:
             await self.app(scope, counted_receive, guarded_send)
         except Exception as exc:
             if not state["too_large"]:
-                incident = secrets.token_hex(4)
-                log.error("unhandled error %s on %s %s", incident, scope.get("method"), scope.get("path"), exc_info=exc)
+                incident = log_incident(exc, scope.get("method"), scope.get("path"))
                 if not state["started"]:
-                    await _send_json(send, 500, f"internal error (incident {incident}); the server log has details")
+                    await send_error(send, 500, internal_message(incident))
                 return
         if state["too_large"]:
-            await _send_json(send, 413, f"the request is over the {limit // (1024 * 1024)} MB limit")
+            await send_error(send, 413, too_large)
 
 
-async def _send_json(send: Any, status: int, message: str) -> None:
+def log_incident(exc: BaseException, method: Any, path: Any) -> str:
+    """Log an unexpected error with its traceback under a new incident id, and return the id."""
+    incident = secrets.token_hex(4)
+    log.error("unhandled error %s on %s %s", incident, method, path, exc_info=exc)
+    return incident
+
+
+def internal_message(incident: str) -> str:
+    return f"internal error (incident {incident}); the server log has details"
+
+
+async def send_error(send: Any, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """Answer a raw ASGI request with the JSON error body (for middleware, before any route runs)."""
     payload = json_bytes(status, message)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -119,6 +158,7 @@ def install_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException
 
     from polymodal.api.jobs import JobNotFound, JobsFull
+    from polymodal.api.security import KeyFileError
     from polymodal.api.uploads import UploadError
     from polymodal.collection import ItemNotFound
     from polymodal.media.errors import MediaError
@@ -132,6 +172,10 @@ def install_handlers(app: Any) -> None:
 
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return answer(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    async def keys_unreadable(_: Request, exc: Exception) -> JSONResponse:
+        log.error("%s", exc)
+        return answer(503, KEYS_UNREADABLE)
 
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()]
@@ -147,8 +191,7 @@ def install_handlers(app: Any) -> None:
         (UploadError, lambda r, e: answer(e.status, str(e))),
         (MediaError, lambda r, e: answer(415, f"cannot read that file: {e}")),
         (ModelError, lambda r, e: answer(503, f"a model is not available: {e}")),
-        (FileNotFoundError, lambda r, e: answer(404, "file not found")),
-        (ValueError, lambda r, e: answer(400, str(e))),
+        (KeyFileError, keys_unreadable),
     ]
     for kind, handler in handlers:
         app.add_exception_handler(kind, _async(handler))

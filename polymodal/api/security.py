@@ -31,6 +31,10 @@ class ApiKey:
         return {"id": self.id, "name": self.name, "created": self.created, "revoked": self.revoked}
 
 
+class KeyFileError(ValueError):
+    """The keys file cannot be read as keys; the message names the file and says what to do."""
+
+
 class KeyStore:
     def __init__(self, store_dir: Path):
         self.path = Path(store_dir) / KEYS_FILE
@@ -44,9 +48,25 @@ class KeyStore:
             return []
         with self._lock:
             if self._cache is None or self._cache[0] != mtime:
-                rows = json.loads(self.path.read_text(encoding="utf-8"))
-                self._cache = (mtime, [ApiKey(**row) for row in rows])
+                self._cache = (mtime, self._read())
             return list(self._cache[1])
+
+    def _read(self) -> list[ApiKey]:
+        try:
+            rows = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list):
+                raise TypeError("it is not a list of keys")
+            return [ApiKey(**row) for row in rows]
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+            raise KeyFileError(
+                f"the API keys file {self.path} is damaged ({_problem(exc)}): restore it from a backup, or move it "
+                "away and make new keys with `polymodal keys create NAME` (every key made before stops working)"
+            ) from None
+        except OSError as exc:
+            raise KeyFileError(
+                f"the API keys file {self.path} cannot be read ({exc.strerror or exc}): check its owner and mode "
+                "(the service's user needs to read it; it should be 0600)"
+            ) from None
 
     def active(self) -> list[ApiKey]:
         return [k for k in self.list() if k.revoked is None]
@@ -92,6 +112,14 @@ class KeyStore:
             self._cache = None
 
 
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return f"not a list of keys: {exc}"
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -106,8 +134,17 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def wait(self, caller: str) -> float:
+        """The seconds ``caller`` must wait before its next call (0: now), without spending anything."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (self.burst, time.monotonic()))
+        tokens = min(self.burst, tokens + (time.monotonic() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def check(self, caller: str) -> float:
-        """0 if the call may go ahead, else the seconds to wait."""
+        """0 if the call may go ahead (and spend one token), else the seconds to wait."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic()

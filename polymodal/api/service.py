@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from polymodal.api.boundary import Trust
 from polymodal.api.config import ServeConfig
 from polymodal.api.errors import ApiError
 from polymodal.api.jobs import JobManager
@@ -29,6 +31,7 @@ from polymodal.collection import Collection
 
 T = TypeVar("T")
 WARM_FAMILIES = ("text", "image", "sound", "vad", "speech")
+FAILURES_PER_MINUTE, FAILURES_BURST = 60, 20
 
 
 class Pool:
@@ -67,7 +70,12 @@ class Service:
         self.config = config
         self.store_dir = Path(collection.settings.store).absolute()
         self.keys = KeyStore(self.store_dir)
+        self.trust = Trust.from_config(config)
         self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
+        # Requests without a valid key, per address: fewer than a key may make (0 still turns limits off).
+        self.failures = RateLimiter(
+            min(config.rate_per_minute, FAILURES_PER_MINUTE), min(config.rate_burst, FAILURES_BURST)
+        )
         self.metrics = Metrics()
         self.uploads = Uploads(self.store_dir)
         self.search_pool = Pool("search", config.search_workers, config.max_pending)
@@ -90,7 +98,13 @@ class Service:
             return str(Path(*full.parts[-2:])) if len(full.parts) >= 2 else full.name
 
     def is_upload(self, path: str) -> bool:
-        return Path(path).absolute().is_relative_to(self.uploads.root)
+        """Whether the file really is under ``uploads/`` ("uploads/../x" and links out of it are not)."""
+        return self.upload_file(path) is not None
+
+    def upload_file(self, path: str) -> Path | None:
+        """The real path of an uploaded file, or None when ``path`` does not lead into ``uploads/``."""
+        real = Path(os.path.realpath(path))
+        return real if real.is_relative_to(Path(os.path.realpath(self.uploads.root))) else None
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:

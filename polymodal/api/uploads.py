@@ -90,7 +90,10 @@ class Uploads:
             if extension not in SUPPORTED_EXTENSIONS:
                 raise UploadError(f"{target.name}: {detected.format} files cannot be indexed", 415)
             target = target.with_name(f"{target.name}.{extension}")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UploadError(f"{target.name}: a file of this upload has the name of its folder", 400) from None
         target = _unique(target)
         shutil.move(str(temp), target)
         return target

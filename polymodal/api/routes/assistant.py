@@ -14,11 +14,13 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from polymodal.api.deps import Svc, caller
-from polymodal.api.errors import ApiError, body
+from polymodal.api.errors import ApiError, body, internal_message, log_incident
 from polymodal.api.routes.index import SSE_HEADERS, sse
 from polymodal.api.routes.tasks import phraser, task
 from polymodal.api.service import Service
-from polymodal.api.uploads import check_kind
+from polymodal.api.uploads import UploadError, check_kind
+from polymodal.media.errors import MediaError
+from polymodal.models.base import ModelError
 
 router = APIRouter(tags=["assistant"], dependencies=[Depends(caller)])
 MAX_FILES = 8
@@ -47,9 +49,13 @@ async def assistant(
     if not ask.strip() and not (text or "").strip() and not files:
         raise ApiError(400, "say what you want (ask) and give text or files")
     run = task("assist")
-    paths, names = await _receive(svc, files)
-    search = lambda q: svc.collection.search(q, k=3).hits  # noqa: E731
-    kwargs = {"text": text, "files": paths, "names": names, "phraser": phraser(phrase), "search": search}
+    paths, names, kinds = await _receive(svc, files)
+    try:
+        _check_inputs(ask, text, kinds)
+    except ApiError:
+        _remove(paths)
+        raise
+    kwargs = {"text": text, "files": paths, "names": names, "phraser": phraser(phrase), "search": _searcher(svc)}
     if stream or "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
             _events(svc, run, ask, kwargs, paths), media_type="text/event-stream", headers=SSE_HEADERS
@@ -62,17 +68,44 @@ async def assistant(
     return result.to_dict()
 
 
-async def _receive(svc: Service, files: list[UploadFile]) -> tuple[list[Path], list[str]]:
+async def _receive(svc: Service, files: list[UploadFile]) -> tuple[list[Path], list[str], list[str]]:
+    """(paths, names to show, modalities) of the uploaded files."""
     paths: list[Path] = []
+    kinds: list[str] = []
     try:
         for upload in files:
             path = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
             paths.append(path)
-            check_kind(path, ("image", "audio", "video", "text"), Path(upload.filename or "file").name)
+            detected = check_kind(path, ("image", "audio", "video", "text"), Path(upload.filename or "file").name)
+            kinds.append(detected.modality)
     except BaseException:
         _remove(paths)
         raise
-    return paths, [Path(u.filename or f"file {i + 1}").name for i, u in enumerate(files)]
+    return paths, [Path(u.filename or f"file {i + 1}").name for i, u in enumerate(files)], kinds
+
+
+def _check_inputs(ask: str, text: str | None, kinds: list[str]) -> None:
+    """400 when the request routes to a capability that lacks what it needs (as the assist task would say)."""
+    capability, question = task("assist", "route")(ask, text)
+    has_text = bool((text or "").strip())
+    if capability == "transcribe" and not any(kind in ("audio", "video") for kind in kinds):
+        raise ApiError(400, "nothing to transcribe: send a recording")
+    if capability in ("describe", "summarize") and not kinds and not has_text:
+        raise ApiError(400, f"nothing to {capability}: send text, an image, a recording or a document")
+    if capability == "answer" and not ((question or "").strip() or has_text):
+        raise ApiError(400, "no question: write one, e.g. 'what does the sign say?'")
+
+
+def _searcher(svc: Service) -> Any:
+    """The collection search a question without files is answered from; 404 when nothing matches."""
+
+    def search(question: str) -> list[Any]:
+        hits = svc.collection.search(question, k=3).hits
+        if not hits:
+            raise ApiError(404, "nothing in the collection matches that question; index some files or send one")
+        return hits
+
+    return search
 
 
 async def _events(svc: Service, run: Any, ask: str, kwargs: dict, paths: list[Path]) -> AsyncIterator[str]:
@@ -95,17 +128,26 @@ async def _events(svc: Service, run: Any, ask: str, kwargs: dict, paths: list[Pa
             result = work.result()
             svc.metrics.count("task_assistant")
             yield sse("answer", result.to_dict())
-        except ApiError as exc:
-            yield sse("error", body(exc.status, exc.message))
-        except (ValueError, OSError) as exc:
-            yield sse("error", body(400, str(exc)))
         except Exception as exc:  # the stream has started: the error is an event, never a traceback
-            yield sse("error", body(500, f"{type(exc).__name__}: {exc}"))
+            yield sse("error", body(*_status(exc)))
     finally:
         if not work.done():
             work.add_done_callback(lambda _: _remove(paths))
         else:
             _remove(paths)
+
+
+def _status(exc: Exception) -> tuple[int, str]:
+    """(status, message) of an error met while streaming: the project's own kinds in words, others 500."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.message
+    if isinstance(exc, UploadError):
+        return exc.status, str(exc)
+    if isinstance(exc, MediaError):
+        return 415, f"cannot read that file: {exc}"
+    if isinstance(exc, ModelError):
+        return 503, f"a model is not available: {exc}"
+    return 500, internal_message(log_incident(exc, "POST", "/api/assistant (stream)"))
 
 
 def _remove(paths: list[Path]) -> None:

@@ -19,7 +19,7 @@ from polymodal.api import views
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
 from polymodal.api.jobs import FINISHED
-from polymodal.api.uploads import UploadError, check_kind
+from polymodal.api.uploads import UploadError, check_kind, clean_relative
 
 router = APIRouter(tags=["index"], dependencies=[Depends(caller)])
 INDEXABLE = ("text", "image", "audio")
@@ -36,11 +36,12 @@ async def upload_and_index(
         raise ApiError(413, f"{len(files)} files is over the limit of {svc.config.max_files} per upload")
     if paths and len(paths) != len(files):
         raise ApiError(400, "give one relative path per file, or none")
+    names = paths or [upload.filename or f"file-{n}" for n, upload in enumerate(files)]
+    _check_tree(names)
     batch = svc.uploads.new_batch()
     accepted, rejected = 0, []
     try:
-        for n, upload in enumerate(files):
-            name = paths[n] if paths else (upload.filename or f"file-{n}")
+        for upload, name in zip(files, names, strict=True):
             try:
                 temp = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
                 try:
@@ -61,6 +62,17 @@ async def upload_and_index(
         shutil.rmtree(batch, ignore_errors=True)
         raise
     return JSONResponse(views.job(svc, job.to_dict()), status_code=202)
+
+
+def _check_tree(names: list[str]) -> None:
+    """400 when one name is a file and, in another, a folder (``a.txt`` and ``a.txt/b.txt``)."""
+    cleaned = [clean_relative(name) for name in names]
+    files = set(cleaned)
+    for path in cleaned:
+        folder = next((parent for parent in path.parents if parent in files), None)
+        if folder is not None:
+            shown, inner = str(folder)[:120], str(path)[:120]
+            raise ApiError(400, f"{shown!r} is both a file and the folder of {inner!r} in this upload")
 
 
 @router.get("/api/jobs", summary="Index jobs, newest first")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from polymodal.api import views
@@ -18,13 +19,17 @@ from polymodal.api.errors import ApiError
 from polymodal.api.media import SAFE_HEADERS, THUMB_SIZES, MediaResponse, existing_file, media_type, thumbnail
 
 router = APIRouter(tags=["items"], dependencies=[Depends(caller)])
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+MAX_OFFSET = 2**31 - 1
+MAX_SHOT = 100_000
+ItemId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="an item's id", examples=[1])]
 
 
 @router.get("/api/items", summary="Items, newest first")
 def list_items(
     svc: Svc,
     modality: Literal["text", "image", "audio", "video"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     total, page = svc.collection.items(modality, offset, limit)
@@ -38,25 +43,24 @@ def list_items(
 
 
 @router.get("/api/items/{item_id}", summary="One item: meta, models and all its evidence")
-def get_item(item_id: int, svc: Svc) -> dict[str, Any]:
+def get_item(item_id: ItemId, svc: Svc) -> dict[str, Any]:
     return views.item(svc, svc.collection.item(item_id).to_dict())
 
 
 @router.get("/api/items/{item_id}/similar", summary="Items nearest to this one")
-async def similar(item_id: int, svc: Svc, k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
+async def similar(item_id: ItemId, svc: Svc, k: Annotated[int, Query(ge=1, le=50)] = 8) -> dict[str, Any]:
     result = await svc.search_pool.run(svc.collection.similar, item_id, k)
     return views.search_result(svc, result.to_dict())
 
 
 @router.delete("/api/items/{item_id}", summary="Remove an item from the collection (and its uploaded file)")
-def delete_item(item_id: int, svc: Svc) -> dict[str, Any]:
+def delete_item(item_id: ItemId, svc: Svc) -> dict[str, Any]:
     item = svc.collection.item(item_id)
     svc.collection.remove(item_id)
-    deleted_file = False
-    if svc.is_upload(item.path):
-        Path(item.path).unlink(missing_ok=True)
-        deleted_file = True
-    return {"deleted": item_id, "file_deleted": deleted_file}
+    uploaded = svc.upload_file(item.path)  # resolved: "uploads/../../x" is not an upload
+    if uploaded is not None:
+        uploaded.unlink(missing_ok=True)
+    return {"deleted": item_id, "file_deleted": uploaded is not None}
 
 
 @router.get(
@@ -65,7 +69,7 @@ def delete_item(item_id: int, svc: Svc) -> dict[str, Any]:
     response_class=FileResponse,
     responses={206: {"description": "a byte range of the file"}, 416: {"description": "range not satisfiable"}},
 )
-def media(item_id: int, svc: Svc) -> FileResponse:
+def media(item_id: ItemId, svc: Svc) -> FileResponse:
     item = svc.collection.item(item_id)
     file = existing_file(item.path)
     return MediaResponse(
@@ -78,7 +82,9 @@ def media(item_id: int, svc: Svc) -> FileResponse:
 
 
 @router.get("/api/items/{item_id}/thumbnail", summary="A JPEG of an image or a video shot", response_class=FileResponse)
-def item_thumbnail(item_id: int, svc: Svc, size: int = 256, shot: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
+def item_thumbnail(
+    item_id: ItemId, svc: Svc, size: int = 256, shot: Annotated[int, Query(ge=0, le=MAX_SHOT)] = 0
+) -> FileResponse:
     item = svc.collection.item(item_id)
     if item.modality == "video":  # made at indexing, one per shot (256 px)
         found = svc.collection.store.thumbnail(item.sha256, shot)

@@ -109,10 +109,15 @@ async def _query_media(svc: Service, image: Any, audio: Any) -> AsyncIterator[tu
 
 
 async def _json(request: Request) -> Any:
+    """The JSON body (its size is capped by the Guard middleware while it streams in)."""
+    raw = await request.body()
     try:
-        return json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON ({getattr(exc, 'msg', 'bad encoding')})") from None
+        return json.loads(raw or b"{}")
+    except RecursionError:
+        raise ApiError(400, 'the JSON body is nested too deeply; send a flat object like {"text": "..."}') from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number of over 4,300 digits
+        reason = getattr(exc, "msg", None) or ("bad encoding" if isinstance(exc, UnicodeDecodeError) else str(exc))
+        raise ApiError(400, f"the body is not valid JSON ({reason})") from None
 
 
 def _validated(data: Any) -> SearchRequest:

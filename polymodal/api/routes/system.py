@@ -44,7 +44,7 @@ def metrics(svc: Svc) -> PlainTextResponse:
 def login(request: Request, response: Response, svc: Svc, credentials: Credentials) -> dict[str, Any]:
     if not svc.config.keys_required:
         return {"ok": True, "auth_required": False}
-    wait = svc.limiter.check(f"login:{request.client.host if request.client else 'unknown'}")
+    wait = svc.limiter.check(f"login:{svc.trust.client_address(request.scope)}")
     if wait > 0:
         raise ApiError(429, f"too many attempts; try again in {wait:.0f} s", {"Retry-After": str(int(wait) + 1)})
     key = svc.keys.verify(credentials.credentials) if credentials else None

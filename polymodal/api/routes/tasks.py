@@ -18,13 +18,16 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
 from polymodal.api.media import existing_file
+from polymodal.api.routes.items import MAX_ID
 from polymodal.api.service import Pool, Service
 from polymodal.api.uploads import check_kind
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(caller)])
 
 FileField = Annotated[UploadFile | None, File(description="the file (or give `item`)")]
-ItemField = Annotated[int | None, Form(description="an indexed item's id instead of a file")]
+ItemField = Annotated[
+    int | None, Form(ge=1, le=MAX_ID, description="an indexed item's id instead of a file", examples=[1])
+]
 PhraseField = Annotated[bool, Form(description="let the LLM word it (false: template / extractive, fast)")]
 
 
@@ -89,12 +92,24 @@ async def classify(
     top_k: Annotated[int | None, Form(ge=1, le=100)] = None,
     template: Annotated[str | None, Form(max_length=200)] = None,
 ) -> dict[str, Any]:
-    parse = task("classify", "parse_labels")
+    names = _labels(labels)
+    if template is not None and "{}" not in template:
+        raise ApiError(400, "a template must contain {} where the label goes, e.g. 'a drawing of a {}'")
     options = {"template": template}
     if text is not None and file is None and item is None:
-        return await run_task(svc, svc.media_pool, "classify", "text", None, parse(labels), top_k, text=text, **options)
+        if not text.strip():
+            raise ApiError(400, "the text to classify is empty")
+        return await run_task(svc, svc.media_pool, "classify", "text", None, names, top_k, text=text, **options)
     async with source(svc, file, item, ("image", "audio", "text"), "the file") as (path, shown):
-        return await run_task(svc, svc.media_pool, "classify", shown, path, parse(labels), top_k, **options)
+        return await run_task(svc, svc.media_pool, "classify", shown, path, names, top_k, **options)
+
+
+def _labels(labels: str) -> list[str]:
+    """The distinct labels of a request; 400 with fewer than two."""
+    parsed = task("classify", "parse_labels")(labels)
+    if len(parsed) < 2:
+        raise ApiError(400, "give at least two different labels, separated by commas, e.g. 'cat, dog'")
+    return parsed
 
 
 @router.post("/api/describe", summary="A few sentences about an image, a recording, a video or a document")
@@ -111,6 +126,8 @@ async def ask(
     item: ItemField = None,
     phrase: PhraseField = True,
 ) -> dict[str, Any]:
+    if not question.strip():
+        raise ApiError(400, "the question is empty")
     async with source(svc, file, item, ("image", "audio", "video", "text"), "the file") as (path, shown):
         return await run_task(svc, svc.task_pool, "ask", shown, path, question, phraser=phraser(phrase))
 
@@ -123,8 +140,23 @@ async def transcribe(
     language: Annotated[str | None, Form(max_length=8, description="force a language, e.g. en, zh")] = None,
     words: Annotated[bool, Form(description="word times too")] = False,
 ) -> dict[str, Any]:
+    language = _language(language)
     async with source(svc, file, item, ("audio", "video"), "the recording") as (path, shown):
-        return await run_task(svc, svc.task_pool, "transcribe", shown, path, language=language or None, words=words)
+        return await run_task(svc, svc.task_pool, "transcribe", shown, path, language=language, words=words)
+
+
+def _language(code: str | None) -> str | None:
+    """A language code the speech model knows, or None to detect it; 400 for any other."""
+    code = (code or "").strip().lower()
+    if not code:
+        return None
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES as known
+    except ImportError:  # the model's own check then decides
+        return code
+    if code not in known:
+        raise ApiError(400, f"unknown language {code!r}: give a code like en, zh, fr, de, es, ja (or none to detect)")
+    return code
 
 
 @router.post("/api/read", summary="Text in an image (OCR lines with boxes) and its layout")
