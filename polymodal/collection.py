@@ -121,7 +121,7 @@ class Collection(Understanding):
             self.set_aligner(aligner)
         indexer = Indexer(self.store, self.analyzer, fts_text, video_progress, follow_links)
         report = indexer.index([Path(p) for p in paths], progress)
-        if aligner is not None:
+        if aligner is not None and report.stopped is None:
             self.reembed()  # items outside ``paths`` move to the new space too
         self._index.prepare()  # a large store's search snapshot is built now, not by the first search
         return report

@@ -174,10 +174,10 @@ class _Scanner:
                     if self._named_well(path, "folder"):
                         subfolders.append(path)
                 elif _supported(path) and self._named_well(path, "file"):
-                    mode = entry.stat(follow_symlinks=False).st_mode  # no file is opened before it is known regular
-                    if stats.S_ISREG(mode):
+                    if entry.is_file(follow_symlinks=False):  # regular (known from the listing: no file is opened)
                         self._add(path)
                     else:
+                        mode = entry.stat(follow_symlinks=False).st_mode
                         self._error(str(path), f"{_kind(mode)}, not a regular file: skipped")
             except OSError as exc:  # vanished meanwhile, or cannot be looked at
                 self._error(display_path(path), _unreachable(path, exc, "vanished while indexing"))
@@ -308,9 +308,9 @@ class Indexer:
     def _record_scan_errors(self, found: Scan) -> None:
         """Keep the errors met under the folders (an unreadable subfolder, a pipe, a broken link) in the store, so
         that ``status`` shows them; errors about the paths given are the caller's to see, in the report."""
-        for path, reason in found.errors:
-            if any(_within(path, str(root)) and path != str(root) for root in found.folders):
-                self.store.record_error(path, reason)
+        inside = [(path, reason) for path, reason in found.errors
+                  if any(_within(path, str(root)) and path != str(root) for root in found.folders)]  # fmt: skip
+        self.store.record_errors(inside)
 
     def _forget_removed(self, found: Scan, report: IndexReport) -> None:
         """Remove the items of files gone from the folders walked (not those under a folder that could not be

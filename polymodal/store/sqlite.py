@@ -161,6 +161,7 @@ class SqliteStore:
     def _migrate(self) -> None:
         """Make missing tables (a new store) and its first meta rows: the only write an open may do."""
         try:
+            self.db.execute("PRAGMA journal_mode=WAL")  # again: a crash may have left an empty file
             self.db.executescript(SCHEMA)  # executescript commits on its own: keep it outside a transaction
             with self.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -465,8 +466,15 @@ class SqliteStore:
 
     # --- errors ------------------------------------------------------------------------------------
     def record_error(self, path: str, reason: str) -> None:
+        self.record_errors([(path, reason)])
+
+    def record_errors(self, errors: list[tuple[str, str]]) -> None:
+        """Keep (path, reason) pairs, in one transaction."""
+        if not errors:
+            return
+        now = time.time()
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO errors VALUES (?,?,?)", (path, reason, time.time()))
+            db.executemany("INSERT OR REPLACE INTO errors VALUES (?,?,?)", [(p, r, now) for p, r in errors])
 
     def errors(self) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT path, reason FROM errors ORDER BY path"))
