@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polymodal.models.base import get_model
+from polymodal.models.base import ModelError, get_model
 from polymodal.models.image import imagenet_labels
 from polymodal.space import vocabulary
 from polymodal.space.bridge import IMAGE_TEMPLATES
@@ -104,7 +104,7 @@ def test_vocabulary_id_tells_the_two_vocabularies_apart(texts, tmp_path):
 
 
 def test_class_count_must_match():
-    with pytest.raises(Exception, match="1000 classes"):
+    with pytest.raises(ModelError, match="1000 classes"):
         vocabulary.class_texts(["cat", "dog"], None, None)
 
 
