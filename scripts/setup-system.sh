@@ -31,7 +31,7 @@ done
 for file in "${video_files[@]}"; do
   [ -s "$videos/$file" ] || echo "could not fetch $file (packages opencv-doc, gnome-user-docs): video tests will fail" >&2
 done
-want=(espeak-ng sox fonts-wqy-microhei chromium tuxpaint-stamps-default)  # tuxpaint: tests/test_train.py
+want=(espeak-ng sox fonts-wqy-microhei chromium tuxpaint-stamps-default wordnet-base)  # tuxpaint: tests/test_train.py; wordnet: richer image labels
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
