@@ -137,6 +137,8 @@ class Searcher:
         started = time.perf_counter()
         if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
             raise ValueError("give a text, an image or an audio query")
+        if query.image is None and query.audio is None and not ranking.tokens(query.text or ""):
+            return SearchResult([], offset=query.offset)  # punctuation alone means nothing to match
         vector, words, understood, looks, kind = self._represent(query)
         query_terms = ranking.terms(self.fts_text(words))
         by_words = self._word_matches(query_terms)
