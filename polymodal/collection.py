@@ -158,10 +158,13 @@ class Collection(Understanding):
         image: str | Path | bytes | None = None,
         audio: str | Path | bytes | None = None,
         k: int = 10,
+        offset: int = 0,
         modality: str | None = None,
         path: str | None = None,
     ) -> SearchResult:
-        query = Query(text, _as_source(image), _as_source(audio), k, modality, path)
+        """The ``k`` most relevant items above the cut-off after the first ``offset`` (``result.more``: there are
+        more), and the best few below it (``result.weaker``)."""
+        query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path)
         return Searcher(self.store, self._index, self.analyzer, fts_text).search(query)
 
     def item(self, ref: int | str) -> Item:

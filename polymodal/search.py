@@ -1,17 +1,18 @@
-"""Search with a query of any modality, or several at once, ranked by vectors and words together.
+"""Search with a query of any modality, or several at once, ranked by how relevant each item is.
 
 The query goes through the same analysis path as indexed files, so a photo is compared with what photos
-became (label-bridge vectors, OCR text) and a voice question with what recordings said. Two rankings,
-vector similarity (best vector per item) and BM25 over the evidence text, are fused by reciprocal rank
-fusion; each hit carries the evidence that made it match. A video matches at a moment: its hit has the
-start and end of the best evidence (a shot's labels, a transcript segment, a sound window) and that shot's
-thumbnail; for an image query, the shot whose keyframe looks most like the image (classifier features).
+became (label-bridge vectors, OCR text) and a voice question with what recordings said. Candidates come from
+the nearest vectors and from the full-text index (evidence text and file names); each is scored by
+:mod:`polymodal.ranking` (a calibrated relevance in 0–1 from its cosine, the share of the query's words it
+contains, a phrase match and a name match). Items below the fitted cut-off are not hits: they come back as
+``weaker`` matches, shown apart. Each hit carries the evidence that made it match. A video matches at a
+moment: its hit has the start and end of the best evidence (a shot's labels, a transcript segment, a sound
+window) and that shot's thumbnail; for an image query, the shot whose keyframe looks most like the image.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal import ranking
 from polymodal.analysis import (
     LABEL,
     SOUND_TAG_WEIGHTS,
@@ -34,16 +36,12 @@ from polymodal.models.text import normalize
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
 
-RRF_K = 60
-# Word matches count half as much as vector matches: a single shared word is weaker evidence than meaning.
-LEXICAL_WEIGHT = 0.5
 CANDIDATES = 200
 FILTERED_WIDER = 8  # a filtered search starts from 8x the candidates, and widens 8x at a time
-STOPWORDS = frozenset(
-    "a about all an and any are as at be but by can did do does for from has have he her his how i if in into "
-    "is it its me my no not of on or our she so some than that the their them then there these they this "
-    "those to was we were what when where which who why will with you your".split()
-)
+WORD_ROWS = 400  # evidence rows read from the full-text index for one query
+RARITY_CAP = 5_000  # rows counted to tell how common a query word is
+BRIDGE_KINDS = ("labels", "tags")  # vector kinds of the label bridge
+NAME = "name"  # evidence kind of a file name that shares words with the query
 
 
 @dataclass
@@ -52,6 +50,7 @@ class Query:
     image: Path | bytes | None = None
     audio: Path | bytes | None = None
     k: int = 10
+    offset: int = 0  # hits to pass over (paging)
     modality: str | None = None  # only items of this modality
     path: str | None = None  # only items whose path matches this glob
 
@@ -61,7 +60,7 @@ class Hit:
     item: int
     path: str
     modality: str
-    score: float  # fused (reciprocal rank fusion) score: higher is better
+    score: float  # relevance in 0-1 (calibrated on the judged query set); the list is ordered by it
     similarity: float | None  # best cosine between the query and the item's vectors
     why: list[Evidence]
     start: float | None = None  # the matching moment of a recording or video (from ``why``)
@@ -88,65 +87,109 @@ class SearchResult:
     understood: list[Evidence] = field(default_factory=list)  # what the query media were read as
     approximate: bool = False
     milliseconds: float = 0.0
+    weaker: list[Hit] = field(default_factory=list)  # below the cut-off: shown apart, if at all
+    more: bool = False  # more hits above the cut-off after these (ask again with a larger offset)
+    offset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "hits": [h.to_dict() for h in self.hits],
+            "weaker": [h.to_dict() for h in self.weaker],
+            "more": self.more,
+            "offset": self.offset,
             "query_evidence": [e.to_dict() for e in self.understood],
             "approximate": self.approximate,
             "milliseconds": round(self.milliseconds, 1),
         }
 
 
+@dataclass
+class _WordMatch:
+    share: float  # rarity-weighted share of the query's words in the item's matching evidence
+    phrase: bool
+    evidence: int  # the evidence row that contains most of them
+
+
+@dataclass
+class _Scored:
+    relevance: float
+    sha: str
+    row: Any  # the store's FileRow
+    modality: str
+
+
 class Searcher:
     def __init__(
-        self, store: SqliteStore, index: VectorIndex, analyzer: Analyzer, fts_text: Callable[[str], str]
+        self,
+        store: SqliteStore,
+        index: VectorIndex,
+        analyzer: Analyzer,
+        fts_text: Callable[[str], str],
+        model: ranking.RankingModel | None = None,
     ):
         self.store = store
         self.index = index
         self.analyzer = analyzer
         self.fts_text = fts_text
+        self.model = model or ranking.default_model()
 
     def search(self, query: Query) -> SearchResult:
         started = time.perf_counter()
         if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
             raise ValueError("give a text, an image or an audio query")
-        vector, words, understood, looks = self._represent(query)
+        if query.image is None and query.audio is None and not ranking.tokens(query.text or ""):
+            return SearchResult([], offset=query.offset)  # punctuation alone means nothing to match
+        vector, words, understood, looks, kind = self._represent(query)
+        query_terms = ranking.terms(self.fts_text(words))
+        by_words = self._word_matches(query_terms)
         filtered = bool(query.modality or query.path)
-        candidates = max(CANDIDATES, query.k * 20) * (FILTERED_WIDER if filtered else 1)
-        by_words = self._lexical_ranking(words)
-        while True:  # a filter may drop most neighbours: widen until k hits pass it or every vector was seen
+        wanted = query.offset + query.k
+        candidates = max(CANDIDATES, wanted * 20) * (FILTERED_WIDER if filtered else 1)
+        while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
-            hits = self._fuse(by_vector, by_words, query, looks)
-            if not filtered or len(hits) >= query.k or candidates >= self.index.size:
+            scored = self._score(by_vector, by_words, query_terms, kind, query)
+            strong = sum(s.relevance >= self.model.threshold for s in scored)
+            if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
             candidates *= FILTERED_WIDER
-        return SearchResult(hits, understood, self.index.approximate, (time.perf_counter() - started) * 1000)
+        result = self._page(scored, by_vector, by_words, query, looks)
+        result.understood = understood
+        result.milliseconds = (time.perf_counter() - started) * 1000
+        return result
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, exclude: str | None = None) -> SearchResult:
-        """Items nearest to a vector already in the shared space (e.g. an item's own), by vectors only."""
+    def search_vector(
+        self, vector: np.ndarray, k: int = 10, exclude: str | None = None, kind: str = "image"
+    ) -> SearchResult:
+        """Items nearest to a vector already in the shared space (e.g. an item's own), by vectors only;
+        ``kind`` is the query kind the vector stands for (see :data:`polymodal.ranking.QUERY_KINDS`)."""
         started = time.perf_counter()
         by_vector = self._vector_ranking(vector, max(CANDIDATES, k * 20))
         by_vector.pop(exclude, None)
-        hits = self._fuse(by_vector, {}, Query(k=k))
-        return SearchResult(hits, [], self.index.approximate, (time.perf_counter() - started) * 1000)
+        query = Query(k=k)
+        scored = self._score(by_vector, {}, [], kind, query)
+        result = self._page(scored, by_vector, {}, query)
+        result.milliseconds = (time.perf_counter() - started) * 1000
+        return result
 
     # --- the query in the shared space ------------------------------------------------------------
-    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray]]:
-        """The query's vector, its words for the lexical ranking, what its media were read as, and how a query
-        image looks (its classifier features)."""
+    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray], str]:
+        """The query's vector, its words for the word matches, what its media were read as, how a query
+        image looks (its classifier features), and the query's kind (see ``ranking.QUERY_KINDS``)."""
         parts: list[np.ndarray] = []
         words: list[str] = []
         understood: list[Evidence] = []
         looks: dict[str, np.ndarray] = {}
+        kind = "text"
         if query.image is not None:
             analysis = self.analyzer.perceive_image(query.image)
             looks = analysis.features
             self.analyzer.embed(analysis)
             parts.append(media_vector(analysis))
-            words += [e.text for e in analysis.evidence if e.kind == "ocr"]
-            words += [e.text for e in analysis.evidence if e.kind == LABEL][:3]
+            if not (query.text and query.text.strip()):  # refined by text: the text says what matters
+                words += [e.text for e in analysis.evidence if e.kind == "ocr"]
+                words += [e.text for e in analysis.evidence if e.kind == LABEL][:3]
             understood += analysis.evidence
+            kind = "image"
         if query.audio is not None:
             analysis = self.analyzer.perceive_audio(query.audio)
             self.analyzer.embed(analysis)
@@ -154,71 +197,114 @@ class Searcher:
             if spoken:
                 parts.append(self.analyzer.model("text").encode([spoken])[0])
                 words.append(spoken)
+                kind = "speech"
             else:
                 parts.append(media_vector(analysis))
                 tags = [e.text for e in analysis.evidence if e.kind == TAG]
                 words += [t for t in tags if SOUND_TAG_WEIGHTS.get(t, 1.0) >= 1.0][:3]
+                kind = "sound"
             understood += analysis.evidence
         if query.text and query.text.strip():
             parts.append(self.analyzer.model("text").encode([query.text])[0])
             words.append(query.text)
-        return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks
+        return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks, kind
 
-    # --- two rankings ------------------------------------------------------------------------------
-    def _vector_ranking(self, vector: np.ndarray, candidates: int) -> dict[str, tuple[int, float, int]]:
-        """sha -> (rank, best cosine, best vector id)."""
-        best: dict[str, tuple[float, int]] = {}
+    # --- candidates ----------------------------------------------------------------------------------
+    def _vector_ranking(self, vector: np.ndarray, candidates: int) -> dict[str, tuple[float, int, str]]:
+        """sha -> (best cosine, best vector id, that vector's kind), best first."""
+        best: dict[str, tuple[float, int, str]] = {}
         neighbours = self.index.search(vector, candidates)
         rows = self.store.vector_rows([vid for vid, _ in neighbours])
         for vid, score in neighbours:
             if vid not in rows:  # deleted since the index was read (a file re-indexed meanwhile)
                 continue
-            sha = rows[vid][0]
+            sha, kind = rows[vid][0], rows[vid][1]
             if sha not in best:
-                best[sha] = (score, vid)
-        ordered = sorted(best.items(), key=lambda item: -item[1][0])
-        return {sha: (rank, score, vid) for rank, (sha, (score, vid)) in enumerate(ordered)}
+                best[sha] = (score, vid, kind)
+        return dict(sorted(best.items(), key=lambda item: -item[1][0]))
 
-    def _lexical_ranking(self, words: str) -> dict[str, tuple[int, int]]:
-        """sha -> (rank, best evidence id)."""
-        match = fts_query(self.fts_text(words))
-        if not match:
+    def _word_matches(self, query_terms: list[str]) -> dict[str, _WordMatch]:
+        """Items whose evidence contains forms of the query's meaningful words."""
+        if not query_terms:
             return {}
-        best: dict[str, tuple[int, int]] = {}
-        for sha, evidence_id, _ in self.store.lexical(match, CANDIDATES):
-            if sha not in best:
-                best[sha] = (len(best), evidence_id)
-        return best
+        rows = self.store.lexical(" OR ".join(fts_term(t) for t in query_terms), WORD_ROWS)
+        evidence = self.store.evidence_by_id([evidence_id for _, evidence_id, _ in rows])
+        weights = self._rarities(query_terms)
+        # sha -> (words of its matching evidence, best share of one piece, that piece, a phrase match)
+        per_item: dict[str, tuple[set[str], float, int, bool]] = {}
+        for sha, evidence_id, _ in rows:  # best bm25 first
+            text = self.fts_text(evidence[evidence_id].text) if evidence_id in evidence else ""
+            words = set(ranking.tokens(text))
+            share = ranking.word_share(query_terms, weights, words)
+            if share == 0.0:
+                continue  # a prefix of another word ("cat" in "category")
+            seen, best_share, best, phrase = per_item.get(sha, (set(), 0.0, evidence_id, False))
+            if share > best_share:
+                best_share, best = share, evidence_id
+            per_item[sha] = (seen | words, best_share, best, phrase or ranking.has_phrase(query_terms, text))
+        return {
+            sha: _WordMatch(ranking.word_share(query_terms, weights, seen), phrase, best)
+            for sha, (seen, _, best, phrase) in per_item.items()
+        }
 
-    def _fuse(self, by_vector: dict, by_words: dict, query: Query, looks: dict | None = None) -> list[Hit]:
-        scores: dict[str, float] = {}
-        for sha, (rank, _, _) in by_vector.items():
-            scores[sha] = 1.0 / (RRF_K + rank)
-        for sha, (rank, _) in by_words.items():
-            scores[sha] = scores.get(sha, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank)
-        ordered = sorted(scores, key=lambda sha: -scores[sha])
-        files = self.store.files_for(
-            ordered[: max(query.k * 5, 50)] if not (query.modality or query.path) else ordered
-        )
+    def _rarities(self, query_terms: list[str]) -> dict[str, float]:
+        documents = self.store.evidence_count()
+        return {t: ranking.rarity(self.store.count_matches(fts_term(t), RARITY_CAP), documents) for t in query_terms}
+
+    def _score(
+        self, by_vector: dict, by_words: dict[str, _WordMatch], query_terms: list[str], kind: str, query: Query
+    ) -> list[_Scored]:
+        """Every candidate file that passes the filters, with its relevance, most relevant first."""
+        shas = list(dict.fromkeys([*by_vector, *by_words]))
+        files = self.store.files_for(shas)
         info = self.store.content_info(list(files))
-        hits: list[Hit] = []
-        for sha in ordered:
+        scored: list[_Scored] = []
+        for sha in shas:
             modality = info.get(sha, {}).get("modality", "")
             if query.modality and modality != query.modality:
                 continue
+            vector_match, word_match = by_vector.get(sha), by_words.get(sha)
             for row in files.get(sha, []):
                 if query.path and not fnmatch.fnmatch(row.path, query.path):
                     continue
-                similarity = by_vector[sha][1] if sha in by_vector else None
-                why = self._why(sha, by_vector.get(sha), by_words.get(sha))
-                alike = self._shot_that_looks_alike(sha, looks) if modality == "video" and looks else []
-                if alike:
-                    why = alike + [e for e in why if e.kind != LABEL]
-                hit = Hit(row.id, row.path, modality, scores[sha], similarity, why)
-                hits.append(self._at_moment(hit, sha, query.text))
-                if len(hits) >= query.k:
-                    return hits
-        return hits
+                candidate = ranking.Candidate(
+                    cosine=None if vector_match is None else vector_match[0],
+                    vector_kind="bridge" if vector_match is not None and vector_match[2] in BRIDGE_KINDS else "content",
+                    words=0.0 if word_match is None else word_match.share,
+                    phrase=word_match is not None and word_match.phrase,
+                    name=ranking.word_share(query_terms, {}, set(ranking.tokens(ranking.name_words(row.path)))),
+                )
+                scored.append(_Scored(self.model.relevance(candidate, kind), sha, row, modality))
+        scored.sort(key=lambda s: -s.relevance)
+        return scored
+
+    def _page(
+        self, scored: list[_Scored], by_vector: dict, by_words: dict, query: Query, looks: dict | None = None
+    ) -> SearchResult:
+        """The page of hits above the cut-off that ``query.offset`` and ``query.k`` ask for, and (on the first
+        page) the best few below it."""
+        strong = [s for s in scored if s.relevance >= self.model.threshold]
+        page = strong[query.offset : query.offset + query.k]
+        weaker = [s for s in scored if s.relevance < self.model.threshold][: query.k] if query.offset == 0 else []
+
+        def hit(s: _Scored) -> Hit:
+            vector_match = by_vector.get(s.sha)
+            similarity = None if vector_match is None else vector_match[0]
+            why = self._why(s.sha, vector_match, by_words.get(s.sha), s.row.path, query.text)
+            alike = self._shot_that_looks_alike(s.sha, looks) if s.modality == "video" and looks else []
+            if alike:
+                why = alike + [e for e in why if e.kind != LABEL]
+            return self._at_moment(
+                Hit(s.row.id, s.row.path, s.modality, s.relevance, similarity, why), s.sha, query.text
+            )
+
+        return SearchResult(
+            [hit(s) for s in page],
+            approximate=self.index.approximate,
+            weaker=[hit(s) for s in weaker],
+            more=len(strong) > query.offset + query.k,
+            offset=query.offset,
+        )
 
     def _shot_that_looks_alike(self, sha: str, looks: dict[str, np.ndarray]) -> list[Evidence]:
         """The labels of the video shot whose keyframe's features are nearest the query image's."""
@@ -246,49 +332,52 @@ class Searcher:
                 hit.shot, hit.thumbnail = moment.page, None if thumbnail is None else str(thumbnail)
         return hit
 
-    def _why(self, sha: str, vector_match: tuple | None, word_match: tuple | None) -> list[Evidence]:
-        why: list[Evidence] = []
-        group: list[Evidence] = []  # a video shot's labels or a sound window's tags: the moment, so first
-        evidence_ids: list[int] = []
+    def _why(
+        self, sha: str, vector_match: tuple | None, word_match: _WordMatch | None, path: str, text: str | None
+    ) -> list[Evidence]:
+        """The evidence behind a hit: the piece holding the query's words, the nearest vector's evidence (a
+        video shot's labels or a sound window's tags as one group: the moment), its top labels or tags for a
+        whole-item bridge vector, and the file's name when it shares words with the query."""
+        group: list[Evidence] = []
+        evidence_ids: list[int] = [] if word_match is None else [word_match.evidence]
+        bridge: list[Evidence] = []
         if vector_match is not None:
-            kind, evidence_id = self.store.vector_rows([vector_match[2]])[vector_match[2]][1:]
-            if evidence_id is not None and kind in ("labels", "tags"):
+            _, vid, kind = vector_match
+            row = self.store.vector_rows([vid]).get(vid)
+            evidence_id = None if row is None else row[2]
+            if evidence_id is not None and kind in BRIDGE_KINDS:
                 group = self.store.evidence_group(evidence_id, 3)
             elif evidence_id is not None:
                 evidence_ids.append(evidence_id)
-            else:  # a label-bridge vector: its top labels or tags are the reason
-                why += self.store.top_evidence(sha, LABEL if kind == "labels" else TAG, 3)
-        if word_match is not None and word_match[1] not in evidence_ids:
-            evidence_ids.append(word_match[1])
+            elif row is not None:
+                bridge = self.store.top_evidence(sha, LABEL if kind == "labels" else TAG, 3)
         found = self.store.evidence_by_id(evidence_ids)
-        matched = group + [found[i] for i in evidence_ids if i in found]
-        seen = {(m.kind, m.text, m.start) for m in group}
-        matched = group + [m for m in matched[len(group) :] if (m.kind, m.text, m.start) not in seen]
-        return matched + [e for e in why if (e.kind, e.text) not in {(m.kind, m.text) for m in matched}]
+        why: list[Evidence] = []
+        for e in [*group, *(found[i] for i in evidence_ids if i in found), *bridge]:
+            if not any((e.kind, e.text, e.start) == (w.kind, w.text, w.start) for w in why):
+                why.append(e)
+        names = ranking.name_words(path)
+        if text and ranking.word_share(ranking.terms(self.fts_text(text)), {}, set(ranking.tokens(names))) > 0:
+            why.append(Evidence(NAME, names))
+        return why
 
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+def fts_term(term: str) -> str:
+    """An FTS5 expression for one query term: quoted (no operator injection); a prefix for English stems, so
+    that "fail" also finds "failing" (the candidates are checked word by word afterwards)."""
+    quoted = '"' + term.replace('"', "") + '"'
+    return quoted + "*" if term.isascii() and term.isalpha() and len(term) >= 3 else quoted
 
 
 def spoken_at(sentence: Evidence, query: str) -> float | None:
     """When the part of ``sentence`` (with word times in ``box``) that shares most words with ``query`` starts:
     the first such word of the best window as long as the query; the sentence's start if none is shared."""
-    tokens = [_TOKEN.findall(word.lower()) for word in sentence.text.split()]
-    wanted = {t for t in _TOKEN.findall(query.lower()) if t not in STOPWORDS}
-    if not sentence.box or len(tokens) != len(sentence.box) or not wanted:
+    query_terms = ranking.terms(query)
+    words = [ranking.tokens(word) for word in sentence.text.split()]
+    if not sentence.box or len(words) != len(sentence.box) or not query_terms:
         return sentence.start
-    hits = [bool(wanted.intersection(word)) for word in tokens]
-    span = max(1, len(_TOKEN.findall(query)))
+    hits = [any(ranking.matches(t, token) for t in query_terms for token in word) for word in words]
+    span = max(1, len(ranking.tokens(query)))
     best = max(range(len(hits)), key=lambda i: (sum(hits[i : i + span]), -i))
     first = next((i for i in range(best, len(hits)) if hits[i]), None)
     return sentence.start if first is None else float(sentence.box[first][0])
-
-
-def fts_query(text: str, max_terms: int = 32) -> str:
-    """An FTS5 OR-query of the meaningful words in ``text`` (quoted, so no operator injection)."""
-    terms: list[str] = []
-    for token in _TOKEN.findall(text.lower()):
-        if token in STOPWORDS or (token.isascii() and len(token) < 2) or token in terms:
-            continue
-        terms.append(token)
-    return " OR ".join(f'"{t}"' for t in terms[:max_terms])

@@ -595,6 +595,18 @@ class SqliteStore:
             return []
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def count_matches(self, match: str, cap: int) -> int:
+        """How many evidence rows an FTS5 MATCH expression finds, counting no further than ``cap``."""
+        try:
+            sql = "SELECT count(*) FROM (SELECT rowid FROM evidence_fts WHERE evidence_fts MATCH ? LIMIT ?)"
+            return int(self.db.execute(sql, (match, cap)).fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+    def evidence_count(self) -> int:
+        """About how many evidence rows there are (the highest id: exact until rows are deleted; O(1))."""
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM evidence").fetchone()[0])
+
     def evidence_by_id(self, ids: list[int]) -> dict[int, Evidence]:
         if not ids:
             return {}

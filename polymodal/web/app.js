@@ -202,6 +202,23 @@ $("#attach").addEventListener("change", (event) => {
 });
 $("#search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
 
+const PAGE = 24;
+// One page of hits (and, on the first page, the weaker matches below the cut-off) for the current query.
+async function fetchHits(text, offset) {
+  if (state.image || state.audio) {
+    const form = new FormData();
+    if (text) form.append("text", text);
+    form.append("k", String(PAGE));
+    form.append("offset", String(offset));
+    if (state.modality) form.append("modality", state.modality);
+    if (state.image) form.append("image", state.image.file, state.image.file.name);
+    if (state.audio) form.append("audio", state.audio.file, state.audio.file.name);
+    return api("/api/search", { method: "POST", form, signal: searchController.signal });
+  }
+  const json = { text, k: PAGE, offset, modality: state.modality || null };
+  return api("/api/search", { method: "POST", json, signal: searchController.signal });
+}
+
 let searchController = null;
 async function runSearch() {
   const text = $("#q").value.trim();
@@ -219,18 +236,7 @@ async function runSearch() {
     if (location.hash !== hash) history.replaceState(null, "", hash);
   }
   try {
-    let data;
-    if (state.image || state.audio) {
-      const form = new FormData();
-      if (text) form.append("text", text);
-      form.append("k", "24");
-      if (state.modality) form.append("modality", state.modality);
-      if (state.image) form.append("image", state.image.file, state.image.file.name);
-      if (state.audio) form.append("audio", state.audio.file, state.audio.file.name);
-      data = await api("/api/search", { method: "POST", form, signal: searchController.signal });
-    } else {
-      data = await api("/api/search", { method: "POST", json: { text, k: 24, modality: state.modality || null }, signal: searchController.signal });
-    }
+    const data = await fetchHits(text, 0);
     renderResults(data, text);
   } catch (err) {
     if (err.name === "AbortError") return;
@@ -257,12 +263,34 @@ function renderResults(data, text) {
   const results = clear($("#results"));
   const terms = queryTerms(text + " " + data.query_evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" "));
   const seen = understoodText(data.query_evidence);
-  clear($("#understood")).append(`${data.hits.length} result${data.hits.length === 1 ? "" : "s"} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
+  const count = `${data.hits.length}${data.more ? "+" : ""} good match${data.hits.length === 1 ? "" : "es"}`;
+  clear($("#understood")).append(`${count} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
   if (!data.hits.length) {
-    results.append(h("div", { class: "empty" }, h("strong", { text: "Nothing matched" }), h("span", { text: "Try other words, or remove the kind filter." })));
-    return;
+    results.append(h("div", { class: "empty" }, h("strong", { text: "No good matches" }),
+      h("span", { text: data.weaker.length ? "Only weak matches, below. Try other words, or remove the kind filter." : "Try other words, or remove the kind filter." })));
   }
   results.append(...data.hits.map((hit, i) => card(hit, terms, i)));
+  if (data.more) results.append(moreButton(text, terms, data.hits.length));
+  if (data.weaker.length) {
+    const weaker = h("details", { class: "weaker" }, h("summary", { text: `${data.weaker.length} weaker match${data.weaker.length === 1 ? "" : "es"}` }));
+    weaker.append(h("div", { class: "grid" }, ...data.weaker.map((hit, i) => card(hit, terms, data.hits.length + i))));
+    results.append(weaker);
+  }
+}
+function moreButton(text, terms, shown) {
+  const button = h("button", { type: "button", class: "more", text: "More results" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const data = await fetchHits(text, shown);
+      const cards = data.hits.map((hit, i) => card(hit, terms, shown + i));
+      button.replaceWith(...cards, ...(data.more ? [moreButton(text, terms, shown + data.hits.length)] : []));
+    } catch (err) {
+      button.disabled = false;
+      if (err.name !== "AbortError") showError(err);
+    }
+  });
+  return button;
 }
 function queryTerms(text) {
   const words = (text || "").toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
@@ -320,8 +348,7 @@ function waveBars(seed) {
 }
 function card(hit, terms, index) {
   const title = h("a", { class: "title", href: `#/item/${hit.item}`, text: hit.name });
-  const score = h("span", { class: "score", title: `fused rank score ${hit.score}; cosine ${hit.similarity ?? "—"}` },
-    hit.similarity !== null && hit.similarity !== undefined ? pct(hit.similarity) : "words");
+  const score = h("span", { class: "score", title: `relevance ${pct(hit.score)}${hit.similarity == null ? "" : `; cosine ${hit.similarity}`}` }, pct(hit.score));
   const meta = h("div", { class: "meta" }, h("span", { class: `kind ${hit.modality}`, text: KIND[hit.modality] || hit.modality }), score);
   const body = h("div", { class: "body" }, meta, title, whyLine(hit, terms));
   const el = h("article", { class: `card ${hit.modality}`, "data-name": hit.name, "data-item": hit.item, "data-rank": index + 1 });

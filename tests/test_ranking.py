@@ -1,0 +1,106 @@
+"""Relevance a user can trust: meaning over common words, names as evidence, a real cut-off, paging, and a
+score that is the order of the list. Real models on the real sample collection."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from polymodal import ranking
+from polymodal.collection import Collection
+from polymodal.config import Settings
+
+
+def names(hits) -> list[str]:
+    return [Path(h.path).name for h in hits]
+
+
+@pytest.mark.parametrize(
+    ("word", "stem"),
+    [("failing", "fail"), ("fails", "fail"), ("failed", "fail"), ("running", "run"), ("cats", "cat"),
+     ("stories", "story"), ("sofa", "sofa"), ("猫", "猫")],
+)
+def test_stem(word, stem):
+    assert ranking.stem(word) == stem
+
+
+def test_terms_drop_stop_words_in_english_and_chinese():
+    assert ranking.terms("What did Beckett say about failing?") == ["beckett", "fail"]
+    assert ranking.terms("关于 猫 的 照片") == ["猫", "照片"]
+    assert ranking.terms("??? the of") == []
+
+
+def test_file_names_become_words():
+    assert ranking.name_words("/x/photos/kitty_on_sofa.jpg") == "kitty on sofa photos"
+    assert ranking.name_words("/x/rec/endgame-NaggNell.wav") == "endgame Nagg Nell rec"
+
+
+def test_a_phrase_counts_only_in_order():
+    query = ranking.terms("oat milk and sourdough")
+    assert ranking.has_phrase(query, "We bought oat milk and sourdough on Friday.")
+    assert not ranking.has_phrase(query, "Sourdough needs no milk; oat flakes are for breakfast.")
+
+
+def test_relevance_is_monotone_in_each_feature():
+    model = ranking.default_model()
+    low = ranking.Candidate(cosine=0.2, words=0.0)
+    assert model.relevance(ranking.Candidate(cosine=0.5, words=0.0), "text") > model.relevance(low, "text")
+    assert model.relevance(ranking.Candidate(cosine=0.2, words=1.0), "text") > model.relevance(low, "text")
+    assert model.relevance(ranking.Candidate(cosine=0.2, name=1.0), "text") > model.relevance(low, "text")
+
+
+def test_meaning_outranks_common_words(indexed):
+    assert names(indexed.search("someone talking about failing", k=5).hits)[0] == "beckett.wav"
+
+
+def test_spoken_question_about_failing_finds_beckett(indexed, spoken):
+    result = indexed.search(audio=spoken("What did Beckett say about failing?"), k=5)
+    assert names(result.hits)[0] == "beckett.wav"
+
+
+def test_file_names_are_searchable(indexed):
+    assert "astronaut.jpg" in names(indexed.search("astronaut", k=3).hits)
+    assert "endgame_nagg_nell.wav" in names(indexed.search("endgame", k=3).hits)
+    hit = next(h for h in indexed.search("astronaut", k=3).hits if h.path.endswith("astronaut.jpg"))
+    assert any(e.kind == "name" and "astronaut" in e.text for e in hit.why)
+
+
+@pytest.mark.parametrize("nonsense", ["xqzvbnm plorf", "???"])
+def test_nonsense_returns_no_hits(indexed, nonsense):
+    result = indexed.search(nonsense, k=10)
+    assert result.hits == []
+    assert not result.more
+
+
+def test_scores_are_the_order_and_in_unit_range(indexed):
+    for query in ("a cat", "coffee", "the sound of a dog", "一只猫"):
+        result = indexed.search(query, k=20)
+        scores = [h.score for h in result.hits + result.weaker]
+        assert scores == sorted(scores, reverse=True), query
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        threshold = ranking.default_model().threshold
+        assert all(h.score >= threshold for h in result.hits) and all(h.score < threshold for h in result.weaker)
+
+
+def test_paging_continues_where_the_page_ended(indexed):
+    first = indexed.search("an animal", k=2)
+    assert first.more
+    second = indexed.search("an animal", k=2, offset=2)
+    assert second.offset == 2 and second.weaker == []
+    assert not set(names(first.hits)) & set(names(second.hits))
+    assert names(indexed.search("an animal", k=4).hits) == names(first.hits) + names(second.hits)
+
+
+def test_exact_phrase_outranks_scattered_words(tmp_path, samples):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "shopping.md").write_text("# Friday\n\nWe bought oat milk and sourdough at the market.\n")
+    (notes / "baking.md").write_text("# Baking\n\nSourdough needs time. Milk goes in the custard; oat flakes on top.\n")
+    shutil.copy(samples / "notes" / "cats.md", notes / "cats.md")
+    with Collection(settings=Settings.from_env(store=tmp_path / "store")) as collection:
+        collection.index(notes)
+        ranked = names(collection.search("oat milk and sourdough", k=5).hits)
+    assert ranked[0] == "shopping.md"
+    assert "cats.md" not in ranked
