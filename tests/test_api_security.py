@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from polymodal import cli
 from polymodal.api.app import create_app, server
+from polymodal.api.boundary import Trust
 from polymodal.api.config import KB, MB, ServeConfig
 from polymodal.api.security import KeyFileError, KeyStore
 from polymodal.collection import Collection
@@ -290,6 +291,17 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(collection):
         assert codes == [200] * 5  # five callers behind the trusted proxy
         same = [get(port, "/api/items?limit=1", {"X-Forwarded-For": "9.9.9.9, 203.0.113.4"})[0] for _ in range(3)]
         assert same == [200, 200, 429]  # 203.0.113.4 spent one call above; the forged 9.9.9.9 is not believed
+
+
+def test_trusted_proxy_settings(collection, monkeypatch):
+    trust = Trust.from_config(ServeConfig(trusted_proxies=("10.0.0.0/8", "::1")))
+    scope = {"client": ("10.1.2.3", 5000), "headers": [(b"x-forwarded-for", b"6.6.6.6, 198.51.100.9, 10.9.9.9")]}
+    assert trust.client_address(scope) == "198.51.100.9"  # the last hop not of a trusted proxy
+    assert trust.client_address({**scope, "client": ("192.0.2.1", 5000)}) == "192.0.2.1"  # not from a proxy
+    assert trust.client_address({**scope, "headers": [(b"x-forwarded-for", b"junk")]}) == "10.1.2.3"
+    monkeypatch.setenv("POLYMODAL_TRUSTED_PROXIES", "127.0.0.1 nonsense")
+    with pytest.raises(ValueError, match="'nonsense' in the trusted proxies"):
+        create_app(collection, ServeConfig(warm=False))
 
 
 def test_wrong_keys_are_rate_limited_per_address(collection):
