@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +136,42 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     if getattr(args, "json", False):
-        print(json.dumps({"error": message}))
+        print(_dumps({"error": message}, indent=None))
     else:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {printable(message)}", file=sys.stderr)
     return code
+
+
+class BadStore(ValueError):
+    """The store given (``--store``, ``$POLYMODAL_STORE``) is missing, damaged, or not a polymodal store."""
+
+
+@contextmanager
+def naming(path: object | Callable[[], object]) -> Iterator[None]:
+    """Media errors raised inside name ``path`` (or the file a callable says is being read): the media layer says
+    what is wrong ("empty file"), the CLI says with which file."""
+    from polymodal.media.errors import MediaError
+
+    try:
+        yield
+    except MediaError as exc:
+        name = path() if callable(path) else path
+        if not name or str(name) in str(exc):
+            raise
+        raise MediaError(f"{name}: {exc}") from exc
 
 
 def _collection(args: argparse.Namespace, create: bool = False, **settings: Any):
     from polymodal.collection import Collection
     from polymodal.config import Settings
+    from polymodal.store.sqlite import StoreError, StoreUnavailable
 
-    return Collection(settings=Settings.from_env(store=args.store, **settings), create=create)
+    try:
+        return Collection(settings=Settings.from_env(store=args.store, **settings), create=create)
+    except StoreUnavailable:  # the machine's fault (disk full, locked), not the store given
+        raise
+    except StoreError as exc:
+        raise BadStore(str(exc)) from exc
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -151,7 +180,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     with _ProgressBar(enabled=not args.json) as bar:
         report = collection.index(*args.paths, progress=bar.update, aligner=args.aligner, video_progress=bar.video)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        print(_dumps(report.to_dict()))
     else:
         outcomes = ", ".join(f"{n} {name}" for name, n in sorted(report.outcomes.items()))
         modalities = ", ".join(f"{n} {m}" for m, n in sorted(report.per_modality.items())) or "none"
@@ -160,23 +189,24 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"{len(report.errors)} errors"
         )
         for path, reason in report.errors:
-            print(f"  skipped {path}: {reason}")
+            print(f"  skipped {printable(path)}: {printable(reason)}")
         for path, note in report.notes:
-            print(f"  note {path}: {note}")
+            print(f"  note {printable(path)}: {printable(note)}")
     return EXIT_PARTIAL if report.errors else EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     collection = _collection(args)
-    result = collection.search(
-        args.text, image=args.image, audio=args.audio, k=args.k, modality=args.modality, path=args.path
-    )
+    with naming(args.image or args.audio):
+        result = collection.search(
+            args.text, image=args.image, audio=args.audio, k=args.k, modality=args.modality, path=args.path
+        )
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        print(_dumps(result.to_dict()))
         return EXIT_OK
     understood = _understood(result.understood)
     if understood:
-        print(f"query understood as: {understood}")
+        print(f"query understood as: {printable(understood)}")
     if not result.hits:
         print("no results")
     rows = [
@@ -198,16 +228,16 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     item = _collection(args).item(args.item)
     if args.json:
-        print(json.dumps(item.to_dict(), ensure_ascii=False, indent=2))
+        print(_dumps(item.to_dict()))
         return EXIT_OK
-    print(f"item {item.id}: {item.path}")
+    print(f"item {item.id}: {printable(item.path)}")
     print(f"  {item.modality} ({item.format}), {item.size} bytes, sha256 {item.sha256[:16]}…")
     for key, value in item.meta.items():
         if value is not None:
-            print(f"  {key}: {value}")
+            print(f"  {key}: {printable(value)}")
     print(f"  models: {', '.join(f'{k}={v}' for k, v in item.models.items())}")
     for note in item.notes:
-        print(f"  note: {note}")
+        print(f"  note: {printable(note)}")
     print("evidence:")
     for evidence in item.evidence:
         print(f"  {_describe(evidence)}")
@@ -217,17 +247,17 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     status = _collection(args).status()
     if args.json:
-        print(json.dumps(status, ensure_ascii=False, indent=2))
+        print(_dumps(status))
         return EXIT_OK
     per = ", ".join(f"{n} {m}" for m, n in sorted(status["per_modality"].items())) or "empty"
-    print(f"store: {status['store']} ({status['store_bytes'] / 1e6:.1f} MB)")
+    print(f"store: {printable(status['store'])} ({status['store_bytes'] / 1e6:.1f} MB)")
     print(
         f"items: {status['files']} ({per}); {status['vectors']} vectors, {status['evidence']} pieces of evidence"
     )
     print(f"models: {', '.join(status['models']) or 'none yet'}")
     print(f"errors: {status['errors']}")
     for error in status["recent_errors"]:
-        print(f"  {error['path']}: {error['reason']}")
+        print(f"  {printable(error['path'])}: {printable(error['reason'])}")
     return EXIT_OK
 
 
@@ -241,7 +271,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"dest": str(args.dest), "files": [str(f) for f in files]}))
     else:
-        print(f"{len(files)} files in {args.dest}")
+        print(f"{len(files)} files in {printable(args.dest)}")
     return EXIT_OK
 
 
@@ -261,7 +291,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     collection = _collection(args, create=True)
     if config.keys_required and not _key_store(args).active():
         print("warning: API keys are required but none exist; make one: polymodal keys create NAME", file=sys.stderr)
-    print(f"polymodal: serving {collection.settings.store} on http://{args.host}:{args.port}/", file=sys.stderr)
+    print(f"polymodal: serving {printable(collection.settings.store)} on http://{args.host}:{args.port}/",
+          file=sys.stderr)  # fmt: skip
     serve(collection, config)
     return EXIT_OK
 
@@ -341,9 +372,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     settings, store = _train_settings(args)
     result = predict(args.model, args.text, args.image, args.audio, settings=settings, store=store)
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
+        print(_dumps(result))
         return EXIT_OK
-    print(f"{result['label']} ({result['probability']:.1%}), driven by {result['driven_by']}")
+    print(f"{printable(result['label'])} ({result['probability']:.1%}), driven by {result['driven_by']}")
     if result["drop_one"]:
         parts = ", ".join(f"{m} {-d:+.1%}" for m, d in sorted(result["drop_one"].items(), key=lambda kv: -kv[1]))
         print(f"  without each modality, the probability of {result['label']} changes by: {parts}")
@@ -371,10 +402,10 @@ def _train_settings(args: argparse.Namespace) -> tuple[Any, Path | None]:
 
 def _print_report(args: argparse.Namespace, report: dict[str, Any], headline: str) -> int:
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2))
+        print(_dumps(report))
         return EXIT_OK
     if headline:
-        print(headline)
+        print(printable(headline))
     if "recall" in report:  # an aligner
         for modality, head in report["heads"].items():
             print(f"{modality}: {head['pairs']} pairs, {head['holdout']['queries']} held-out texts; recall@1/5/10 %")
@@ -388,9 +419,9 @@ def _print_report(args: argparse.Namespace, report: dict[str, Any], headline: st
     if problems:
         print(f"{len(problems)} rows skipped:")
         for problem in problems[:20]:
-            print(f"  line {problem['line']}: {problem['reason']}")
+            print(f"  line {problem['line']}: {printable(problem['reason'])}")
     for name, path in report.get("files", {}).items():
-        print(f"{name}: {path}")
+        print(f"{name}: {printable(path)}")
     return EXIT_OK
 
 
@@ -418,6 +449,7 @@ def _describe(evidence: Any) -> str:
         text = f"{text} ({evidence.score:.2f})"
     elif evidence.page is not None:
         text = f"p.{evidence.page}: {text}"
+    text = printable(text)
     return f"{evidence.kind}: {text}" if evidence.kind not in ("passage",) else text
 
 
@@ -440,6 +472,7 @@ def _short_path(path: str) -> str:
 
 def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
     width = os.get_terminal_size().columns if sys.stdout.isatty() else 160
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in [tuple(header), *rows]) for i in range(len(header))]
     for row in [tuple(header), *rows]:
         line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
@@ -464,16 +497,55 @@ class _ProgressBar:
 
             self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
         self._bar.n = done
-        self._bar.set_postfix_str(Path(current).name[:30] if current else "", refresh=True)
+        self._bar.set_postfix_str(printable(Path(current).name[:30]) if current else "", refresh=True)
 
     def video(self, path: str, seconds: float, duration: float) -> None:
         """How far into the current video its analysis is."""
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{Path(path).name[:30]} {_clock(seconds)}/{_clock(duration)}", refresh=True)
+            name = printable(Path(path).name[:30])
+            self._bar.set_postfix_str(f"{name} {_clock(seconds)}/{_clock(duration)}", refresh=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+# --- safe output: nothing a file name or a file's content holds acts on the terminal ------------------------
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What ``json.dumps(ensure_ascii=False)`` leaves raw but a terminal may act on (C1 controls such as CSI, bidi
+# controls, line separators), and lone surrogates (undecodable bytes of a file name), which are not UTF-8 at all.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object, keep: str = "") -> str:
+    """``text`` safe to print on a terminal: control characters (escape sequences), bidirectional controls (which
+    reorder what is shown) and bytes that were not UTF-8 (``os.fsdecode``'s surrogates) as backslash escapes:
+    ``\\x1b[31m``, ``\\u202e``, ``\\xe9``, ``\\n``. Characters in ``keep`` (e.g. newlines of a listing) stay."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(_escaped(ch) if ch not in keep and _unsafe(ch) else ch for ch in text)
+
+
+def _unsafe(ch: str) -> bool:
+    return ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _dumps(data: Any, indent: int | None = 2) -> str:
+    """JSON for the terminal or a pipe: readable non-ASCII text, valid UTF-8, nothing a terminal acts on (JSON itself
+    escapes C0 controls); a lone surrogate becomes ``\\udcXX``, which ``json.loads`` turns back into the same string."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from polymodal.cli import _dumps, naming, printable
+
 EXIT_OK = 0
 
 
@@ -90,9 +92,9 @@ def _phraser_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _emit(args: argparse.Namespace, result: Any) -> int:
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        print(_dumps(result.to_dict()))
     else:
-        print(result.to_text())
+        print(printable(result.to_text(), keep="\n\t"))
     return EXIT_OK
 
 
@@ -101,34 +103,40 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     if (args.file is None) == (args.text is None):
         raise ValueError("give either a file or --text")
-    result = classify(_analyzer(args), args.file, parse_labels(args.labels), args.top_k, args.template, text=args.text)
+    labels = parse_labels(args.labels)
+    with naming(args.file):
+        result = classify(_analyzer(args), args.file, labels, args.top_k, args.template, text=args.text)
     return _emit(args, result)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from polymodal.tasks.transcribe import transcribe
 
-    result = transcribe(_analyzer(args), args.file, language=args.language, words=args.words)
+    with naming(args.file):
+        result = transcribe(_analyzer(args), args.file, language=args.language, words=args.words)
     fmt = "json" if args.json else args.format
     text = result.render(fmt) if fmt else result.to_text() + "\n"
     if args.output:
         args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output} ({len(result.segments)} segments, {result.language})")
+        print(f"wrote {printable(args.output)} ({len(result.segments)} segments, {result.language})")
     else:
-        print(text, end="")
+        print(printable(text, keep="\n\t"), end="")
     return EXIT_OK
 
 
 def cmd_read(args: argparse.Namespace) -> int:
     from polymodal.tasks.read import read
 
-    return _emit(args, read(_analyzer(args), args.file))
+    with naming(args.file):
+        result = read(_analyzer(args), args.file)
+    return _emit(args, result)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
     from polymodal.tasks.tag import tag
 
-    result = tag(_analyzer(args), args.file, args.threshold, args.min_duration, args.top_k)
+    with naming(args.file):
+        result = tag(_analyzer(args), args.file, args.threshold, args.min_duration, args.top_k)
     return _emit(args, result)
 
 
@@ -141,13 +149,17 @@ def _exists(path: Path) -> Path:
 def cmd_describe(args: argparse.Namespace) -> int:
     from polymodal.tasks.describe import describe
 
-    return _emit(args, describe(_analyzer(args), _exists(args.file)))
+    with naming(args.file):
+        result = describe(_analyzer(args), _exists(args.file))
+    return _emit(args, result)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from polymodal.tasks.ask import ask
 
-    return _emit(args, ask(_analyzer(args), _exists(args.file), args.question))
+    with naming(args.file):
+        result = ask(_analyzer(args), _exists(args.file), args.question)
+    return _emit(args, result)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -158,17 +170,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.out:
         format_for(args.out)  # an unknown extension fails before minutes of work
 
-    def progress(done: int, total: int, current: str) -> None:
-        if not args.json and current:
-            print(f"[{done + 1}/{total}] {Path(current).name}", file=sys.stderr)
+    reading: list[str] = []  # the file being analyzed, named in its error
 
-    report = analyze(_analyzer(args), files, progress=progress)
+    def progress(done: int, total: int, current: str) -> None:
+        reading[:] = [current] if current else []
+        if not args.json and current:
+            print(f"[{done + 1}/{total}] {printable(Path(current).name)}", file=sys.stderr)
+
+    with naming(lambda: reading[0] if reading else None):
+        report = analyze(_analyzer(args), files, progress=progress)
     if args.out:
         report.write(args.out)
         if args.json:
-            print(json.dumps({"out": str(args.out), "seconds": round(report.seconds, 1)}))
+            print(_dumps({"out": str(args.out), "seconds": round(report.seconds, 1)}, indent=None))
         else:
-            print(f"wrote {args.out} ({len(report.items)} items, {report.seconds:.1f} s)")
+            print(f"wrote {printable(args.out)} ({len(report.items)} items, {report.seconds:.1f} s)")
         return EXIT_OK
     return _emit(args, report)
 
