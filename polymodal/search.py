@@ -111,11 +111,15 @@ class _WordMatch:
 
 
 @dataclass
-class _Scored:
+class Scored:
+    """One candidate file for one query: its features, the query's kind, and the relevance they give."""
+
     relevance: float
     sha: str
     row: Any  # the store's FileRow
     modality: str
+    candidate: ranking.Candidate
+    kind: str
 
 
 class Searcher:
@@ -139,23 +143,33 @@ class Searcher:
             raise ValueError("give a text, an image or an audio query")
         if query.image is None and query.audio is None and not ranking.tokens(query.text or ""):
             return SearchResult([], offset=query.offset)  # punctuation alone means nothing to match
+        scored, by_vector, by_words, understood, looks = self._gather(query)
+        result = self._page(scored, by_vector, by_words, query, looks)
+        result.understood = understood
+        result.milliseconds = (time.perf_counter() - started) * 1000
+        return result
+
+    def scored(self, query: Query) -> list[Scored]:
+        """Every candidate of ``query`` with its features and relevance, most relevant first (what the
+        ranking's weights are fitted on: ``bench/fit_ranking.py``)."""
+        return self._gather(query)[0]
+
+    def _gather(self, query: Query) -> tuple[list[Scored], dict, dict, list[Evidence], dict]:
         vector, words, understood, looks, kind = self._represent(query)
         query_terms = ranking.terms(self.fts_text(words))
         by_words = self._word_matches(query_terms)
+        named = self._named(query_terms)
         filtered = bool(query.modality or query.path)
         wanted = query.offset + query.k
         candidates = max(CANDIDATES, wanted * 20) * (FILTERED_WIDER if filtered else 1)
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
-            scored = self._score(by_vector, by_words, query_terms, kind, query)
+            scored = self._score(by_vector, by_words, named, query_terms, kind, query)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
             candidates *= FILTERED_WIDER
-        result = self._page(scored, by_vector, by_words, query, looks)
-        result.understood = understood
-        result.milliseconds = (time.perf_counter() - started) * 1000
-        return result
+        return scored, by_vector, by_words, understood, looks
 
     def search_vector(
         self, vector: np.ndarray, k: int = 10, exclude: str | None = None, kind: str = "image"
@@ -166,7 +180,7 @@ class Searcher:
         by_vector = self._vector_ranking(vector, max(CANDIDATES, k * 20))
         by_vector.pop(exclude, None)
         query = Query(k=k)
-        scored = self._score(by_vector, {}, [], kind, query)
+        scored = self._score(by_vector, {}, [], [], kind, query)
         result = self._page(scored, by_vector, {}, query)
         result.milliseconds = (time.perf_counter() - started) * 1000
         return result
@@ -251,14 +265,27 @@ class Searcher:
         documents = self.store.evidence_count()
         return {t: ranking.rarity(self.store.count_matches(fts_term(t), RARITY_CAP), documents) for t in query_terms}
 
+    def _named(self, query_terms: list[str]) -> list[str]:
+        """Contents of files whose name or folder holds forms of the query's meaningful words."""
+        if not query_terms:
+            return []
+        rows = self.store.named(" OR ".join(fts_term(t) for t in query_terms), WORD_ROWS)
+        return list(dict.fromkeys(row.sha for row in rows))
+
     def _score(
-        self, by_vector: dict, by_words: dict[str, _WordMatch], query_terms: list[str], kind: str, query: Query
-    ) -> list[_Scored]:
+        self,
+        by_vector: dict,
+        by_words: dict[str, _WordMatch],
+        named: list[str],
+        query_terms: list[str],
+        kind: str,
+        query: Query,
+    ) -> list[Scored]:
         """Every candidate file that passes the filters, with its relevance, most relevant first."""
-        shas = list(dict.fromkeys([*by_vector, *by_words]))
+        shas = list(dict.fromkeys([*by_vector, *by_words, *named]))
         files = self.store.files_for(shas)
         info = self.store.content_info(list(files))
-        scored: list[_Scored] = []
+        scored: list[Scored] = []
         for sha in shas:
             modality = info.get(sha, {}).get("modality", "")
             if query.modality and modality != query.modality:
@@ -272,14 +299,17 @@ class Searcher:
                     vector_kind="bridge" if vector_match is not None and vector_match[2] in BRIDGE_KINDS else "content",
                     words=0.0 if word_match is None else word_match.share,
                     phrase=word_match is not None and word_match.phrase,
-                    name=ranking.word_share(query_terms, {}, set(ranking.tokens(ranking.name_words(row.path)))),
+                    name=self._name_share(query_terms, row.path),
                 )
-                scored.append(_Scored(self.model.relevance(candidate, kind), sha, row, modality))
+                scored.append(Scored(self.model.relevance(candidate, kind), sha, row, modality, candidate, kind))
         scored.sort(key=lambda s: -s.relevance)
         return scored
 
+    def _name_share(self, query_terms: list[str], path: str) -> float:
+        return ranking.word_share(query_terms, {}, set(ranking.tokens(self.fts_text(ranking.name_words(path)))))
+
     def _page(
-        self, scored: list[_Scored], by_vector: dict, by_words: dict, query: Query, looks: dict | None = None
+        self, scored: list[Scored], by_vector: dict, by_words: dict, query: Query, looks: dict | None = None
     ) -> SearchResult:
         """The page of hits above the cut-off that ``query.offset`` and ``query.k`` ask for, and (on the first
         page) the best few below it."""
@@ -287,7 +317,7 @@ class Searcher:
         page = strong[query.offset : query.offset + query.k]
         weaker = [s for s in scored if s.relevance < self.model.threshold][: query.k] if query.offset == 0 else []
 
-        def hit(s: _Scored) -> Hit:
+        def hit(s: Scored) -> Hit:
             vector_match = by_vector.get(s.sha)
             similarity = None if vector_match is None else vector_match[0]
             why = self._why(s.sha, vector_match, by_words.get(s.sha), s.row.path, query.text)
@@ -356,9 +386,8 @@ class Searcher:
         for e in [*group, *(found[i] for i in evidence_ids if i in found), *bridge]:
             if not any((e.kind, e.text, e.start) == (w.kind, w.text, w.start) for w in why):
                 why.append(e)
-        names = ranking.name_words(path)
-        if text and ranking.word_share(ranking.terms(self.fts_text(text)), {}, set(ranking.tokens(names))) > 0:
-            why.append(Evidence(NAME, names))
+        if text and self._name_share(ranking.terms(self.fts_text(text)), path) > 0:
+            why.append(Evidence(NAME, ranking.name_words(path)))
         return why
 
 

@@ -104,3 +104,17 @@ def test_exact_phrase_outranks_scattered_words(tmp_path, samples):
         ranked = names(collection.search("oat milk and sourdough", k=5).hits)
     assert ranked[0] == "shopping.md"
     assert "cats.md" not in ranked
+
+
+def test_a_file_name_outranks_a_note_that_shares_one_word(tmp_path, samples):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(samples / "photos" / "chelsea_cat.jpg", folder / "kitty_on_sofa.jpg")
+    shutil.copy(samples / "photos" / "dahlia_flower.jpg", folder / "zanzibar_trip.jpg")
+    shutil.copy(samples / "notes" / "cats.md", folder / "cats.md")
+    with Collection(settings=Settings.from_env(store=tmp_path / "store")) as collection:
+        collection.index(folder)
+        assert names(collection.search("kitty on sofa", k=3).hits)[0] == "kitty_on_sofa.jpg"
+        found = collection.search("zanzibar", k=3).hits
+        assert names(found) == ["zanzibar_trip.jpg"]
+        assert found[0].why[-1].kind == "name"

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS evidence (
     score REAL, start REAL, end REAL, page INTEGER, box TEXT);
 CREATE INDEX IF NOT EXISTS evidence_sha ON evidence(sha);
 CREATE VIRTUAL TABLE IF NOT EXISTS evidence_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+-- A file's name and folder as words (rowid = files.id): "kitty_on_sofa.jpg" is found by "kitty on sofa".
+CREATE VIRTUAL TABLE IF NOT EXISTS names_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY, sha TEXT NOT NULL, evidence_id INTEGER, kind TEXT NOT NULL, model TEXT NOT NULL,
     vector BLOB NOT NULL);
@@ -81,7 +83,18 @@ CANNOT_WRITE_CODES = (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR,
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How a database file is opened, most capable first: a reader falls back to the next when one fails.
 OPEN_MODES = ("rw", "ro", "immutable")
-TABLES = {"meta", "contents", "files", "evidence", "evidence_fts", "vectors", "features", "errors", "vector_log"}
+TABLES = {
+    "meta",
+    "contents",
+    "files",
+    "evidence",
+    "evidence_fts",
+    "names_fts",
+    "vectors",
+    "features",
+    "errors",
+    "vector_log",
+}
 
 
 @dataclass
@@ -166,6 +179,9 @@ class SqliteStore:
             with self.transaction() as db:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+                unnamed = db.execute("SELECT id, path FROM files WHERE id NOT IN (SELECT rowid FROM names_fts)")
+                for file_id, path in unnamed.fetchall():  # a store made before file names were searchable
+                    db.execute("INSERT INTO names_fts(rowid, text) VALUES (?, ?)", (file_id, _name_text(path)))
         except sqlite3.Error as exc:
             raise _unavailable(exc, self.directory) from exc
 
@@ -225,9 +241,7 @@ class SqliteStore:
 
     # --- files -------------------------------------------------------------------------------------
     def file(self, path: str) -> FileRow | None:
-        row = self.db.execute(
-            "SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)
-        ).fetchone()
+        row = self.db.execute("SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)).fetchone()
         return FileRow(*row) if row else None
 
     def files_under(self, root: str) -> list[FileRow]:
@@ -257,6 +271,9 @@ class SqliteStore:
             (path, sha, size, mtime_ns, time.time()),
         )
         db.execute("DELETE FROM errors WHERE path=?", (path,))
+        if not old:
+            file_id = db.execute("SELECT id FROM files WHERE path=?", (path,)).fetchone()[0]
+            db.execute("INSERT INTO names_fts(rowid, text) VALUES (?, ?)", (file_id, _name_text(path)))
         if old and old[0] != sha:
             self._collect_garbage(db, old[0])
 
@@ -266,6 +283,7 @@ class SqliteStore:
             db.execute("DELETE FROM errors WHERE path=?", (path,))
             if row is None:
                 return False
+            db.execute("DELETE FROM names_fts WHERE rowid = (SELECT id FROM files WHERE path=?)", (path,))
             db.execute("DELETE FROM files WHERE path=?", (path,))
             self._collect_garbage(db, row[0])
             return True
@@ -279,9 +297,7 @@ class SqliteStore:
         db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
         for table in ("evidence", "vectors", "features"):
             db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
-        db.execute(
-            "DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha)
-        )
+        db.execute("DELETE FROM contents WHERE sha=? AND NOT EXISTS (SELECT 1 FROM files WHERE sha=?)", (sha, sha))
         # After the commit: a crash before it keeps the content, and so must keep its thumbnails.
         self._after_commit.append(lambda: shutil.rmtree(self._thumbs_dir(sha), ignore_errors=True))
 
@@ -298,9 +314,7 @@ class SqliteStore:
             if analysis.thumbnails:
                 self._write_thumbnails(sha, analysis.thumbnails)
 
-    def _write_analysis(
-        self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text
-    ) -> None:
+    def _write_analysis(self, db: sqlite3.Connection, sha: str, size: int, analysis: Analysis, fts_text) -> None:
         db.execute("DELETE FROM evidence_fts WHERE rowid IN (SELECT id FROM evidence WHERE sha=?)", (sha,))
         for table in ("evidence", "vectors", "features"):
             db.execute(f"DELETE FROM {table} WHERE sha=?", (sha,))
@@ -334,16 +348,12 @@ class SqliteStore:
                 ),
             )
             ids.append(cursor.lastrowid)
-            db.execute(
-                "INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(e.text))
-            )
+            db.execute("INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(e.text)))
         self._write_vectors(db, sha, analysis, ids)
         for model, vector in analysis.features.items():
             db.execute("INSERT INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
 
-    def _write_vectors(
-        self, db: sqlite3.Connection, sha: str, analysis: Analysis, evidence_ids: list[int]
-    ) -> None:
+    def _write_vectors(self, db: sqlite3.Connection, sha: str, analysis: Analysis, evidence_ids: list[int]) -> None:
         model = analysis.models.get("text", "")
         db.executemany(
             "INSERT INTO vectors(sha, evidence_id, kind, model, vector) VALUES (?,?,?,?,?)",
@@ -417,20 +427,14 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None
-        analysis = Analysis(
-            row[0], row[1], json.loads(row[2]), models=json.loads(row[3]), notes=json.loads(row[4])
-        )
+        analysis = Analysis(row[0], row[1], json.loads(row[2]), models=json.loads(row[3]), notes=json.loads(row[4]))
         for kind, text, score, start, end, page, box in self.db.execute(
             "SELECT kind, text, score, start, end, page, box FROM evidence WHERE sha=? ORDER BY ord", (sha,)
         ):
-            analysis.evidence.append(
-                Evidence(kind, text, score, start, end, page, json.loads(box) if box else None)
-            )
+            analysis.evidence.append(Evidence(kind, text, score, start, end, page, json.loads(box) if box else None))
         order = {
             eid: i
-            for i, (eid,) in enumerate(
-                self.db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,))
-            )
+            for i, (eid,) in enumerate(self.db.execute("SELECT id FROM evidence WHERE sha=? ORDER BY ord", (sha,)))
         }
         for kind, evidence_id, blob in self.db.execute(
             "SELECT kind, evidence_id, vector FROM vectors WHERE sha=? ORDER BY id", (sha,)
@@ -595,6 +599,18 @@ class SqliteStore:
             return []
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def named(self, match: str, limit: int) -> list[FileRow]:
+        """Files whose name or folder words match an FTS5 MATCH expression, best first."""
+        try:
+            rows = self.db.execute(
+                "SELECT f.id, f.path, f.sha, f.size, f.mtime_ns FROM (SELECT rowid, rank FROM names_fts "
+                "WHERE names_fts MATCH ? ORDER BY rank LIMIT ?) AS n JOIN files f ON f.id = n.rowid ORDER BY n.rank",
+                (match, limit),
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [FileRow(*row) for row in rows]
+
     def count_matches(self, match: str, cap: int) -> int:
         """How many evidence rows an FTS5 MATCH expression finds, counting no further than ``cap``."""
         try:
@@ -614,10 +630,7 @@ class SqliteStore:
         rows = self.db.execute(
             f"SELECT id, kind, text, score, start, end, page, box FROM evidence WHERE id IN ({marks})", ids
         )
-        return {
-            r[0]: Evidence(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None)
-            for r in rows
-        }
+        return {r[0]: Evidence(r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]) if r[7] else None) for r in rows}
 
     def top_evidence(self, sha: str, kind: str, limit: int = 3) -> list[Evidence]:
         rows = self.db.execute(
@@ -661,17 +674,13 @@ class SqliteStore:
         if not shas:
             return {}
         marks = ",".join("?" * len(shas))
-        rows = self.db.execute(
-            f"SELECT sha, modality, format, meta FROM contents WHERE sha IN ({marks})", shas
-        )
+        rows = self.db.execute(f"SELECT sha, modality, format, meta FROM contents WHERE sha IN ({marks})", shas)
         return {r[0]: {"modality": r[1], "format": r[2], "meta": json.loads(r[3])} for r in rows}
 
     def stats(self) -> dict[str, Any]:
         db = self.db
         per_modality = dict(
-            db.execute(
-                "SELECT c.modality, COUNT(*) FROM files f JOIN contents c ON c.sha=f.sha GROUP BY c.modality"
-            )
+            db.execute("SELECT c.modality, COUNT(*) FROM files f JOIN contents c ON c.sha=f.sha GROUP BY c.modality")
         )
         models: set[str] = set()
         for (text,) in db.execute("SELECT DISTINCT models FROM contents"):
@@ -723,3 +732,11 @@ def _unavailable(exc: BaseException, directory: Path) -> StoreUnavailable:
 
 def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def _name_text(path: str) -> str:
+    """A file's name and folder as words for the names index (Chinese spaced into words)."""
+    from polymodal.media.text import segment_for_search
+    from polymodal.ranking import name_words
+
+    return segment_for_search(name_words(path))
