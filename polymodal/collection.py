@@ -165,7 +165,11 @@ class Collection(Understanding):
         """The ``k`` most relevant items above the cut-off after the first ``offset`` (``result.more``: there are
         more), and the best few below it (``result.weaker``)."""
         query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path)
-        return Searcher(self.store, self._index, self.analyzer, fts_text).search(query)
+        return self.searcher().search(query)
+
+    def searcher(self) -> Searcher:
+        """The collection's search engine (``Collection.search`` is the usual way in)."""
+        return Searcher(self.store, self._index, self.analyzer, fts_text)
 
     def item(self, ref: int | str) -> Item:
         """An item by id or path, with everything known about it."""
@@ -210,8 +214,7 @@ class Collection(Understanding):
             vector = media_vector(analysis)
         else:
             vector = normalize(np.mean([v.vector for v in analysis.vectors], axis=0))
-        searcher = Searcher(self.store, self._index, self.analyzer, fts_text)
-        return searcher.search_vector(vector, k, exclude=row[2])
+        return self.searcher().search_vector(vector, k, exclude=row[2])
 
     def remove(self, ref: int | str) -> None:
         self.store.remove_file(self._file_row(ref)[1])
