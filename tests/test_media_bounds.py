@@ -388,7 +388,7 @@ def test_mp3_of_random_frames_is_decoded_as_far_as_it_goes_and_said(tmp_path: Pa
 # --- 5. PDFs -------------------------------------------------------------------------------------------------
 
 
-def _pdf(contents: list[bytes], flate: bool = False) -> bytes:
+def pdf_pages(contents: list[bytes], flate: bool = False) -> bytes:
     """A PDF with one page per content stream (Helvetica as F1), optionally Flate-compressed."""
     pages = [4 + 2 * i for i in range(len(contents))]
     objects = {
@@ -416,7 +416,7 @@ def _pdf(contents: list[bytes], flate: bool = False) -> bytes:
     return bytes(out)
 
 
-def _line(text: str) -> bytes:
+def pdf_line(text: str) -> bytes:
     return b"BT /F1 12 Tf 72 720 Td (%s) Tj ET\n" % text.encode()
 
 
@@ -424,7 +424,7 @@ def _aes_pdf(tmp_path: Path, user_password: str) -> Path:
     from pypdf import PdfReader, PdfWriter
 
     plain = tmp_path / "plain.pdf"
-    plain.write_bytes(_pdf([_line("Private notes about coffee.")]))
+    plain.write_bytes(pdf_pages([pdf_line("Private notes about coffee.")]))
     writer = PdfWriter(clone_from=PdfReader(plain))
     writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-256")
     path = tmp_path / "aes.pdf"
@@ -443,13 +443,13 @@ def test_aes_pdf_with_an_empty_user_password_is_read(tmp_path: Path):
 
 
 def test_pdf_over_the_decompression_limit_says_so(tmp_path: Path):
-    bomb = _line("Hello") + b" " * 80_000_000  # 78 KB compressed, past pypdf's 75 MB limit
+    bomb = pdf_line("Hello") + b" " * 80_000_000  # 78 KB compressed, past pypdf's 75 MB limit
     path = tmp_path / "bomb.pdf"
-    path.write_bytes(_pdf([bomb], flate=True))
+    path.write_bytes(pdf_pages([bomb], flate=True))
     with pytest.raises(MediaError, match="the page is over the PDF decompression size limit"):
         read_text(path, "pdf")
     second = tmp_path / "bomb-page2.pdf"
-    second.write_bytes(_pdf([_line("First page."), bomb], flate=True))
+    second.write_bytes(pdf_pages([pdf_line("First page."), bomb], flate=True))
     document = read_text(second, "pdf")
     assert document.text == "First page."
     assert document.notes[0].startswith("page 2 is over the PDF decompression size limit")
@@ -457,7 +457,7 @@ def test_pdf_over_the_decompression_limit_says_so(tmp_path: Path):
 
 def test_pdf_text_is_bounded_by_pages(tmp_path: Path):
     path = tmp_path / "pages.pdf"
-    path.write_bytes(_pdf([_line(f"Page {i} of many words here.") for i in range(1, 11)]))
+    path.write_bytes(pdf_pages([pdf_line(f"Page {i} of many words here.") for i in range(1, 11)]))
     document = read_text(path, "pdf", max_bytes=60)
     assert document.text.startswith("Page 1 of") and "Page 4" not in document.text
     assert document.notes == ["only the first 3 of 10 pages were read and indexed (text size limit)"]
@@ -465,7 +465,7 @@ def test_pdf_text_is_bounded_by_pages(tmp_path: Path):
 
 def test_pdf_without_pages(tmp_path: Path):
     path = tmp_path / "empty.pdf"
-    path.write_bytes(_pdf([]))
+    path.write_bytes(pdf_pages([]))
     with pytest.raises(MediaError, match="the PDF has no pages"):
         read_text(path, "pdf")
 
@@ -489,3 +489,37 @@ def test_index_reports_each_bad_file_with_its_reason(tmp_path: Path, settings):
         "locked.pdf": "encrypted PDF, password required",
     }
     assert "declares a sample rate of 1 Hz" in reasons["one-hertz.wav"]
+
+
+def test_a_page_of_megabytes_of_drawing_instructions_is_skipped(tmp_path: Path):
+    """4 MB of "Tj" compress to a few KB and took pypdf 80 s (its output grows by quadratic copying)."""
+    heavy = b"BT /F1 12 Tf 72 720 Td " + b"(word) Tj " * 400_000 + b"ET\n"
+    path = tmp_path / "heavy.pdf"
+    path.write_bytes(pdf_pages([pdf_line("A normal first page."), heavy], flate=True))
+    assert path.stat().st_size < 50_000
+    start = time.monotonic()
+    document = read_text(path, "pdf")
+    assert time.monotonic() - start < 5.0
+    assert document.text == "A normal first page."
+    assert document.notes == [
+        "page 2 is over the 1 MB limit of drawing instructions a page (3.81 MB): "
+        "not read (a drawing, or a crafted file)"
+    ]
+
+
+def test_pdf_work_is_bounded_by_operators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from polymodal.media import text as text_module
+
+    monkeypatch.setattr(text_module, "MIN_PDF_OPERATORS", 2_000)  # the real one, 200,000, takes ~10 s to reach
+    page = b"BT /F1 12 Tf 72 720 Td " + b"(word) Tj " * 900 + b"ET\n"
+    path = tmp_path / "many.pdf"
+    path.write_bytes(pdf_pages([page] * 10, flate=True))
+    budget = max(2_000, path.stat().st_size)  # operators: the minimum, or one a byte of the file
+    read = budget // 904  # BT, Tf, Td, 900 Tj, ET
+    assert 1 <= read < 10
+    document = read_text(path, "pdf")
+    assert document.text.count("word") == read * 900
+    assert document.notes == [
+        f"only the first {read} of 10 pages were read: the PDF's drawing instructions are over the work limit "
+        f"({budget:,} operators for a file of this size, a sign of a crafted file)"
+    ]

@@ -131,6 +131,8 @@ def _audio_stream(container: av.container.InputContainer) -> Any:
         raise MediaError("no audio stream")
     stream = container.streams.audio[0]
     context = stream.codec_context
+    if context is None:  # FFmpeg has no decoder for it (or the codec id in the header is garbage)
+        raise MediaError("the audio stream's codec is not supported (unknown or damaged header)")
     _check_format(context.sample_rate or 0, context.channels or 0)
     return stream
 

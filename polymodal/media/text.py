@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from polymodal.media.errors import MediaError
 
@@ -429,8 +429,8 @@ def _html_document(source: str) -> Document:
 
 
 def _read_pdf(path: Path, max_chars: int = MAX_TEXT_BYTES) -> Document:
-    reader = _open_pdf(path)
-    pages, notes = _pdf_pages(reader, max_chars)
+    reader, size = _open_pdf(path)
+    pages, notes = _pdf_pages(reader, max_chars, max(MIN_PDF_OPERATORS, size))
     if not any(page.strip() for page in pages):
         raise MediaError(notes[0] if notes else "no text layer (scanned PDF?)")
     text_parts: list[str] = []
@@ -449,11 +449,32 @@ def _read_pdf(path: Path, max_chars: int = MAX_TEXT_BYTES) -> Document:
     return Document(_pdf_title(reader), "".join(text_parts), passages, notes)
 
 
+# pypdf spends ~80 us on each drawing operator (and a page's text grows by quadratic copying: 4 MB of "Tj"
+# takes 80 s), so 100 KB of compressed operators could keep it busy for hours. A page whose instructions are over
+# MAX_PAGE_CONTENT_BYTES is skipped; a document gets max(MIN_PDF_OPERATORS, its size in bytes) operators.
+MAX_PAGE_CONTENT_BYTES = 1024 * 1024
+MIN_PDF_OPERATORS = 200_000
+
+
+class _OperatorBudgetSpent(Exception):
+    """Raised from pypdf's operator visitor to stop extracting; caught in ``_pdf_pages``, never escapes."""
+
+
 # What pypdf raises on a malformed file: its own errors, and Python's from deep inside its parser.
-_PDF_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError, RecursionError, OSError)
+_PDF_ERRORS = (
+    ValueError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    AssertionError,
+    NotImplementedError,  # "Unsupported filter"
+    RecursionError,
+    OSError,
+)
 
 
-def _open_pdf(path: Path):  # -> pypdf.PdfReader
+def _open_pdf(path: Path):  # -> (pypdf.PdfReader, size in bytes)
     import io
 
     from pypdf import PasswordType, PdfReader
@@ -478,46 +499,86 @@ def _open_pdf(path: Path):  # -> pypdf.PdfReader
         raise MediaError(f"encrypted PDF that needs extra software to open: {exc}") from exc
     except (PyPdfError, *_PDF_ERRORS) as exc:
         raise MediaError(f"could not read the PDF (corrupt or truncated?): {_pdf_reason(exc)}") from exc
-    return reader
+    return reader, len(data)
 
 
-def _pdf_pages(reader, max_chars: int) -> tuple[list[str], list[str]]:
-    """Each page's text, up to ``max_chars`` in all, and notes on the pages that could not be read (a broken
+def _pdf_pages(reader, max_chars: int, operators: int) -> tuple[list[str], list[str]]:
+    """Each page's text, up to ``max_chars`` and ``operators`` in all, and notes on what was not read (a broken
     page does not lose the rest of the document)."""
     from pypdf.errors import LimitReachedError, PyPdfError
 
-    pages: list[str] = []
-    over_limit: list[int] = []
-    broken: list[tuple[int, Exception]] = []
-    total, count = 0, len(reader.pages)
+    count = len(reader.pages)
     if count == 0:
         raise MediaError("no text: the PDF has no pages")
+    pages: list[str] = []
+    total = 0
+    skipped = _Skipped(count)
+    left = [operators]
+
+    def spend(*_: Any) -> None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise _OperatorBudgetSpent
+
     for number, page in enumerate(reader.pages, start=1):
         if total >= max_chars:
-            return pages, [f"only the first {number - 1} of {count} pages were read and indexed (text size limit)"]
+            skipped.stopped = f"only the first {number - 1} of {count} pages were read and indexed (text size limit)"
+            break
+        raw = ""
         try:
-            text = normalise_text(page.extract_text() or "").strip()
+            if (size := _content_bytes(page)) > MAX_PAGE_CONTENT_BYTES:
+                skipped.big.append((number, size))
+            else:
+                raw = page.extract_text(visitor_operand_before=spend) or ""
+        except _OperatorBudgetSpent:
+            skipped.stopped = (
+                f"only the first {number - 1} of {count} pages were read: the PDF's drawing instructions are over "
+                f"the work limit ({operators:,} operators for a file of this size, a sign of a crafted file)"
+            )
+            break
         except LimitReachedError:
-            over_limit.append(number)
-            text = ""
-        except (PyPdfError, *_PDF_ERRORS) as exc:
-            broken.append((number, exc))
-            text = ""
+            skipped.over_limit.append(number)
+        except (PyPdfError, *_PDF_ERRORS) as exc:  # pypdf's own failures on a malformed page, named in the note
+            skipped.broken.append((number, exc))
+        text = normalise_text(raw).strip()
         pages.append(text[: max_chars - total])
         total += len(pages[-1])
-    return pages, _pdf_notes(over_limit, broken, count)
+    return pages, skipped.notes()
 
 
-def _pdf_notes(over_limit: list[int], broken: list[tuple[int, Exception]], count: int) -> list[str]:
-    notes = []
-    if over_limit:
-        notes.append(
-            f"{_pages(over_limit, count)} over the PDF decompression size limit (a content stream inflates past "
-            "pypdf's limit, maybe a zip bomb): no text was read from it"
-        )
-    if broken:
-        notes.append(f"{_pages([n for n, _ in broken], count)} could not be read: {_pdf_reason(broken[0][1])}")
-    return notes
+def _content_bytes(page) -> int:
+    """Size of a page's drawing instructions, decoded (pypdf keeps them: extracting does not decode again)."""
+    contents = page.get_contents()
+    return 0 if contents is None else len(contents.get_data())
+
+
+@dataclass
+class _Skipped:
+    """Pages of a PDF whose text was not read, and why."""
+
+    count: int
+    stopped: str | None = None
+    over_limit: list[int] = field(default_factory=list)
+    big: list[tuple[int, int]] = field(default_factory=list)
+    broken: list[tuple[int, Exception]] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        notes = [self.stopped] if self.stopped else []
+        if self.over_limit:
+            notes.append(
+                f"{_pages(self.over_limit, self.count)} over the PDF decompression size limit (a content stream "
+                "inflates past pypdf's limit, maybe a zip bomb): no text was read from it"
+            )
+        if self.big:
+            largest = max(size for _, size in self.big)
+            notes.append(
+                f"{_pages([n for n, _ in self.big], self.count)} over the {_megabytes(MAX_PAGE_CONTENT_BYTES)} limit "
+                f"of drawing instructions a page ({_megabytes(largest)}): not read (a drawing, or a crafted file)"
+            )
+        if self.broken:
+            numbers = [n for n, _ in self.broken]
+            notes.append(f"{_pages(numbers, self.count)} could not be read: {_pdf_reason(self.broken[0][1])}")
+        return notes
 
 
 def _pages(numbers: list[int], count: int) -> str:

@@ -268,6 +268,8 @@ def probe(source: Path | str) -> VideoInfo:
             raise MediaError("no video stream")
         stream = container.streams.video[0]
         context = stream.codec_context
+        if context is None:  # FFmpeg has no decoder for it (or the codec id in the header is garbage)
+            raise MediaError("the video stream's codec is not supported (unknown or damaged header)")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 25.0
         if not 1.0 <= fps <= 240.0:
