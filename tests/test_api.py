@@ -125,6 +125,19 @@ def test_search_json_text(client, collection):
     assert only and all(h["modality"] == "text" for h in only)
 
 
+def test_search_pages_and_cut_off(client):
+    first = client.post("/api/search", json={"text": "an animal", "k": 2}).json()
+    assert len(first["hits"]) == 2 and first["more"] and first["offset"] == 0
+    second = client.get("/api/search", params={"q": "an animal", "k": 2, "offset": 2}).json()
+    assert second["offset"] == 2 and second["weaker"] == []
+    assert not {h["item"] for h in first["hits"]} & {h["item"] for h in second["hits"]}
+    nothing = client.post("/api/search", json={"text": "xqzvbnm plorf"}).json()
+    assert nothing["hits"] == [] and not nothing["more"]
+    assert all("thumbnail" in h or h["modality"] != "image" for h in nothing["weaker"])
+    scores = [h["score"] for h in first["hits"] + first["weaker"]]
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_search_multipart_image_and_audio(client, samples, spoken):
     coffee = (samples / "photos" / "coffee.jpg").read_bytes()
     result = client.post("/api/search", files={"image": ("q.jpg", coffee, "image/jpeg")}, data={"k": "5"}).json()

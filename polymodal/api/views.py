@@ -30,7 +30,7 @@ def hit(svc: Service, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_result(svc: Service, data: dict[str, Any]) -> dict[str, Any]:
-    return {**data, "hits": [hit(svc, h) for h in data["hits"]]}
+    return {**data, "hits": [hit(svc, h) for h in data["hits"]], "weaker": [hit(svc, h) for h in data["weaker"]]}
 
 
 def item(svc: Service, data: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ Modality = Literal["text", "image", "audio", "video"]
 class SearchRequest(BaseModel):
     text: str | None = Field(None, max_length=2000, description="words, in any language the encoder knows")
     k: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000, description="hits to pass over: the next page starts where one ended")
     modality: Modality | None = Field(None, description="only items of this kind")
     path: str | None = Field(None, max_length=300, description="only items whose path matches this glob")
 
@@ -34,6 +35,7 @@ _MULTIPART_SCHEMA = {
     "properties": {
         "text": {"type": "string"},
         "k": {"type": "integer", "default": 10},
+        "offset": {"type": "integer", "default": 0},
         "modality": {"type": "string", "enum": ["text", "image", "audio", "video"]},
         "path": {"type": "string"},
         "image": {"type": "string", "format": "binary", "description": "an example image"},
@@ -70,9 +72,10 @@ async def search_get(
     svc: Svc,
     q: Annotated[str, Query(min_length=1, max_length=2000)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     modality: Modality | None = None,
 ) -> dict[str, Any]:
-    return await _run(svc, SearchRequest(text=q, k=k, modality=modality))
+    return await _run(svc, SearchRequest(text=q, k=k, offset=offset, modality=modality))
 
 
 async def _run(svc: Service, params: SearchRequest, image: Path | None = None, audio: Path | None = None) -> dict:
@@ -80,7 +83,7 @@ async def _run(svc: Service, params: SearchRequest, image: Path | None = None, a
         raise ApiError(400, "give a text, an image or an audio query")
     pool = svc.audio_pool if audio is not None else svc.search_pool if image is None else svc.media_pool
     result = await pool.run(
-        svc.collection.search, params.text, image=image, audio=audio, k=params.k,
+        svc.collection.search, params.text, image=image, audio=audio, k=params.k, offset=params.offset,
         modality=params.modality, path=params.path,
     )  # fmt: skip
     svc.metrics.count("searches")
