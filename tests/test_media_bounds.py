@@ -154,6 +154,25 @@ def photo_path(samples: Path) -> Path:
     return samples / "photos" / "chelsea_cat.jpg"
 
 
+def test_big_image_is_reduced_early_and_keeps_its_orientation(tmp_path: Path):
+    from PIL import Image
+
+    pixels = np.zeros((3000, 6000, 4), np.uint8)  # 18 MP RGBA: over REDUCE_ABOVE_PIXELS
+    pixels[:, :, 3] = 255  # opaque
+    pixels[:, :3000] = 255  # the left half white, the right half black
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: the white half on top
+    path = tmp_path / "turned.png"
+    image.save(path, exif=exif)
+    for draft in (256, None):
+        shown = open_image(path, 10**8, draft_to=draft)
+        assert shown.info["original_size"] == (3000, 6000)
+        top, bottom = np.asarray(shown)[: shown.height // 4].mean(), np.asarray(shown)[-shown.height // 4 :].mean()
+        assert top > 250 and bottom < 5, (draft, top, bottom)
+    assert open_image(path, 10**8, draft_to=256).size == (600, 1200)  # reduced by 5 before any conversion
+
+
 def test_heic_is_named_as_unsupported(tmp_path: Path):
     path = tmp_path / "IMG_0001.heic"
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(range(256)) * 4)

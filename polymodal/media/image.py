@@ -25,6 +25,7 @@ RESIZE_SHORT_SIDE = 256
 MAX_RESIZED_PIXELS = 2_000_000
 # A non-JPEG image over this size is shrunk (integer box reduction) when a draft is asked for.
 REDUCE_ABOVE_PIXELS = 16_000_000
+_ORIENTATION = 0x0112  # the EXIF tag
 _REDUCIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F", "CMYK"})
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
@@ -93,8 +94,11 @@ def _reduce(image, short_side: int):  # -> PIL.Image.Image
     factor = min(image.size) // (2 * short_side)
     if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE_MODES:
         return image
+    orientation = image.getexif().get(_ORIENTATION)
     reduced = image.reduce(factor)
-    reduced.info = dict(image.info)  # keeps the EXIF orientation
+    reduced.info = dict(image.info)
+    if orientation:  # TIFF keeps it in its tags, which a reduced copy does not have
+        reduced.getexif()[_ORIENTATION] = orientation
     return reduced
 
 
