@@ -542,3 +542,13 @@ def test_pdf_work_is_bounded_by_operators(tmp_path: Path, monkeypatch: pytest.Mo
         f"only the first {read} of 10 pages were read: the PDF's drawing instructions are over the work limit "
         f"({budget:,} operators for a file of this size, a sign of a crafted file)"
     ]
+
+
+def test_titles_are_bounded(tmp_path: Path):
+    page = tmp_path / "unclosed-title.html"
+    page.write_text("<html><head><title>" + "word " * 100_000)
+    markdown = tmp_path / "one-heading.md"
+    markdown.write_text("# " + "word " * 100_000)
+    for path in (page, markdown):
+        title = read_text(path, detect(path).format).title
+        assert title is not None and len(title) == 300 and title.endswith("…")

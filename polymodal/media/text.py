@@ -112,7 +112,9 @@ _UNTRUSTED_LABELS = frozenset({"utf_7", "utf_16", "utf_16_le", "utf_16_be", "utf
 
 
 @dataclass(frozen=True)
-class _Encoding:
+class Encoding:
+    """A Python codec for a text, from :func:`choose_encoding`."""
+
     name: str
     skip: int = 0  # length of the byte order mark
     note: str | None = None
@@ -140,27 +142,27 @@ def decode_bytes(
 
 def choose_encoding(
     sample: bytes, *, strict: bool = False, partial: bool = False, declared: str | None = None
-) -> _Encoding | None:
+) -> Encoding | None:
     """The encoding of text that starts with ``sample``; None (only when ``strict``) if it does not look like
     text in any encoding. ``declared``: the charset an HTML page names, tried after UTF-8."""
     for bom, name in _BOMS:
         if sample.startswith(bom):
-            return _Encoding(name, len(bom))
+            return Encoding(name, len(bom))
     if utf16 := _utf16_without_bom(sample, partial):
-        return _Encoding(utf16)
+        return Encoding(utf16)
     if sample.count(0) > _allowed_nuls(len(sample)):
         # Binary, or UTF-16 / UTF-32 without a BOM of a script whose code units hold zero bytes.
         if wide := _wide_encoding(sample):
-            return _Encoding(wide)
+            return Encoding(wide)
         if strict:
             return None
     if _decode(sample, "utf-8", partial) is not None:
-        return _Encoding("utf-8")
+        return Encoding("utf-8")
     note = None
     if declared:
         usable = _text_encoding(declared)
         if usable and _decode(sample, usable, partial) is not None:
-            return _Encoding(usable)
+            return Encoding(usable)
         why = "is not a text encoding Python knows" if usable is None else "does not match the bytes"
         note = f"the page declares charset {declared!r}, which {why}; the encoding was detected instead"
     guess = _guess_encoding(sample, partial)
@@ -170,7 +172,7 @@ def choose_encoding(
         guess = "cp1252" if _decode(sample, "cp1252", partial) is not None else "latin-1"
     if note:
         note += f" ({guess})"
-    return _Encoding(guess, 0, note)
+    return Encoding(guess, 0, note)
 
 
 def _decode(data: bytes, encoding: str, partial: bool) -> str | None:
@@ -298,13 +300,20 @@ def normalise_text(text: str) -> str:
 _HEADING = re.compile(r"^[ \t]{0,3}(#{1,6})[ \t]+(\S.*)$", re.MULTILINE)
 
 
+MAX_TITLE_CHARS = 300  # an unclosed <title> or a one-line file of "# ..." is not a title
+
+
+def _bounded_title(title: str) -> str | None:
+    return (title[: MAX_TITLE_CHARS - 1] + "…" if len(title) > MAX_TITLE_CHARS else title) or None
+
+
 def _markdown_title(text: str) -> str | None:
     best: tuple[int, str] | None = None
     for match in _HEADING.finditer(text):
         level = len(match.group(1))
         if best is None or level < best[0]:
             best = (level, _heading_text(match.group(2)))
-    return best[1] if best else None
+    return _bounded_title(best[1]) if best else None
 
 
 def _heading_text(raw: str) -> str:
@@ -421,7 +430,7 @@ def _html_document(source: str) -> Document:
     lines = "".join(parser.parts).split("\n")
     text = "\n".join(line.strip(" \t") for line in lines)
     text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_PRE_NEWLINE, "\n").replace(_PRE_SPACE, " ")
-    title = " ".join("".join(parser.title_parts or parser.first_h1).split()) or None
+    title = _bounded_title(" ".join("".join(parser.title_parts or parser.first_h1).split()))
     return Document(title, text, split_passages(text), notes)
 
 
@@ -597,8 +606,7 @@ def _pdf_title(reader) -> str | None:
         title = reader.metadata.title if reader.metadata else None
     except Exception:  # noqa: BLE001 - broken metadata is not worth failing the document for
         return None
-    title = " ".join(str(title).split()) if title else ""
-    return title or None
+    return _bounded_title(" ".join(str(title).split())) if title else None
 
 
 # --- passages -----------------------------------------------------------------------------------------
