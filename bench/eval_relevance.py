@@ -5,7 +5,8 @@ The collection is real third-party media (``bench/relevance/collection.json``, a
 ``.cache/relevance/collection/`` by ``bench/relevance/build_collection.py``); the queries and their graded
 judgements (2 highly relevant, 1 partly relevant, unlisted 0) are ``bench/relevance/judgements.json``,
 written from the media, before the system was run. Every query goes through the public API,
-``Collection.search(text, image=, audio=, k=10)``, on a store kept in ``.cache/relevance/store``.
+``Collection.search(text, image=, audio=, k=10)``, on a store kept in ``.cache/relevance/store`` and rebuilt
+from scratch whenever the polymodal code differs from the code that built it (``--reuse`` keeps it).
 
 Each run is written (hits, scores, timings) to ``--json`` (default ``bench/results/relevance.json``) with a
 ``--label``. The committed baseline ``bench/results/relevance_baseline.json`` is today's ranking; the table
@@ -16,7 +17,7 @@ Also measured (unless ``--no-floor``): the ``floor`` text queries on the sample 
 the figure ``tests/test_relevance_floor.py`` holds the code to.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_relevance.py [--split test|dev|all] [--json PATH]
-        [--label NAME] [--fresh] [--no-floor] [--save-baseline] [--show RUN.json]
+        [--label NAME] [--reuse] [--no-floor] [--save-baseline] [--show RUN.json]
 """
 
 from __future__ import annotations
@@ -184,19 +185,27 @@ def run_queries(collection: Any, queries: list[dict[str, Any]], root: Path, say:
     return runs
 
 
-def index(store: Path, root: Path, fresh: bool, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+def index(store: Path, root: Path, reuse: bool, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """Index ``root`` into ``store``. A store built by other polymodal code is emptied first (unless ``reuse``):
+    evidence of unchanged files is kept by the indexer, so a changed analysis would not show."""
     from polymodal import Collection
 
-    if fresh and store.exists():
+    marker = store.with_name(store.name + ".code")
+    code = package_digest()
+    built_by = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if store.exists() and built_by != code and not reuse:
+        say(f"{store} was built by other polymodal code: indexing from scratch")
         shutil.rmtree(store)
     collection = Collection(store)
     started = time.perf_counter()
     report = collection.index(root)
-    outcomes = report.to_dict()["outcomes"]
-    say(f"indexed {root} in {time.perf_counter() - started:.0f} s: {outcomes}")
     if report.errors:
         raise RuntimeError(f"indexing {root} failed for {report.errors}")
-    return collection, {"seconds": round(time.perf_counter() - started, 1), "outcomes": outcomes}
+    if built_by != code and not reuse:
+        marker.write_text(code + "\n", encoding="utf-8")
+    outcomes = report.to_dict()["outcomes"]
+    say(f"indexed {root} in {time.perf_counter() - started:.0f} s: {outcomes}")
+    return collection, {"seconds": round(time.perf_counter() - started, 1), "outcomes": outcomes, "reused": reuse}
 
 
 def evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
@@ -206,7 +215,7 @@ def evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, 
     root = build_collection.CACHE / "collection"
     files = build_collection.build_collection(root, say=lambda message: None)
     check_judged_paths(all_queries, root)
-    collection, indexing = index(STORE, root, args.fresh, say)
+    collection, indexing = index(STORE, root, args.reuse, say)
     say(f"running {len(queries)} queries ({args.split})")
     query_started = time.perf_counter()
     with collection:
@@ -228,17 +237,17 @@ def evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, 
         "queries": runs,
     }
     if not args.no_floor:
-        run["floor"] = evaluate_floor(all_queries, args.fresh, say)
+        run["floor"] = evaluate_floor(all_queries, args.reuse, say)
     run["seconds"] = round(time.perf_counter() - started, 1)
     run["query_seconds"] = round(query_seconds, 1)
     return run
 
 
-def evaluate_floor(all_queries: list[dict[str, Any]], fresh: bool, say: Callable[[str], None]) -> dict[str, Any]:
+def evaluate_floor(all_queries: list[dict[str, Any]], reuse: bool, say: Callable[[str], None]) -> dict[str, Any]:
     """The floor text queries on the sample collection indexed alone (as tests/conftest.py indexes it)."""
     root = build_collection.CACHE / "collection" / "samples"
     queries = floor_queries(all_queries)
-    collection, _ = index(FLOOR_STORE, root, fresh, say)
+    collection, _ = index(FLOOR_STORE, root, reuse, say)
     with collection:
         runs = {q["id"]: run_query(collection, q, root) for q in queries}
     hits = {i: r["hits"] for i, r in runs.items()}
@@ -262,9 +271,7 @@ def git_state() -> dict[str, Any]:
     import polymodal
 
     package = Path(polymodal.__file__).resolve().parent
-    files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    hashes = _git("hash-object", "--stdin-paths", stdin="\n".join(str(p) for p in files)).split()
-    imported = {p.relative_to(package.parent).as_posix(): h for p, h in zip(files, hashes, strict=True)}
+    imported = package_files()
     head = _committed("HEAD")
     recent = _git("rev-list", "-n", "100", "HEAD").split()
     same = next((commit for commit in recent if _committed(commit) == imported), None)
@@ -275,6 +282,20 @@ def git_state() -> dict[str, Any]:
         "polymodal_as_of": same and same[:12],
         "polymodal_changed_from_head": changed,
     }
+
+
+def package_files() -> dict[str, str]:
+    """path -> git blob id of every file of the polymodal package this process imports."""
+    import polymodal
+
+    package = Path(polymodal.__file__).resolve().parent
+    files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    hashes = _git("hash-object", "--stdin-paths", stdin="\n".join(str(p) for p in files)).split()
+    return {p.relative_to(package.parent).as_posix(): h for p, h in zip(files, hashes, strict=True)}
+
+
+def package_digest() -> str:
+    return hashlib.sha256(json.dumps(package_files(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _git(*args: str, stdin: str | None = None) -> str:
@@ -423,7 +444,7 @@ def main() -> int:
     parser.add_argument("--label", default="current", help="a name for this run (e.g. the change under test)")
     parser.add_argument("--baseline", type=Path, default=BASELINE, help="the stored run to compare with")
     parser.add_argument("--save-baseline", action="store_true", help="also store this run as the baseline")
-    parser.add_argument("--fresh", action="store_true", help="index into empty stores (after analysis changes)")
+    parser.add_argument("--reuse", action="store_true", help="keep stores built by other polymodal code")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor queries on the sample collection")
     parser.add_argument("--show", type=Path, help="print a stored run's table against the baseline; run nothing")
     args = parser.parse_args()
