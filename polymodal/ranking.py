@@ -13,7 +13,10 @@ Features of one (query, item) pair:
 - ``words``: the share of the query's meaningful words found in the item's evidence, each word weighted by
   how rare it is in the collection (stop words in English and Chinese never count);
 - ``phrase``: the query's meaningful words appear together, in order, in one piece of evidence;
-- ``name``: the share of the query's meaningful words found in the file's name or folder.
+- ``name``: the share of the query's meaningful words found in the file's name or folder;
+- ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
+  the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
+  all label-bridge vectors sit fairly near each other.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class Candidate:
     words: float = 0.0
     phrase: bool = False
     name: float = 0.0
+    gap: float = 0.0  # best cosine of this vector kind among the query's candidates minus this one's (>= 0)
 
     def features(self, query_kind: str) -> list[float]:
         """The model's inputs, in the order of :func:`feature_names`."""
@@ -117,6 +121,8 @@ class Candidate:
             row[len(QUERY_KINDS) + q * len(VECTOR_KINDS) + v] = self.cosine
         tail = len(QUERY_KINDS) * (1 + len(VECTOR_KINDS))
         row[tail : tail + 3] = [self.words, float(self.phrase), self.name]
+        if self.cosine is not None:
+            row[tail + 3 + VECTOR_KINDS.index(self.vector_kind)] = self.gap
         return row
 
 
@@ -124,7 +130,7 @@ class Candidate:
 def feature_names() -> tuple[str, ...]:
     biases = [f"bias:{q}" for q in QUERY_KINDS]
     cosines = [f"cosine:{q}:{v}" for q in QUERY_KINDS for v in VECTOR_KINDS]
-    return (*biases, *cosines, "words", "phrase", "name")
+    return (*biases, *cosines, "words", "phrase", "name", *(f"gap:{v}" for v in VECTOR_KINDS))
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,9 @@ class Searcher:
     ) -> list[Scored]:
         """Every candidate file that passes the filters, with its relevance, most relevant first."""
         shas = list(dict.fromkeys([*by_vector, *by_words, *named]))
+        nearest: dict[str, float] = {}  # vector kind -> best cosine among the candidates
+        for cosine, _, vector_kind in by_vector.values():
+            nearest.setdefault(_vector_kind(vector_kind), cosine)
         files = self.store.files_for(shas)
         info = self.store.content_info(list(files))
         scored: list[Scored] = []
@@ -294,12 +297,14 @@ class Searcher:
             for row in files.get(sha, []):
                 if query.path and not fnmatch.fnmatch(row.path, query.path):
                     continue
+                vector_kind = "content" if vector_match is None else _vector_kind(vector_match[2])
                 candidate = ranking.Candidate(
                     cosine=None if vector_match is None else vector_match[0],
-                    vector_kind="bridge" if vector_match is not None and vector_match[2] in BRIDGE_KINDS else "content",
+                    vector_kind=vector_kind,
                     words=0.0 if word_match is None else word_match.share,
                     phrase=word_match is not None and word_match.phrase,
                     name=self._name_share(query_terms, row.path),
+                    gap=0.0 if vector_match is None else nearest[vector_kind] - vector_match[0],
                 )
                 scored.append(Scored(self.model.relevance(candidate, kind), sha, row, modality, candidate, kind))
         scored.sort(key=lambda s: -s.relevance)
@@ -389,6 +394,11 @@ class Searcher:
         if text and self._name_share(ranking.terms(self.fts_text(text)), path) > 0:
             why.append(Evidence(NAME, ranking.name_words(path)))
         return why
+
+
+def _vector_kind(kind: str) -> str:
+    """The ranking's kind of a stored vector: a label / tag bridge vector, or content text."""
+    return "bridge" if kind in BRIDGE_KINDS else "content"
 
 
 def fts_term(term: str) -> str:
