@@ -248,7 +248,7 @@ def test_seeds_are_read(seeds: dict[str, bytes], workdir: Path):
         READERS[BY_EXTENSION[path.suffix.lstrip(".")]](path)  # the originals read without an error
 
 
-@pytest.mark.parametrize(("names", "examples"), [(IMAGES, 150), (AUDIO, 120), (TEXTS, 150), (["notes.pdf"], 120)])
+@pytest.mark.parametrize(("names", "examples"), [(IMAGES, 300), (AUDIO, 250), (TEXTS, 300), (["notes.pdf"], 250)])
 def test_mutated_files(seeds: dict[str, bytes], workdir: Path, names: list[str], examples: int):
     @fuzzing(examples)
     @given(case=mutated(seeds, names))
@@ -259,7 +259,7 @@ def test_mutated_files(seeds: dict[str, bytes], workdir: Path, names: list[str],
 
 
 def test_mutated_video(seeds: dict[str, bytes], workdir: Path):
-    @fuzzing(25)
+    @fuzzing(60)
     @given(case=mutated(seeds, ["clip.mp4"]))
     def run(case: tuple[str, bytes]) -> None:
         _check(workdir, *case)
@@ -267,7 +267,7 @@ def test_mutated_video(seeds: dict[str, bytes], workdir: Path):
     run()
 
 
-@fuzzing(200)
+@fuzzing(400)
 @given(
     magic=st.sampled_from(MAGIC),
     body=st.binary(min_size=0, max_size=4096),

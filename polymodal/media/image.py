@@ -13,6 +13,7 @@ pixels, 1.5 GB), only the part the classifier's centre crop keeps.
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ MAX_RESIZED_PIXELS = 2_000_000
 # A non-JPEG image over this size is shrunk (integer box reduction) when a draft is asked for.
 REDUCE_ABOVE_PIXELS = 16_000_000
 _ORIENTATION = 0x0112  # the EXIF tag
+# What Pillow raises on malformed data, besides OSError (a TIFF tag of the wrong type: TypeError).
+_MALFORMED = (OSError, ValueError, SyntaxError, EOFError, TypeError, LookupError, ArithmeticError, struct.error)
 _REDUCIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F", "CMYK"})
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
@@ -54,8 +57,6 @@ def open_image(source: Path | bytes, max_pixels: int, draft_to: int | None = Non
 
 
 def _decoded(image, max_pixels: int, draft_to: int | None):  # -> PIL.Image.Image
-    from PIL import ImageOps
-
     width, height = image.size
     if width < 1 or height < 1:
         raise MediaError(f"image declares an empty size ({width}x{height})")
@@ -66,11 +67,15 @@ def _decoded(image, max_pixels: int, draft_to: int | None):  # -> PIL.Image.Imag
         )
     if draft_to and image.format == "JPEG":
         image.draft("RGB", (draft_to, draft_to))
-    image.seek(0)  # first frame of GIF / animated WebP
-    image.load()
+    try:
+        image.seek(0)  # first frame of GIF / animated WebP
+        image.load()
+    except _MALFORMED as exc:  # Pillow's plugins fail on malformed data in more ways than OSError
+        raise MediaError(f"could not decode image (corrupt or truncated?): {type(exc).__name__}: {exc}") from exc
+    orientation = _orientation(image)
     if draft_to:
         image = _reduce(image, draft_to)
-    image = _to_rgb(ImageOps.exif_transpose(image) or image)
+    image = _to_rgb(_upright(image, orientation))
     # Size before any draft reduction, after EXIF rotation.
     swapped = (image.width > image.height) != (width > height) and width != height
     image.info["original_size"] = (height, width) if swapped else (width, height)
@@ -94,12 +99,32 @@ def _reduce(image, short_side: int):  # -> PIL.Image.Image
     factor = min(image.size) // (2 * short_side)
     if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE_MODES:
         return image
-    orientation = image.getexif().get(_ORIENTATION)
-    reduced = image.reduce(factor)
-    reduced.info = dict(image.info)
-    if orientation:  # TIFF keeps it in its tags, which a reduced copy does not have
-        reduced.getexif()[_ORIENTATION] = orientation
-    return reduced
+    return image.reduce(factor)
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation (1: as stored); a broken EXIF block counts as none."""
+    try:
+        return int(image.getexif().get(_ORIENTATION, 1))
+    except _MALFORMED:
+        return 1
+
+
+def _upright(image, orientation: int):  # -> PIL.Image.Image
+    """``image`` turned as its EXIF orientation says (what ImageOps.exif_transpose does, from a value read before
+    any reduction: a reduced copy has no EXIF)."""
+    from PIL import Image
+
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def _to_rgb(image):  # -> PIL.Image.Image
