@@ -11,6 +11,7 @@ PNG of 1x8000 pixels took ~2 GB (resized whole to 256 x 2 million); a 17 MB Chin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -171,6 +172,20 @@ def test_big_image_is_reduced_early_and_keeps_its_orientation(tmp_path: Path):
         top, bottom = np.asarray(shown)[: shown.height // 4].mean(), np.asarray(shown)[-shown.height // 4 :].mean()
         assert top > 250 and bottom < 5, (draft, top, bottom)
     assert open_image(path, 10**8, draft_to=256).size == (600, 1200)  # reduced by 5 before any conversion
+
+
+def test_tiff_tag_of_the_wrong_type_is_a_reason(tmp_path: Path, photo_path: Path):
+    """Found by fuzzing: StripOffsets as a RATIONAL made Pillow raise TypeError."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(photo_path).convert("RGB").resize((48, 32)).save(buffer, "TIFF")
+    data = buffer.getvalue()
+    assert data.count(b"\x11\x01\x04\x00") == 1  # tag 0x0111 (StripOffsets), type LONG
+    path = tmp_path / "odd.tif"
+    path.write_bytes(data.replace(b"\x11\x01\x04\x00", b"\x11\x01\x05\x00"))
+    with pytest.raises(MediaError, match=r"could not decode image \(corrupt or truncated\?\): TypeError"):
+        open_image(path, 10**8)
 
 
 def test_heic_is_named_as_unsupported(tmp_path: Path):
