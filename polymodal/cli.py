@@ -544,7 +544,11 @@ def _escaped(ch: str) -> str:
 def _dumps(data: Any, indent: int | None = 2) -> str:
     """JSON for the terminal or a pipe: readable non-ASCII text, valid UTF-8, nothing a terminal acts on (JSON itself
     escapes C0 controls); a lone surrogate becomes ``\\udcXX``, which ``json.loads`` turns back into the same string."""
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return json_safe(json.dumps(data, ensure_ascii=False, indent=indent))
+
+
+def json_safe(text: str) -> str:
+    """JSON text with what a terminal acts on, and lone surrogates, as ``\\uXXXX`` escapes (the same JSON data)."""
     return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 

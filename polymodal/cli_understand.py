@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from polymodal.cli import _dumps, naming, printable
+from polymodal.cli import _dumps, json_safe, naming, printable
 
 EXIT_OK = 0
 
@@ -120,7 +120,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
         print(f"wrote {printable(args.output)} ({len(result.segments)} segments, {result.language})")
     else:
-        print(printable(text, keep="\n\t"), end="")
+        print(json_safe(text) if fmt == "json" else printable(text, keep="\n\t"), end="")
     return EXIT_OK
 
 

@@ -655,7 +655,7 @@ def cases(samples: Path) -> list[Case]:
         Case("wav_absurd_channels", "many-channels.wav", lambda p: write(p, wav_bytes(tone(1.0), channels=4096)),
              "skipped", "channel", why="a WAV with 4096 channels"),
         Case("ogg_truncated", "cut.ogg", truncated(lambda: encoded_audio("ogg", "vorbis", 4, 44100, "stereo"), 0.5),
-             "indexed", why="Ogg Vorbis cut half-way: what was read is indexed"),
+             "partial", "truncated", why="Ogg Vorbis cut half-way: what was read is indexed, and the cut said"),
         Case("flac_truncated", "cut.flac", truncated(lambda: encoded_audio("flac", "flac", 4, 44100), 0.5),
              "partial", "truncated", why="FLAC cut half-way (its header gives the full length): indexed, said"),
         Case("mp3_random_frames", "noise.mp3", lambda p: write(p, random_mp3_frames(100)), "handled",
