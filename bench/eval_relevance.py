@@ -99,12 +99,16 @@ def dcg(grades: Iterable[int]) -> float:
     return sum((2**g - 1) / math.log2(rank + 2) for rank, g in enumerate(grades))
 
 
-def score_query(ranked: list[str], judgements: dict[str, int], k: int = K) -> dict[str, Any]:
-    """Per-query figures of a ranked list of relative paths; relevant means grade >= 1."""
-    top = ranked[:k]
+def score_query(run: dict[str, Any], judgements: dict[str, int], k: int = K) -> dict[str, Any]:
+    """Per-query figures of one query's run; relevant means grade >= 1. The ranking figures (nDCG, MRR,
+    recall) read the order of the hits and then the weaker matches below the cut-off; the returned set (the
+    cut-off figures) is the hits alone. A run without a cut-off (the baseline) has hits only."""
+    returned = [h["path"] for h in run["hits"]][:k]
+    top = [h["path"] for h in run["hits"] + run.get("weaker", [])][:k]
     relevant = {p for p, g in judgements.items() if g >= 1}
     found = [p for p in top if p in relevant]
-    row: dict[str, Any] = {"returned": len(top), "relevant_returned": len(found), "relevant": len(relevant)}
+    kept = [p for p in returned if p in relevant]
+    row: dict[str, Any] = {"returned": len(returned), "relevant_returned": len(kept), "relevant": len(relevant)}
     if not relevant:
         return row
     ideal = dcg(sorted(judgements.values(), reverse=True)[:k])
@@ -126,6 +130,7 @@ def summarize(rows: list[dict[str, Any]], k: int = K) -> dict[str, Any]:
             "ndcg@10": statistics.fmean(r["ndcg"] for r in good),
             "mrr": statistics.fmean(r["rr"] for r in good),
             "recall@10": statistics.fmean(r["recall"] for r in good),
+            "returned_recall@10": statistics.fmean(r["relevant_returned"] / min(r["relevant"], k) for r in good),
             "answered": statistics.fmean(r["relevant_returned"] > 0 for r in good),
             "cutoff_recall": sum(r["relevant_returned"] for r in good) / sum(min(r["relevant"], k) for r in good),
         }
@@ -149,10 +154,10 @@ def groups(queries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {name: members for name, members in out.items() if members}
 
 
-def summary_of(queries: list[dict[str, Any]], hits: dict[str, Hits]) -> dict[str, dict[str, Any]]:
-    """Figures per group, over the queries that have hits (a run may lack some)."""
-    scored = [q for q in queries if q["id"] in hits]
-    rows = {q["id"]: score_query([h["path"] for h in hits[q["id"]]], q["judgements"]) for q in scored}
+def summary_of(queries: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Figures per group, over the queries that have a run (a run may lack some)."""
+    scored = [q for q in queries if q["id"] in runs]
+    rows = {q["id"]: score_query(runs[q["id"]], q["judgements"]) for q in scored}
     return {name: summarize([rows[q["id"]] for q in members]) for name, members in groups(scored).items()}
 
 
@@ -171,9 +176,12 @@ def run_query(collection: Any, query: dict[str, Any], root: Path) -> dict[str, A
     started = time.perf_counter()
     result = collection.search(query.get("text"), image=image, audio=audio, k=K)
     seconds = time.perf_counter() - started
-    hits = [{"path": relative(h.path, root), "score": round(h.score, 6),
-             "similarity": None if h.similarity is None else round(h.similarity, 4)} for h in result.hits]  # fmt: skip
-    return {"hits": hits, "ms": round(seconds * 1000, 1)}
+
+    def rows(hits: list) -> Hits:
+        return [{"path": relative(h.path, root), "score": round(h.score, 6),
+                 "similarity": None if h.similarity is None else round(h.similarity, 4)} for h in hits]  # fmt: skip
+
+    return {"hits": rows(result.hits), "weaker": rows(getattr(result, "weaker", [])), "ms": round(seconds * 1000, 1)}
 
 
 def run_queries(collection: Any, queries: list[dict[str, Any]], root: Path, say: Callable[[str], None]) -> dict:
@@ -232,7 +240,7 @@ def evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, 
         "judgements_sha256": sha256(JUDGEMENTS),
         "collection": {"files": len(files), "fingerprint": fingerprint(files, root)},
         "index": indexing,
-        "summary": summary_of(queries, {i: r["hits"] for i, r in runs.items()}),
+        "summary": summary_of(queries, runs),
         "median_ms": median_ms(queries, runs),
         "queries": runs,
     }
@@ -250,11 +258,10 @@ def evaluate_floor(all_queries: list[dict[str, Any]], reuse: bool, say: Callable
     collection, _ = index(FLOOR_STORE, root, reuse, say)
     with collection:
         runs = {q["id"]: run_query(collection, q, root) for q in queries}
-    hits = {i: r["hits"] for i, r in runs.items()}
     return {
         "about": "floor queries (judged text queries about the sample collection) on the sample collection alone",
-        "summary": summary_of(queries, hits)["judged queries"],
-        "queries": {i: {"hits": h} for i, h in hits.items()},
+        "summary": summary_of(queries, runs)["judged queries"],
+        "queries": {i: {"hits": r["hits"], "weaker": r["weaker"]} for i, r in runs.items()},
     }
 
 
@@ -337,8 +344,7 @@ def rescored_baseline(baseline: dict[str, Any] | None, queries: list[dict[str, A
     """The baseline's stored hits scored against the current judgements, over this run's queries."""
     if baseline is None:
         return None
-    hits = {i: r["hits"] for i, r in baseline["queries"].items()}
-    return summary_of([q for q in queries if q["id"] in hits], hits)
+    return summary_of(queries, baseline["queries"])
 
 
 def fmt(value: float | None, percent: bool = False) -> str:
@@ -390,8 +396,8 @@ def changes(run: dict[str, Any], baseline: dict | None, queries: list[dict[str, 
     for query in queries:
         if query["kind"] == NO_MATCH or query["id"] not in baseline["queries"]:
             continue
-        now = score_query([h["path"] for h in run["queries"][query["id"]]["hits"]], query["judgements"])["ndcg"]
-        before = score_query([h["path"] for h in baseline["queries"][query["id"]]["hits"]], query["judgements"])["ndcg"]
+        now = score_query(run["queries"][query["id"]], query["judgements"])["ndcg"]
+        before = score_query(baseline["queries"][query["id"]], query["judgements"])["ndcg"]
         if abs(now - before) > 1e-9:
             moved.append((now - before, query, before, now))
     if not moved:

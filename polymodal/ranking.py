@@ -16,7 +16,9 @@ Features of one (query, item) pair:
 - ``name``: the share of the query's meaningful words found in the file's name or folder;
 - ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
   the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
-  all label-bridge vectors sit fairly near each other.
+  all label-bridge vectors sit fairly near each other;
+- ``cjk``: the query is written in Chinese (or Japanese) characters: its cosines with English evidence and
+  labels run lower, so it gets its own bias and cosine weight.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ STOPWORDS = STOPWORDS_EN | STOPWORDS_ZH
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _SUFFIXES = ("ingly", "edly", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly")
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def is_cjk(text: str) -> bool:
+    """Whether most of the letters of ``text`` are Chinese or Japanese characters."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(bool(_CJK.match(c)) for c in letters) * 2 >= len(letters)
 
 
 def stem(word: str) -> str:
@@ -110,6 +121,7 @@ class Candidate:
     phrase: bool = False
     name: float = 0.0
     gap: float = 0.0  # best cosine of this vector kind among the query's candidates minus this one's (>= 0)
+    cjk: bool = False  # the query's words are Chinese or Japanese characters
 
     def features(self, query_kind: str) -> list[float]:
         """The model's inputs, in the order of :func:`feature_names`."""
@@ -123,6 +135,8 @@ class Candidate:
         row[tail : tail + 3] = [self.words, float(self.phrase), self.name]
         if self.cosine is not None:
             row[tail + 3 + VECTOR_KINDS.index(self.vector_kind)] = self.gap
+        if self.cjk:
+            row[-2:] = [1.0, self.cosine or 0.0]
         return row
 
 
@@ -130,7 +144,8 @@ class Candidate:
 def feature_names() -> tuple[str, ...]:
     biases = [f"bias:{q}" for q in QUERY_KINDS]
     cosines = [f"cosine:{q}:{v}" for q in QUERY_KINDS for v in VECTOR_KINDS]
-    return (*biases, *cosines, "words", "phrase", "name", *(f"gap:{v}" for v in VECTOR_KINDS))
+    gaps = [f"gap:{v}" for v in VECTOR_KINDS]
+    return (*biases, *cosines, "words", "phrase", "name", *gaps, "bias:cjk", "cosine:cjk")
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,7 @@ class Searcher:
         query: Query,
     ) -> list[Scored]:
         """Every candidate file that passes the filters, with its relevance, most relevant first."""
+        cjk = ranking.is_cjk(query.text or "")
         shas = list(dict.fromkeys([*by_vector, *by_words, *named]))
         nearest: dict[str, float] = {}  # vector kind -> best cosine among the candidates
         for cosine, _, vector_kind in by_vector.values():
@@ -305,6 +306,7 @@ class Searcher:
                     phrase=word_match is not None and word_match.phrase,
                     name=self._name_share(query_terms, row.path),
                     gap=0.0 if vector_match is None else nearest[vector_kind] - vector_match[0],
+                    cjk=cjk,
                 )
                 scored.append(Scored(self.model.relevance(candidate, kind), sha, row, modality, candidate, kind))
         scored.sort(key=lambda s: -s.relevance)

@@ -32,6 +32,11 @@ def test_terms_drop_stop_words_in_english_and_chinese():
     assert ranking.terms("??? the of") == []
 
 
+def test_chinese_queries_are_told_apart():
+    assert ranking.is_cjk("一只猫") and ranking.is_cjk("红色 motorcycle 摩托车")
+    assert not ranking.is_cjk("a cat") and not ranking.is_cjk("???")
+
+
 def test_file_names_become_words():
     assert ranking.name_words("/x/photos/kitty_on_sofa.jpg") == "kitty on sofa photos"
     assert ranking.name_words("/x/rec/endgame-NaggNell.wav") == "endgame Nagg Nell rec"

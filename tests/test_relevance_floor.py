@@ -39,14 +39,14 @@ def test_text_search_keeps_the_baseline_ndcg(indexed, samples: Path):
     relevance = _eval_module()
     queries = relevance.floor_queries(relevance.load_queries())
     baseline = json.loads(relevance.BASELINE.read_text(encoding="utf-8"))["floor"]
-    hits = {q["id"]: relevance.run_query(indexed, q, samples)["hits"] for q in queries}
-    now = relevance.summary_of(queries, hits)["judged queries"]
+    runs = {q["id"]: relevance.run_query(indexed, q, samples) for q in queries}
+    now = relevance.summary_of(queries, runs)["judged queries"]
     floor = baseline["summary"]["ndcg@10"] - TOLERANCE
     assert now["n"] == baseline["summary"]["n"]
     worse = [
-        f"{q['id']} {q['text']!r}: {[h['path'] for h in hits[q['id']][:3]]}"
+        f"{q['id']} {q['text']!r}: {[h['path'] for h in runs[q['id']]['hits'][:3]]}"
         for q in queries
-        if relevance.score_query([h["path"] for h in hits[q["id"]]], q["judgements"])["ndcg"]
-        < relevance.score_query([h["path"] for h in baseline["queries"][q["id"]]["hits"]], q["judgements"])["ndcg"]
+        if relevance.score_query(runs[q["id"]], q["judgements"])["ndcg"]
+        < relevance.score_query(baseline["queries"][q["id"]], q["judgements"])["ndcg"]
     ]
     assert now["ndcg@10"] >= floor, f"nDCG@10 {now['ndcg@10']:.3f} < {floor:.3f}; worse than the baseline: {worse}"
