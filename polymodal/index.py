@@ -359,6 +359,9 @@ class Indexer:
         key = str(path)
         try:
             stat = _regular_stat(path)
+            limit = self.analyzer.settings.max_file_bytes
+            if stat.st_size > limit:
+                raise MediaError(f"file is {stat.st_size / 1e9:.1f} GB, over the {limit / 1e9:.1f} GB size limit")
             known = self.store.file(key)
             if known and known.size == stat.st_size and known.mtime_ns == stat.st_mtime_ns:
                 return _Ahead(key, stat, known_sha=known.sha)
