@@ -31,12 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("paths", nargs="+", type=Path)
     index.add_argument("--ocr", choices=["auto", "always", "never"], help="OCR policy for images")
     index.add_argument("--aligner", help="a trained aligner (folder, or 'none') the collection uses from now on")
+    index.add_argument(
+        "--follow-links", action="store_true", help="also index what links out of the folders point to (off: skipped)"
+    )
 
     search = sub.add_parser("search", parents=[common], help="search by text, image, audio, or image + text")
     search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
     search.add_argument("--image", type=Path, help="an example image")
     search.add_argument("--audio", type=Path, help="a spoken question or a sound")
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--offset", type=int, default=0, help="results to pass over: the next page (default 0)")
     search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
     search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
 
@@ -61,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=4, help="threads for text searches")
     serve.add_argument("--media-workers", type=int, default=2, help="threads for image/audio queries and tasks")
     serve.add_argument("--cors-origin", action="append", default=[], help="allow this web origin (CORS is off)")
+    serve.add_argument(
+        "--allowed-host", action="append", default=[],
+        help="also answer requests for this host name without keys (default: loopback names only)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--trusted-proxy", action="append", default=[],
+        help="believe X-Forwarded-For from this address or network (a reverse proxy in front)",
+    )  # fmt: skip
     serve.add_argument("--no-warm", action="store_true", help="load models on first use, not at start")
 
     keys = sub.add_parser("keys", parents=[common], help="API keys for the HTTP API: create, list, revoke")
@@ -178,7 +190,10 @@ def _collection(args: argparse.Namespace, create: bool = False, **settings: Any)
 def cmd_index(args: argparse.Namespace) -> int:
     collection = _collection(args, create=True, ocr_mode=args.ocr)
     with _ProgressBar(enabled=not args.json) as bar:
-        report = collection.index(*args.paths, progress=bar.update, aligner=args.aligner, video_progress=bar.video)
+        report = collection.index(
+            *args.paths, progress=bar.update, aligner=args.aligner, video_progress=bar.video,
+            follow_links=args.follow_links,
+        )  # fmt: skip
     if args.json:
         print(_dumps(report.to_dict()))
     else:
@@ -199,7 +214,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     collection = _collection(args)
     with naming(args.image or args.audio):
         result = collection.search(
-            args.text, image=args.image, audio=args.audio, k=args.k, modality=args.modality, path=args.path
+            args.text, image=args.image, audio=args.audio, k=args.k, offset=args.offset, modality=args.modality,
+            path=args.path,
         )
     if args.json:
         print(_dumps(result.to_dict()))
@@ -208,20 +224,22 @@ def cmd_search(args: argparse.Namespace) -> int:
     if understood:
         print(f"query understood as: {printable(understood)}")
     if not result.hits:
-        print("no results")
+        print("no good matches" + (f"; the {len(result.weaker)} best weaker matches:" if result.weaker else ""))
+    shown = result.hits or result.weaker
     rows = [
         (
             str(rank),
-            f"{hit.score:.4f}",
-            "" if hit.similarity is None else f"{hit.similarity:.3f}",
+            f"{hit.score:.0%}",
             hit.modality,
             _short_path(hit.path) + ("" if hit.start is None else f" @{_clock(hit.start)}"),
             "; ".join(_describe(e) for e in hit.why[:2]),
         )
-        for rank, hit in enumerate(result.hits, 1)
+        for rank, hit in enumerate(shown, args.offset + 1)
     ]
-    _table(["#", "score", "cosine", "kind", "path", "why"], rows)
-    print(f"({result.milliseconds:.0f} ms{', approximate' if result.approximate else ''})")
+    if rows:
+        _table(["#", "relevance", "kind", "path", "why"], rows)
+    more = f"; more: --offset {args.offset + len(result.hits)}" if result.more else ""
+    print(f"({result.milliseconds:.0f} ms{', approximate' if result.approximate else ''}{more})")
     return EXIT_OK
 
 
@@ -287,6 +305,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload_mb * MB, max_files=args.max_files, search_workers=max(1, args.workers),
         media_workers=max(1, args.media_workers),
         cors_origins=tuple(args.cors_origin), warm=not args.no_warm,
+        **({"allowed_hosts": tuple(args.allowed_host)} if args.allowed_host else {}),
+        **({"trusted_proxies": tuple(args.trusted_proxy)} if args.trusted_proxy else {}),
     )  # fmt: skip
     collection = _collection(args, create=True)
     if config.keys_required and not _key_store(args).active():
