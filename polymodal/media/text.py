@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import codecs
 import functools
+import itertools
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -73,7 +75,7 @@ def _read_decoded(path: Path, max_bytes: int, html: bool) -> tuple[str, list[str
             declared = _declared_charset(sample) if html else None
             encoding = choose_encoding(sample, partial=partial, declared=declared)
             assert encoding is not None  # not strict: there is always a last resort
-            decoder = _Decoder(encoding.name)
+            decoder = _Decoder(encoding.name, encoding.errors)
             parts = [decoder.feed(sample[encoding.skip :])]
             read = len(sample)
             while read < max_bytes and (chunk := handle.read(min(_READ_CHUNK, max_bytes - read))):
@@ -118,6 +120,7 @@ class Encoding:
     name: str
     skip: int = 0  # length of the byte order mark
     note: str | None = None
+    errors: str = "strict"  # or WINDOWS_1252_FALLBACK, for UTF-8 with lines in Windows-1252
 
 
 def decode_bytes(
@@ -134,7 +137,7 @@ def decode_bytes(
     if encoding is None:
         return None
     body = data[encoding.skip :]
-    text = _decode(body, encoding.name, partial)
+    text = _decode(body, encoding.name, partial, encoding.errors)
     if text is None and not strict:
         text = codecs.getincrementaldecoder(encoding.name)(errors="replace").decode(body, final=not partial)
     return text
@@ -158,6 +161,9 @@ def choose_encoding(
             return None
     if _decode(sample, "utf-8", partial) is not None:
         return Encoding("utf-8")
+    if _mostly_utf8(sample):
+        note = "some lines are not UTF-8: their bytes were read as Windows-1252 (a file joined from two encodings?)"
+        return Encoding("utf-8", 0, note, _windows_1252_fallback())
     note = None
     if declared:
         usable = _text_encoding(declared)
@@ -175,12 +181,37 @@ def choose_encoding(
     return Encoding(guess, 0, note)
 
 
-def _decode(data: bytes, encoding: str, partial: bool) -> str | None:
+def _decode(data: bytes, encoding: str, partial: bool, errors: str = "strict") -> str | None:
     try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
         return decoder.decode(data, final=not partial)
     except (UnicodeDecodeError, LookupError):
         return None
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    """UTF-8 with some invalid bytes, but at least as many valid non-ASCII characters: lines in two encodings
+    (GB18030 or Shift-JIS text forms a valid UTF-8 character only now and then)."""
+    text = sample.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - sample.count("\ufffd".encode())
+    valid = len(text) - len(text.encode("ascii", errors="ignore")) - invalid
+    return 0 < invalid <= valid
+
+
+WINDOWS_1252_FALLBACK = "polymodal.windows-1252-fallback"
+
+
+@functools.cache
+def _windows_1252_fallback() -> str:
+    """Register (once, on first use) a decoding error handler that reads bytes UTF-8 rejects as Windows-1252."""
+
+    def fallback(error: UnicodeError) -> tuple[str, int]:
+        if not isinstance(error, UnicodeDecodeError):
+            raise error
+        return error.object[error.start : error.end].decode("cp1252", errors="replace"), error.end
+
+    codecs.register_error(WINDOWS_1252_FALLBACK, fallback)
+    return WINDOWS_1252_FALLBACK
 
 
 def _allowed_nuls(length: int) -> int:
@@ -266,10 +297,10 @@ def _mostly_paired_high_bytes(sample: bytes) -> bool:
 class _Decoder:
     """Incremental decoding of a file read in chunks; bytes that do not decode are replaced (and counted)."""
 
-    def __init__(self, encoding: str):
+    def __init__(self, encoding: str, errors: str = "strict"):
         self.encoding = encoding
         self.replaced = False
-        self._inner = codecs.getincrementaldecoder(encoding)(errors="strict")
+        self._inner = codecs.getincrementaldecoder(encoding)(errors=errors)
 
     def feed(self, chunk: bytes, final: bool = False) -> str:
         state = self._inner.getstate()
@@ -355,6 +386,9 @@ _BLOCK_TAGS = frozenset(
     ]
 )
 _SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object"})
+_HEADING_MARKS = {f"h{n}": "\n\n" + "#" * n + " " for n in range(1, 7)}  # shared strings: a page of 4 million
+# headings holds 4 million pointers, not 4 million strings
+_LINE_END_SPACE = re.compile(r"(?<![ \t])[ \t]++(?=\n)|(?<=\n)[ \t]++")  # possessive, from a run's start: linear
 _PRE_NEWLINE, _PRE_SPACE = "\x01", "\x02"  # stand for whitespace inside <pre> while the rest is collapsed
 
 
@@ -381,7 +415,7 @@ class _HTMLText(HTMLParser):
             self.parts.append("\n\n")
         elif re.fullmatch(r"h[1-6]", tag):
             self._h1 += tag == "h1"
-            self.parts.append("\n\n" + "#" * int(tag[1]) + " ")  # a heading starts a new passage
+            self.parts.append(_HEADING_MARKS[tag])  # a heading starts a new passage
         elif tag == "tr":
             self.parts.append("\n")
         elif tag in ("td", "th"):
@@ -427,8 +461,7 @@ def _html_document(source: str) -> Document:
         notes.append(f"an unclosed tag or comment hides the last {len(parser.rawdata)} characters of the page")
         parser.rawdata = ""
     parser.close()
-    lines = "".join(parser.parts).split("\n")
-    text = "\n".join(line.strip(" \t") for line in lines)
+    text = _LINE_END_SPACE.sub("", "".join(parser.parts))
     text = re.sub(r"\n{3,}", "\n\n", text).strip().replace(_PRE_NEWLINE, "\n").replace(_PRE_SPACE, " ")
     title = _bounded_title(" ".join("".join(parser.title_parts or parser.first_h1).split()))
     return Document(title, text, split_passages(text), notes)
@@ -649,14 +682,15 @@ def split_passages(
     """
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
-    units = _sentence_units(text, max_chars)
+    units = _Window(_sentence_units(text, max_chars))
     passages: list[Passage] = []
     i = 0
-    while i < len(units):
+    while units.has(i):
         j = _extend(units, i, max_chars)
         start, end = units[i].start, units[j - 1].end
         passages.append(Passage(text[start:end], start, end))
         i = _next_start(units, i, j, max_chars, overlap_sentences)
+        units.forget_before(i)
     return passages
 
 
@@ -679,17 +713,45 @@ class _Unit(NamedTuple):
     wend: int
 
 
+class _Window:
+    """The units a passage is being made of, drawn from a generator as needed and forgotten once passed: memory
+    holds one passage's sentences, not the document's (16 MB of one-line paragraphs are 4 million units)."""
+
+    def __init__(self, units: Iterator[_Unit]):
+        self._units = units
+        self._kept: list[_Unit] = []
+        self._first = 0  # the index of _kept[0]
+
+    def has(self, index: int) -> bool:
+        while index >= self._first + len(self._kept):
+            unit = next(self._units, None)
+            if unit is None:
+                return False
+            self._kept.append(unit)
+        return True
+
+    def __getitem__(self, index: int) -> _Unit:
+        if index < self._first or not self.has(index):
+            raise IndexError(index)
+        return self._kept[index - self._first]
+
+    def forget_before(self, index: int) -> None:
+        if index > self._first:
+            del self._kept[: index - self._first]
+            self._first = index
+
+
 def _weight(text: str) -> int:
     return len(text) + (CJK_WEIGHT - 1) * (len(text) - len(_CJK.sub("", text)))  # no list of characters
 
 
-def _extend(units: list[_Unit], i: int, max_chars: int) -> int:
+def _extend(units: _Window, i: int, max_chars: int) -> int:
     """End (exclusive) of the passage that starts at unit ``i``."""
     first = units[i]
     j = i + 1
-    while j < len(units) and units[j].section == first.section and units[j].wend - first.wstart <= max_chars:
+    while units.has(j) and units[j].section == first.section and units[j].wend - first.wstart <= max_chars:
         j += 1
-    if j < len(units) and units[j].section == first.section and units[j].paragraph == units[j - 1].paragraph:
+    if units.has(j) and units[j].section == first.section and units[j].paragraph == units[j - 1].paragraph:
         # The cut falls inside a paragraph: cut before that paragraph instead, if enough stays behind.
         for k in range(j - 1, i, -1):
             if units[k].paragraph != units[k - 1].paragraph:
@@ -697,8 +759,8 @@ def _extend(units: list[_Unit], i: int, max_chars: int) -> int:
     return j
 
 
-def _next_start(units: list[_Unit], i: int, j: int, max_chars: int, overlap: int) -> int:
-    if overlap <= 0 or j >= len(units) or units[j].section != units[j - 1].section:
+def _next_start(units: _Window, i: int, j: int, max_chars: int, overlap: int) -> int:
+    if overlap <= 0 or not units.has(j) or units[j].section != units[j - 1].section:
         return j
     start = max(j - overlap, i + 1)
     while start < j and units[j].wend - units[start].wstart > max_chars:
@@ -706,8 +768,7 @@ def _next_start(units: list[_Unit], i: int, j: int, max_chars: int, overlap: int
     return start
 
 
-def _sentence_units(text: str, max_chars: int) -> list[_Unit]:
-    units: list[_Unit] = []
+def _sentence_units(text: str, max_chars: int) -> Iterator[_Unit]:
     paragraph = 0
     last, wlast = 0, 0  # weighted offsets, computed incrementally
     for section, (s_start, s_end) in enumerate(_sections(text)):
@@ -716,18 +777,18 @@ def _sentence_units(text: str, max_chars: int) -> list[_Unit]:
                 for a, b in _split_long(text, start, end, max_chars):
                     wa = wlast + _weight(text[last:a])
                     wlast, last = wa + _weight(text[a:b]), b
-                    units.append(_Unit(a, b, section, paragraph, wa, wlast))
+                    yield _Unit(a, b, section, paragraph, wa, wlast)
             paragraph += 1
-    return units
 
 
-def _sections(text: str) -> list[tuple[int, int]]:
+def _sections(text: str) -> Iterator[tuple[int, int]]:
     """Spans that start at each Markdown heading (a heading with nothing under it joins the next)."""
-    starts = [0]
+    start = 0
     for match in _HEADING.finditer(text):
-        if match.start() > 0 and text[starts[-1] : match.start()].strip() != _heading_line(text, starts[-1]):
-            starts.append(match.start())
-    return list(zip(starts, starts[1:] + [len(text)], strict=True))
+        if match.start() > 0 and text[start : match.start()].strip() != _heading_line(text, start):
+            yield start, match.start()
+            start = match.start()
+    yield start, len(text)
 
 
 def _heading_line(text: str, start: int) -> str | None:
@@ -735,29 +796,28 @@ def _heading_line(text: str, start: int) -> str | None:
     return heading.group().strip() if heading else None
 
 
-def _paragraphs(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    bounds = [start]
+def _paragraphs(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     heading = _HEADING.match(text, start)
-    if heading and heading.end() < end:
-        bounds.append(heading.end())  # the heading line is a paragraph of its own
-    bounds += [m.end() for m in _PARAGRAPH_BREAK.finditer(text, bounds[-1], end)]
-    bounds.append(end)
-    return [span for a, b in zip(bounds, bounds[1:], strict=False) if (span := _trim(text, a, b))]
+    first = heading.end() if heading and heading.end() < end else start  # a heading line is a paragraph
+    breaks = (m.end() for m in _PARAGRAPH_BREAK.finditer(text, first, end))
+    begin = start
+    for cut in itertools.chain([first] if first > start else [], breaks, [end]):
+        if span := _trim(text, begin, cut):
+            yield span
+        begin = cut
 
 
-def _sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans: list[tuple[int, int]] = []
+def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     begin = start
     for match in _SENTENCE_END.finditer(text, start, end):
         if match.group().startswith(".") and _is_abbreviation(text, match.start()):
             continue
         cut = match.end() if match.group() != "\n" else match.start()
         if span := _trim(text, begin, cut):
-            spans.append(span)
+            yield span
         begin = cut
     if span := _trim(text, begin, end):
-        spans.append(span)
-    return spans
+        yield span
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
