@@ -99,7 +99,17 @@ def _reduce(image, short_side: int):  # -> PIL.Image.Image
     factor = min(image.size) // (2 * short_side)
     if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE_MODES:
         return image
-    return image.reduce(factor)
+    if image.mode not in ("RGBA", "LA"):
+        return image.reduce(factor)
+    # With alpha, Pillow premultiplies into a full-size copy first (+400 MB at 100 MP): a band at a time instead.
+    from PIL import Image
+
+    width, height = image.size
+    reduced = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    band = factor * max(1, 4_000_000 // (width * factor))  # rows, a multiple of the factor: ~4 MP a band
+    for top in range(0, height, band):
+        reduced.paste(image.crop((0, top, width, min(height, top + band))).reduce(factor), (0, top // factor))
+    return reduced
 
 
 def _orientation(image) -> int:
