@@ -23,7 +23,7 @@ from polymodal.config import Settings
 from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.media.video import shot_at
-from polymodal.models.base import get_model
+from polymodal.models.base import get_model, trim_heap
 from polymodal.models.sound import PooledScores
 from polymodal.models.speech import joined_words
 from polymodal.models.text import normalize
@@ -368,6 +368,7 @@ class Analyzer:
         for offset, audio in speech_windows(self, source, AUDIO_WINDOW_SECONDS):  # type: ignore[arg-type]
             pooled.add(self._listen(analysis, audio, offset / 16000, language)[1])
             samples = offset + audio.size
+            trim_heap()
         analysis.meta["duration"] = round(samples / 16000, 3)
         analysis.features[tagger.model_id] = pooled.mean  # for trained heads
         tags = tagger.tags_from_pooled(pooled.best, pooled.mean, top_k=self.settings.bridge_top_k)
@@ -519,6 +520,7 @@ class Analyzer:
                 for number, score in zip((starts // SOUND_WINDOW_SECONDS).astype(int), scores, strict=True):
                     windows[number] = np.maximum(windows[number], score) if number in windows else score
                 total, patches = total + scores.sum(axis=0), patches + len(scores)
+                trim_heap()
         except MediaError as exc:
             analysis.notes.append(f"the audio track could not be read: {exc}")
         if patches:
