@@ -11,6 +11,8 @@ piece of evidence timed, so that search finds moments, not files.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +31,11 @@ from polymodal.models.speech import joined_words
 from polymodal.models.text import normalize
 from polymodal.space import bridge as bridges
 
-# Evidence kinds. Vectors are made for the searchable ones; labels and tags share one bridge vector.
+# Evidence kinds. Vectors are made for the searchable ones; labels and tags share one bridge vector. Visual
+# attributes (colours, black and white, photo / drawing / screenshot / document) and timed sound events are
+# found by their words, and say when and what.
 PASSAGE, LABEL, OCR, TRANSCRIPT, TAG = "passage", "label", "ocr", "transcript", "tag"
+VISUAL, EVENT = "visual", "event"
 EMBEDDED_KINDS = (PASSAGE, OCR, TRANSCRIPT)
 BRIDGED_KINDS = (LABEL, TAG)
 
@@ -84,6 +89,16 @@ SPEECH_TAGS = (
     "Female speech, woman speaking",
 )
 MIN_SPEECH_TAG_SCORE = 0.2
+# A recording's sound events (a class scoring at least this for at least MIN_EVENT_SECONDS): the moments a
+# search for a sound plays from. At most MAX_EVENTS per recording, the strongest.
+MIN_EVENT_SCORE = 0.3
+MIN_EVENT_SECONDS = 0.5
+MAX_EVENTS = 40
+# Recipes of the evidence drawn from a model's output (see Analyzer.stage_id): images got visual attributes and
+# an OCR floor, sounds timed events.
+PERCEPTION_RECIPES = {"image": "+visual1", "sound": "+events1"}
+# OCR lines below this confidence, or that are not words ("the o sr e t te re s the"), are not evidence.
+MIN_OCR_CONFIDENCE = 0.7
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 MAX_SENTENCE_GAP = 1.0  # seconds between two words that end a sentence of a video's transcript
 # A video's track is decoded once per 30 s window: repeated lyrics or a looped clip make Whisper's temperature
@@ -140,6 +155,7 @@ class PreparedAudio:
     source: Path | bytes
     fmt: str
     audio: np.ndarray
+    notes: list[str] = field(default_factory=list)  # what decoding noticed (truncated, damaged)
 
     @property
     def seconds(self) -> float:
@@ -157,6 +173,7 @@ class PreparedImage:
     height: int
     document: bool  # the cheap "flat and grey: a scan" prior of the OCR gate
     image: Any = None  # the decoded full image when small (OCR reuses it), else None
+    visual: list[Any] = field(default_factory=list)  # polymodal.perceivers.visual.Attribute
 
 
 @dataclass
@@ -203,9 +220,14 @@ class Analyzer:
             return self._bridges[family]
 
     def _new_bridge(self, family: str) -> bridges.LabelBridge:
+        from polymodal.space import vocabulary
+
         labels, encoder, cache = self.model(family).labels, self.model("text"), self.settings.cache
         if family == "image":
-            return bridges.LabelBridge(encoder, labels, bridges.IMAGE_TEMPLATES, cache, bridges.IMAGE_SHARPNESS)
+            phrasings = vocabulary.class_phrasings(labels, cache)  # names, synonyms, hypernyms, descriptions
+            return bridges.LabelBridge(
+                encoder, labels, bridges.IMAGE_TEMPLATES, cache, bridges.IMAGE_SHARPNESS, phrasings=phrasings
+            )
         return bridges.LabelBridge(
             encoder, labels, bridges.SOUND_TEMPLATES, cache, bridges.SOUND_SHARPNESS, SOUND_TAG_WEIGHTS
         )
@@ -218,12 +240,21 @@ class Analyzer:
             "audio": ["sound", "vad", "speech"],
             "video": ["image", "ocr", "sound", "vad", "speech"],
         }[modality]
-        return {family: self.model(family).model_id for family in families}
+        return {family: self.stage_id(family) for family in families}
 
-    @property
+    def stage_id(self, family: str) -> str:
+        """The id recorded for a perception stage: the model's, and for images and sounds the recipe of the
+        evidence drawn from it (bumped by hand when that changes, so that stored items are perceived again)."""
+        return self.model(family).model_id + PERCEPTION_RECIPES.get(family, "")
+
+    @functools.cached_property
     def bridge_id(self) -> str:
-        # Bumped by hand when the bridge recipe (templates, weights) changes, so stored vectors are redone.
-        return f"{self.model('text').model_id}/bridge2-top{self.settings.bridge_top_k}"
+        # Bumped by hand when the bridge recipe (weights) changes, so stored vectors are redone; the image
+        # labels' phrasings are named by their own id (with WordNet present or not).
+        from polymodal.space import vocabulary
+
+        phrasings = vocabulary.vocabulary_id(self.bridge("image").phrasings)
+        return f"{self.model('text').model_id}/bridge3-{phrasings}-top{self.settings.bridge_top_k}"
 
     @property
     def encoder_id(self) -> str:
@@ -262,6 +293,7 @@ class Analyzer:
             raise MediaError("no text in the file")
         analysis = Analysis("text", fmt, meta={"title": document.title, "chars": len(document.text)})
         analysis.evidence = [Evidence(PASSAGE, p.text, page=p.page) for p in document.passages]
+        analysis.notes += document.notes
         return analysis
 
     def perceive_image(self, source: Path | bytes, fmt: str = "image", ocr_mode: str | None = None) -> Analysis:
@@ -271,6 +303,7 @@ class Analyzer:
         """Decode an image (a draft for JPEGs) and make the classifier's input. No model runs here and nothing is
         shared, so the indexer calls it in decoding threads while the classifier works on the previous batch."""
         from polymodal.media.image import classifier_input, looks_like_document, open_image
+        from polymodal.perceivers import visual
 
         image = open_image(source, self.settings.max_image_pixels, draft_to=256)
         width, height = image.info["original_size"]
@@ -284,6 +317,7 @@ class Analyzer:
             looks_like_document(image),
             # Kept for OCR only when it is the full image and small; otherwise OCR decodes the file again.
             image if full_size and width * height <= KEEP_DECODED_PIXELS else None,
+            visual.perceive(image),
         )
 
     def finish_images(self, prepared: list[PreparedImage], ocr_mode: str | None = None) -> list[Analysis]:
@@ -305,6 +339,7 @@ class Analyzer:
             return self.model("ocr").read(image, probe_first=self._probes_first(ocr_mode))
 
         features = self._labels_and_text(analysis, result, lambda: prepared.document, read_text, ocr_mode)
+        analysis.evidence += visual_evidence(prepared.visual)
         analysis.features[self.model("image").model_id] = features
         analysis.meta.update(width=prepared.width, height=prepared.height)
         return analysis
@@ -336,12 +371,11 @@ class Analyzer:
         **where: Any,
     ) -> np.ndarray:
         """The classifier's ``result`` as label evidence, and OCR lines where the gate sees text."""
-        classifier = self.model("image")
         for label, probability in self.bridge("image").top_labels(result.probabilities, self.settings.bridge_top_k):
             analysis.evidence.append(Evidence(LABEL, label, score=probability, **where))
-        analysis.models["image"] = classifier.model_id
+        analysis.models["image"] = self.stage_id("image")
         if self._wants_ocr(result.probabilities, ocr_mode or self.settings.ocr_mode, document):
-            lines = read_text()
+            lines = [line for line in read_text() if readable(line.text, line.confidence)]
             analysis.evidence += [Evidence(OCR, line.text, line.confidence, box=line.box, **where) for line in lines]
             analysis.models["ocr"] = self.model("ocr").model_id
         return result.features
@@ -364,12 +398,15 @@ class Analyzer:
 
         tagger = self.model("sound")
         analysis = Analysis("audio", fmt, meta={"duration": 0.0})
-        pooled, samples = PooledScores(len(tagger.labels)), 0
-        for offset, audio in speech_windows(self, source, AUDIO_WINDOW_SECONDS):  # type: ignore[arg-type]
-            pooled.add(self._listen(analysis, audio, offset / 16000, language)[1])
+        pooled, samples, events = PooledScores(len(tagger.labels)), 0, []
+        for offset, audio in speech_windows(self, source, AUDIO_WINDOW_SECONDS, analysis.notes):  # type: ignore[arg-type]
+            starts, scores = self._listen(analysis, audio, offset / 16000, language)
+            pooled.add(scores)
+            events += tagger.events_from_scores(starts, scores, (offset + audio.size) / 16000, MIN_EVENT_SCORE)
             samples = offset + audio.size
             trim_heap()
         analysis.meta["duration"] = round(samples / 16000, 3)
+        analysis.evidence += event_evidence(events)
         analysis.features[tagger.model_id] = pooled.mean  # for trained heads
         tags = tagger.tags_from_pooled(pooled.best, pooled.mean, top_k=self.settings.bridge_top_k)
         analysis.evidence[:0] = [Evidence(TAG, label, score=score) for label, score in tags]  # tags first, as before
@@ -379,7 +416,9 @@ class Analyzer:
         """Decode a recording to 16 kHz mono (no model: the indexer calls this in its decoding threads)."""
         from polymodal.media.audio import decode_audio
 
-        return PreparedAudio(source, fmt, decode_audio(source, 16000, self.settings.max_audio_seconds))
+        notes: list[str] = []
+        audio = decode_audio(source, 16000, self.settings.max_audio_seconds, notes=notes)
+        return PreparedAudio(source, fmt, audio, notes)
 
     def finish_audio(self, prepared: list[PreparedAudio], language: str | None = None) -> list[Analysis]:
         """Tags, voice activity and, where there is speech, transcripts of decoded recordings; short ones with
@@ -387,13 +426,15 @@ class Analyzer:
         tagger = self.model("sound")
         analyses, to_transcribe = [], []
         for item in prepared:
-            analysis = Analysis("audio", item.fmt, meta={"duration": round(item.seconds, 3)})
-            _, scores, speech = self._hear(analysis, item.audio)
+            analysis = Analysis("audio", item.fmt, meta={"duration": round(item.seconds, 3)}, notes=list(item.notes))
+            starts, scores, speech = self._hear(analysis, item.audio)
             analysis.features[tagger.model_id] = scores.mean(axis=0).astype(np.float32)  # for trained heads
             analysis.evidence = [
                 Evidence(TAG, label, score=score)
                 for label, score in tagger.tags_from_scores(scores, top_k=self.settings.bridge_top_k)
             ]
+            events = tagger.events_from_scores(starts, scores, item.seconds, MIN_EVENT_SCORE)
+            analysis.evidence += event_evidence(events)
             if speech:
                 to_transcribe.append((analysis, item.audio))
             analyses.append(analysis)
@@ -409,7 +450,7 @@ class Analyzer:
         the tags agree that ``audio`` is worth transcribing."""
         tagger = self.model("sound")
         starts, scores = tagger.frame_scores(audio)
-        analysis.models["sound"] = tagger.model_id
+        analysis.models["sound"] = self.stage_id("sound")
         speech_seconds = self.model("vad").speech_seconds(audio)
         analysis.meta["speech_seconds"] = round(analysis.meta.get("speech_seconds", 0.0) + speech_seconds, 2)
         tags = dict(tagger.tags_from_scores(scores, top_k=len(tagger.labels)))
@@ -515,7 +556,7 @@ class Analyzer:
         windows: dict[int, np.ndarray] = {}  # window number -> best score per class
         total, patches = np.zeros(len(tagger.labels), np.float64), 0
         try:
-            for offset, audio in speech_windows(self, path, AUDIO_WINDOW_SECONDS):
+            for offset, audio in speech_windows(self, path, AUDIO_WINDOW_SECONDS, analysis.notes):
                 starts, scores = self._listen(analysis, audio, offset / 16000, language, shots)
                 for number, score in zip((starts // SOUND_WINDOW_SECONDS).astype(int), scores, strict=True):
                     windows[number] = np.maximum(windows[number], score) if number in windows else score
@@ -622,3 +663,40 @@ def _worth_transcribing(speech_seconds: float, tag_scores: dict[str, float]) -> 
         return False
     heard_speech = max(tag_scores.get(tag, 0.0) for tag in SPEECH_TAGS) >= MIN_SPEECH_TAG_SCORE
     return heard_speech or speech_seconds >= CONFIRM_SPEECH_BELOW_SECONDS
+
+
+def visual_evidence(attributes: list[Any]) -> list[Evidence]:
+    """Visual attributes as evidence, in English and Chinese ("mostly red, with white" / "主要是红色，还有白色")."""
+    from polymodal.perceivers import visual
+
+    return [Evidence(VISUAL, text) for lang in ("en", "zh") for text in visual.evidence_texts(attributes, lang)]
+
+
+def event_evidence(events: list[Any]) -> list[Evidence]:
+    """The strongest sound events (``MAX_EVENTS``) as timed evidence, in time order; silence and the broadest
+    classes ("Animal") say nothing of a moment."""
+    wanted = [
+        e for e in events if e.end - e.start >= MIN_EVENT_SECONDS and SOUND_TAG_WEIGHTS.get(e.label, 1.0) >= 1.0
+    ]
+    strongest = sorted(wanted, key=lambda e: -e.score)[:MAX_EVENTS]
+    return [
+        Evidence(EVENT, e.label, round(e.score, 3), round(e.start, 2), round(e.end, 2))
+        for e in sorted(strongest, key=lambda e: e.start)
+    ]
+
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+def readable(text: str, confidence: float | None) -> bool:
+    """Whether an OCR line is worth keeping: confident enough, and words rather than scattered letters
+    (at least half of its Latin words longer than two letters; Chinese and other scripts are kept)."""
+    if confidence is not None and confidence < MIN_OCR_CONFIDENCE:
+        return False
+    words = _WORD.findall(text)
+    if not words:
+        return any(c.isdigit() for c in text)  # a number alone ("2024", "12:30") is still text
+    latin = [w for w in words if w.isascii()]
+    if not latin:
+        return True
+    return sum(len(w) > 2 for w in latin) * 2 >= len(latin)

@@ -23,7 +23,9 @@ import numpy as np
 
 from polymodal import ranking
 from polymodal.analysis import (
+    EVENT,
     LABEL,
+    MAX_EVENTS,
     SOUND_TAG_WEIGHTS,
     TAG,
     TRANSCRIPT,
@@ -312,6 +314,17 @@ class Searcher:
         scored.sort(key=lambda s: -s.relevance)
         return scored
 
+    def _event(self, sha: str, tags: list[str], text: str | None) -> Evidence | None:
+        """The sound event of a recording that the query names, else the strongest of its matching tags, else
+        its strongest: the moment the hit plays from."""
+        events = self.store.top_evidence(sha, EVENT, MAX_EVENTS)
+        if not events:
+            return None
+        query_terms = ranking.terms(text or "")
+        named = [e for e in events if ranking.word_share(query_terms, {}, set(ranking.tokens(e.text))) > 0]
+        tagged = [e for e in events if e.text in tags]
+        return max(named or tagged or events, key=lambda e: e.score or 0.0)
+
     def _name_share(self, query_terms: list[str], path: str) -> float:
         return ranking.word_share(query_terms, {}, set(ranking.tokens(self.fts_text(ranking.name_words(path)))))
 
@@ -393,6 +406,9 @@ class Searcher:
         for e in [*group, *(found[i] for i in evidence_ids if i in found), *bridge]:
             if not any((e.kind, e.text, e.start) == (w.kind, w.text, w.start) for w in why):
                 why.append(e)
+        if not any(e.start is not None for e in why):  # a recording that matched as a whole: its moment
+            event = self._event(sha, [e.text for e in why if e.kind == TAG], text)
+            why += [event] if event is not None else []
         if text and self._name_share(ranking.terms(self.fts_text(text)), path) > 0:
             why.append(Evidence(NAME, ranking.name_words(path)))
         return why

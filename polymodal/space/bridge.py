@@ -21,6 +21,7 @@ import numpy as np
 from polymodal.models import assets
 from polymodal.models.base import ModelError
 from polymodal.models.text import normalize
+from polymodal.space import vocabulary
 
 IMAGE_TEMPLATES = ("a photo of a {}", "a picture of a {}", "a drawing of a {}", "a {}")
 SOUND_TEMPLATES = ("the sound of {}",)
@@ -40,12 +41,16 @@ class LabelBridge:
         cache: Path,
         sharpness: float = 1.0,
         label_weights: dict[str, float] | None = None,
+        phrasings: list[list[str]] | None = None,
     ):
+        """``phrasings``: the texts to embed for each label (their mean is its vector), instead of the
+        ``templates`` filled with its name (:mod:`polymodal.space.vocabulary` gives them for ImageNet)."""
         self.encoder = encoder
         self.sharpness = sharpness
         self.label_weights = label_weights or {}
         self.labels = labels
-        self.templates = (templates,) if isinstance(templates, str) else templates
+        templates = (templates,) if isinstance(templates, str) else templates
+        self.phrasings = phrasings or [[t.format(label) for t in templates] for label in labels]
         self._cache = cache
         self._matrix: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -53,7 +58,7 @@ class LabelBridge:
 
     @property
     def matrix(self) -> np.ndarray:
-        """(n_labels, dim) unit vectors, one per label: the mean of its templated phrasings.
+        """(n_labels, dim) unit vectors, one per label: the mean of its phrasings.
 
         Computed once and kept in the cache with its SHA-256 (a damaged or truncated file is computed again);
         threads asking at once share one computation.
@@ -68,8 +73,9 @@ class LabelBridge:
 
     @property
     def path(self) -> Path:
-        """Where the matrix is cached: named by the encoder, templates and labels it is made of."""
-        key = hashlib.sha1("\n".join([self.encoder.model_id, *self.templates, *self.labels]).encode()).hexdigest()
+        """Where the matrix is cached: named by the encoder and the phrasings it is made of."""
+        texts = ["\n".join(texts) for texts in self.phrasings]
+        key = hashlib.sha1("\n\n".join([self.encoder.model_id, *texts]).encode()).hexdigest()
         return self._cache / "bridge" / f"{key[:16]}.npy"
 
     def _load_or_compute(self) -> np.ndarray:
@@ -77,9 +83,9 @@ class LabelBridge:
         source = f"the text encoder {self.encoder.model_id} ({len(self.labels)} labels)"
 
         def compute(out: Path) -> None:
-            phrasings = [self.encoder.encode([t.format(label) for label in self.labels]) for t in self.templates]
+            matrix = vocabulary.phrasing_matrix(self.encoder, self.phrasings)
             with open(out, "wb") as handle:
-                np.save(handle, normalize(np.sum(phrasings, axis=0)).astype(np.float32), allow_pickle=False)
+                np.save(handle, matrix.astype(np.float32), allow_pickle=False)
 
         matrix = self._read(assets.derived(path, compute, source))
         if matrix is None:  # well recorded but unreadable (its record was damaged with it): computed again

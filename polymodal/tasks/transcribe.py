@@ -110,14 +110,15 @@ def to_vtt(segments: list[Segment]) -> str:
 
 
 def speech_windows(
-    analyzer: Analyzer, source: Path, window_seconds: float = WINDOW_SECONDS
+    analyzer: Analyzer, source: Path, window_seconds: float = WINDOW_SECONDS, notes: list[str] | None = None
 ):  # -> Iterator[tuple[int, np.ndarray]]
     """(offset in samples, samples) windows: ``window_seconds`` of new audio after what the previous window
-    left over (at most ``CUT_SEARCH_SECONDS``), each cut in a pause. Also how a video's track is analyzed."""
+    left over (at most ``CUT_SEARCH_SECONDS``), each cut in a pause. Also how a video's track is analyzed.
+    ``notes`` is told what decoding noticed (a truncated or damaged file)."""
     window = int(window_seconds * _SAMPLE_RATE)
     carry = np.zeros(0, np.float32)
     offset = 0
-    for block in iter_audio(source, window_seconds, _SAMPLE_RATE, analyzer.settings.max_audio_seconds):
+    for block in iter_audio(source, window_seconds, _SAMPLE_RATE, analyzer.settings.max_audio_seconds, notes):
         audio = np.concatenate([carry, block]) if carry.size else block
         if audio.size < window:  # the last, short block
             carry = audio
