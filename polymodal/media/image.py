@@ -39,6 +39,8 @@ def open_image(source: Path | bytes, max_pixels: int, draft_to: int | None = Non
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clear message
+    if (len(source) if isinstance(source, bytes) else _size(source)) == 0:
+        raise MediaError("empty file")
     try:
         opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -54,6 +56,13 @@ def open_image(source: Path | bytes, max_pixels: int, draft_to: int | None = Non
             raise
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
             raise MediaError(f"could not decode image (corrupt or truncated?): {exc}") from exc
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None  # opening says what is wrong with the path
 
 
 def _decoded(image, max_pixels: int, draft_to: int | None):  # -> PIL.Image.Image
