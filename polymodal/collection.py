@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal.analysis import Analyzer, Evidence, media_vector
+from polymodal.analysis import TRANSCRIPT, Analyzer, Evidence, media_vector
 from polymodal.config import Settings
 from polymodal.index import Indexer, IndexReport, Progress, VideoProgress, real_path
 from polymodal.models.base import loaded_models
@@ -214,7 +214,9 @@ class Collection(Understanding):
             vector = media_vector(analysis)
         else:
             vector = normalize(np.mean([v.vector for v in analysis.vectors], axis=0))
-        return self.searcher().search_vector(vector, k, exclude=row[2])
+        spoken = any(e.kind == TRANSCRIPT for e in analysis.evidence)
+        kind = {"text": "text", "audio": "speech" if spoken else "sound"}.get(analysis.modality, "image")
+        return self.searcher().search_vector(vector, k, exclude=row[2], kind=kind)
 
     def remove(self, ref: int | str) -> None:
         self.store.remove_file(self._file_row(ref)[1])
