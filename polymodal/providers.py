@@ -1,7 +1,9 @@
 """Who phrases descriptions, answers and summaries: the local LLM or a configured remote model.
 
-One interface, :class:`Phraser`: ``complete(system, user, images)`` returns text. The local LLM ignores
-images (it is text-only and sees the evidence instead); a provider is sent the images as well.
+One interface, :class:`Phraser`: ``complete(system, user, images)`` returns text; :func:`stream_text` gives it
+piece by piece as it is generated (``stream`` where a phraser has it: the local LLM and both wire formats; one
+piece otherwise), and stops the model when a ``stop`` event is set. The local LLM ignores images (it is
+text-only and sees the evidence instead); a provider is sent the images as well.
 Providers speak either the OpenAI chat-completions wire format (OpenAI, Ollama, vLLM, llama.cpp server)
 or Anthropic's Messages API, over the standard library's ``urllib``: nothing is contacted unless
 ``Settings.provider`` is set.
@@ -10,11 +12,14 @@ or Anthropic's Messages API, over the standard library's ``urllib``: nothing is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +36,10 @@ Examples = tuple[tuple[str, str], ...] | list[tuple[str, str]]  # (user, assista
 
 class ProviderError(RuntimeError):
     """A configured provider could not be reached, refused, or answered something unusable."""
+
+
+class Cancelled(Exception):
+    """Generation was stopped on request (its ``stop`` event was set)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,33 @@ class Phraser(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def stream_text(
+    phraser: Phraser,
+    system: str,
+    user: str,
+    images: list[ImageData] | None = None,
+    max_tokens: int = 300,
+    examples: Examples = (),
+    stop: threading.Event | None = None,
+) -> Iterator[str]:
+    """The phraser's answer in pieces as it is generated (one piece for a phraser that cannot stream).
+
+    Setting ``stop`` stops generation (the model is told, not just ignored) and raises :class:`Cancelled`.
+    """
+    if stop is not None and stop.is_set():
+        raise Cancelled("stopped before generation started")
+    streamer = getattr(phraser, "stream", None)
+    if streamer is None:
+        yield phraser.complete(system, user, images, max_tokens=max_tokens, examples=examples)
+    else:
+        for piece in streamer(system, user, images, max_tokens=max_tokens, examples=examples, stop=stop):
+            if stop is not None and stop.is_set():
+                break
+            yield piece
+    if stop is not None and stop.is_set():
+        raise Cancelled("stopped while generating")
+
+
 class LocalPhraser:
     """The local LLM (``Settings.llm``) behind the :class:`Phraser` interface; images are not sent."""
 
@@ -86,12 +122,59 @@ class LocalPhraser:
         max_tokens: int = 300,
         examples: Examples = (),
     ) -> str:
-        messages = [{"role": "system", "content": system}, *example_messages(examples)]
-        messages.append({"role": "user", "content": user})
-        return self.model.chat(messages, max_tokens=max_tokens, temperature=0.0)
+        return self.model.chat(_messages(system, user, examples), max_tokens=max_tokens, temperature=0.0)
+
+    def stream(
+        self,
+        system: str,
+        user: str,
+        images: list[ImageData] | None = None,
+        max_tokens: int = 300,
+        examples: Examples = (),
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """The reply piece by piece; generation ends when ``stop`` is set (see :func:`stream_text`)."""
+        messages = _messages(system, user, examples)
+        own = getattr(self.model, "stream", None)
+        if own is not None:
+            yield from own(messages, max_tokens=max_tokens, temperature=0.0, stop_event=stop)
+        else:
+            yield from _llama_stream(self.model, messages, max_tokens, stop)
 
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
+
+
+def _messages(system: str, user: str, examples: Examples) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, *example_messages(examples), {"role": "user", "content": user}]
+
+
+def _llama_stream(
+    model: Any, messages: list[dict[str, str]], max_tokens: int, stop: threading.Event | None
+) -> Iterator[str]:
+    """Stream from a :class:`polymodal.models.llm.LocalLlm` that has no ``stream`` method of its own: the same
+    call as its ``chat`` with ``stream=True``, under its generation lock (one conversation at a time); closing
+    the generator (``stop`` set, or the caller gone) ends llama.cpp's generation loop."""
+    from polymodal.models.base import ModelError
+
+    with getattr(model, "_generation_lock", None) or contextlib.nullcontext():
+        budget = model.context_tokens - model.count_tokens(" ".join(m["content"] for m in messages)) - 32
+        if budget < 16:
+            raise ModelError(f"the prompt does not fit in the LLM context ({model.context_tokens} tokens)")
+        chunks = model.runtime.create_chat_completion(
+            messages=messages, max_tokens=min(max_tokens, budget), temperature=0.0, seed=0, stream=True
+        )
+        try:
+            for chunk in chunks:
+                if stop is not None and stop.is_set():
+                    break
+                piece = (chunk["choices"][0].get("delta") or {}).get("content")
+                if piece:
+                    yield piece
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass
@@ -147,6 +230,41 @@ class ProviderPhraser:
         body = openai_body(self.config.model, system, user, images, max_tokens, examples)
         return _openai_text(self._post(self.endpoint, body, self._headers()), self.config.url)
 
+    def stream(
+        self,
+        system: str,
+        user: str,
+        images: list[ImageData] | None = None,
+        max_tokens: int = 300,
+        examples: Examples = (),
+        stop: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """The reply piece by piece over server-sent events (``"stream": true`` in both wire formats); retried
+        like :meth:`complete` until the first event arrives; the connection is closed when ``stop`` is set."""
+        images = list(images or []) if self.sees_images else []
+        anthropic = self.config.kind == "anthropic"
+        build = anthropic_body if anthropic else openai_body
+        body = build(self.config.model, system, user, images, max_tokens, examples) | {"stream": True}
+        data = json.dumps(body).encode("utf-8")
+        response = self._with_retries(lambda: _open_once(self.endpoint, data, self._headers(), self.config.timeout))
+        with response:
+            if "text/event-stream" not in (response.headers.get("content-type") or ""):
+                yield self._whole(response, anthropic)  # a server that does not stream answers whole
+                return
+            for event in _events(response, self.config.url):
+                if stop is not None and stop.is_set():
+                    return
+                piece = _anthropic_piece(event) if anthropic else _openai_piece(event)
+                if piece:
+                    yield piece
+
+    def _whole(self, response: Any, anthropic: bool) -> str:
+        try:
+            answer = json.loads(response.read())
+        except (ValueError, TimeoutError, OSError) as exc:
+            raise ProviderError(f"provider {_origin(self.config.url)} answered something unusable: {exc}") from None
+        return _anthropic_text(answer, self.config.url) if anthropic else _openai_text(answer, self.config.url)
+
     def count_tokens(self, text: str) -> int:
         # No tokenizer for a remote model: ~4 characters a token in English, ~1 a token in Chinese.
         return max(1, len(text.encode("utf-8")) // 3)
@@ -181,10 +299,13 @@ class ProviderPhraser:
 
     def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         data = json.dumps(body).encode("utf-8")
+        return self._with_retries(lambda: _post_once(url, data, headers, self.config.timeout))
+
+    def _with_retries(self, call: Any) -> Any:
         attempts = 1 + max(0, int(self.config.retries))
         for attempt in range(attempts):
             try:
-                return _post_once(url, data, headers, self.config.timeout)
+                return call()
             except _Retryable as exc:
                 if attempt == attempts - 1:
                     suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
@@ -200,11 +321,23 @@ class _Retryable(Exception):
 
 
 def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    with _open_once(url, data, headers, timeout) as response:
+        try:
+            raw = response.read()
+        except (TimeoutError, OSError) as exc:
+            raise _Retryable(f"provider {_origin(url)} connection failed: {exc}") from None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ProviderError(f"provider {_origin(url)} answered something that is not JSON: {_excerpt(raw)}") from None
+
+
+def _open_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -> Any:
+    """The open HTTP response to one POST; errors sorted into retryable and final ones."""
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     where = _origin(url)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL
-            raw = response.read()
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - configured URL
     except urllib.error.HTTPError as exc:
         excerpt = _excerpt(exc.read())
         message = f"provider {where} answered {exc.code}: {excerpt}"
@@ -219,10 +352,41 @@ def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -
         raise _Retryable(f"provider {where} could not be reached: {exc.reason}") from None
     except (ConnectionError, OSError) as exc:
         raise _Retryable(f"provider {where} connection failed: {exc}") from None
+
+
+def _events(response: Any, url: str) -> Iterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream (``data:`` lines), up to ``[DONE]``."""
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise ProviderError(f"provider {where} answered something that is not JSON: {_excerpt(raw)}") from None
+        for raw in response:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                raise ProviderError(f"provider {_origin(url)} streamed something that is not JSON: "
+                                    f"{_excerpt(payload.encode())}") from None  # fmt: skip
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "error" or ("error" in event and "choices" not in event):
+                raise ProviderError(f"provider {_origin(url)} stopped with an error: {_excerpt(event)}")
+            yield event
+    except (TimeoutError, OSError) as exc:
+        raise ProviderError(f"provider {_origin(url)} stopped streaming: {exc}") from None
+
+
+def _openai_piece(event: dict[str, Any]) -> str:
+    choices = event.get("choices") or [{}]
+    delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+    return str((delta or {}).get("content") or "")
+
+
+def _anthropic_piece(event: dict[str, Any]) -> str:
+    delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+    return str(delta.get("text") or "") if isinstance(delta, dict) and delta.get("type") == "text_delta" else ""
 
 
 def example_messages(examples: Examples) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from polymodal.config import Settings
 from polymodal.providers import ProviderConfig, ProviderError, ProviderPhraser, phraser_for
 from polymodal.tasks import grounding
 from polymodal.tasks.analyze import analyze
-from polymodal.tasks.ask import CANT_TELL, ask
+from polymodal.tasks.ask import ask
 from polymodal.tasks.describe import describe
 from polymodal.tasks.facts import clock, gather
 
@@ -59,7 +59,8 @@ def affirmative(answer: str, subjects: tuple[str, ...]) -> bool:
 
 def test_ask_about_writing_on_a_photo_without_text_cannot_tell(analyzer: Analyzer, samples: Path) -> None:
     answer = ask(analyzer, samples / "photos" / "chelsea_cat.jpg", "What is written on the sign?")
-    assert answer.answer == CANT_TELL and not answer.answerable
+    assert answer.answer.startswith("I can't tell what is written on the sign;") and not answer.answerable
+    assert "cat" in answer.answer  # what is known is said
     assert answer.by == "coverage" and "no text" in (answer.reason or "")
 
 

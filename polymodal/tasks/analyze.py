@@ -6,12 +6,17 @@ with times, its summary and its sound tags. Across items: an overall summary, ke
 times, amounts; Chinese names through jieba's part-of-speech tags), and statements of different items that
 agree or seem to contradict (similar meaning in the shared text space; a contradiction when their numbers
 or negations differ). Summaries are the LLM's when one is available (map-reduce over long inputs), else
-extractive. Rendering (Markdown, HTML, JSON) is in :mod:`polymodal.tasks.report`.
+extractive. The overall summary is grounded like every generated text (:func:`polymodal.tasks.grounding.ground`):
+each sentence must be traceable to the items' evidence (the documents' text, OCR lines, transcripts, label
+and tag names, durations and sizes; never a model's confidence), unsupported ones are dropped, and each kept
+one names the items and the line it rests on (``summary_points``). Rendering (Markdown, HTML, JSON) is in
+:mod:`polymodal.tasks.report`.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import LABEL, OCR, TAG, TRANSCRIPT, Analyzer
-from polymodal.providers import AUTO, Phraser, resolve
+from polymodal.providers import AUTO, Phraser, resolve, stream_text
 from polymodal.tasks.describe import describe, document_text
-from polymodal.tasks.facts import COLOUR, Facts, gather, language_name
-from polymodal.tasks.summarize import sentences_of, summarize, unlabel, unsupported
+from polymodal.tasks.facts import COLOUR, META, PICTURE, SIZE, Facts, gather, language_name
+from polymodal.tasks.grounding import Point, Source, ground
+from polymodal.tasks.summarize import sentences_of, summarize, unlabel
 
 AGREE_SIMILARITY = 0.6  # statements of two items this close in meaning say the same thing
 CONFLICT_SIMILARITY = 0.4  # ... this close, with different numbers or negation: they may contradict
@@ -35,6 +41,7 @@ OVERALL_SYSTEM = (
     "together. Use only the information given; add no facts, names or numbers. Say what each item contributes "
     "and where they agree or contradict. Answer with the summary only, at most {words} words."
 )
+MIN_DIGEST_TAG = 0.5  # sound tags less sure than this are not given to the LLM (it would state them)
 Progress = Callable[[int, int, str], None]
 
 
@@ -68,7 +75,8 @@ class ItemReport:
     language: str | None = None
     duration: float | None = None
     size: tuple[int, int] | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the reader: what reading the file met (a cut file)
+    diagnostics: list[str] = field(default_factory=list)  # internal: what the checks changed (--debug)
     facts: Facts | None = field(default=None, repr=False)  # for rendering (thumbnails); not serialised
 
     @property
@@ -118,29 +126,35 @@ class Report:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     title: str = "Analysis"
+    summary_points: list[Point] = field(default_factory=list)  # each sentence of the summary, what it rests on
+    diagnostics: list[str] = field(default_factory=list)  # internal: what the checks changed (--debug)
+    revised: bool = False  # the streamed summary was changed by the check (``summary`` replaces it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "summary": self.summary,
             "summary_by": self.summary_by,
+            "summary_points": [point.to_dict() for point in self.summary_points],
             "key_points": self.key_points,
             "entities": [e.to_dict() for e in self.entities],
             "relations": [r.to_dict() for r in self.relations],
             "items": [item.to_dict() for item in self.items],
             "seconds": round(self.seconds, 2),
             "notes": self.notes,
+            "diagnostics": self.diagnostics,
+            "revised": self.revised,
         }
 
-    def to_text(self) -> str:
+    def to_text(self, debug: bool = False) -> str:
         from polymodal.tasks.report import to_markdown
 
-        return to_markdown(self)
+        return to_markdown(self, debug)
 
-    def write(self, path: str | Path) -> Path:
+    def write(self, path: str | Path, debug: bool = False) -> Path:
         from polymodal.tasks.report import write_report
 
-        return write_report(self, Path(path))
+        return write_report(self, Path(path), debug)
 
 
 def analyze(
@@ -149,8 +163,13 @@ def analyze(
     phraser: Phraser | str | None = AUTO,
     progress: Progress | None = None,
     words: int = 100,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Report:
-    """Analyze ``sources`` (files) one by one, then together; ``phraser=None`` is fully extractive."""
+    """Analyze ``sources`` (files) one by one, then together; ``phraser=None`` is fully extractive.
+
+    ``on_token`` hears the overall summary as the LLM writes it; ``stop`` set stops the LLM
+    (:class:`polymodal.providers.Cancelled` is raised)."""
     if not sources:
         raise ValueError("nothing to analyze: give at least one file")
     started = time.perf_counter()
@@ -159,49 +178,50 @@ def analyze(
     for done, source in enumerate(sources):
         if progress:
             progress(done, len(sources), str(source))
-        items.append(analyze_item(analyzer, Path(source), phraser))
+        items.append(analyze_item(analyzer, Path(source), phraser, stop))
     if progress:
         progress(len(sources), len(sources), "")
     statements = [item_statements(item) for item in items]
-    summary, summary_by, notes = overall_summary(items, phraser, words)
     report = Report(
-        items,
-        summary,
-        summary_by,
-        overall_key_points(items),
-        find_entities(statements),
+        items, "", "extractive", overall_key_points(items), find_entities(statements),
         find_relations(analyzer, statements),
-        notes=notes,
-    )
+    )  # fmt: skip
+    overall_summary(report, phraser, words, on_token, stop)
     report.seconds = time.perf_counter() - started
     return report
 
 
 # --- one item ----------------------------------------------------------------------------------------------
-def analyze_item(analyzer: Analyzer, source: Path, phraser: Phraser | None) -> ItemReport:
+def analyze_item(
+    analyzer: Analyzer, source: Path, phraser: Phraser | None, stop: threading.Event | None = None
+) -> ItemReport:
     facts = gather(analyzer, source)
     analysis = facts.analysis
     item = ItemReport(str(source), facts.modality, analysis.format, "", "extractive", facts=facts)
     item.title = analysis.meta.get("title")
     if facts.modality == "text":
-        _text_item(item, facts, phraser)
+        _text_item(item, facts, phraser, stop)
     elif facts.modality == "image":
-        _image_item(analyzer, item, facts, phraser)
+        _image_item(analyzer, item, facts, phraser, stop)
     else:
-        _audio_item(analyzer, item, facts, phraser)
+        _audio_item(analyzer, item, facts, phraser, stop)
     item.notes += analysis.notes
     return item
 
 
-def _text_item(item: ItemReport, facts: Facts, phraser: Phraser | None) -> None:
-    summary = summarize(document_text(facts), phraser)
+def _text_item(item: ItemReport, facts: Facts, phraser: Phraser | None, stop: threading.Event | None) -> None:
+    summary = summarize(document_text(facts), phraser, stop=stop)
     item.summary, item.summary_by = summary.text, summary.by
-    item.key_points, item.keywords, item.notes = summary.key_points, summary.keywords, summary.notes
+    item.key_points, item.keywords = summary.key_points, summary.keywords
+    item.notes, item.diagnostics = summary.notes, summary.diagnostics
 
 
-def _image_item(analyzer: Analyzer, item: ItemReport, facts: Facts, phraser: Phraser | None) -> None:
-    description = describe(analyzer, Path(item.source), phraser, facts=facts)
+def _image_item(
+    analyzer: Analyzer, item: ItemReport, facts: Facts, phraser: Phraser | None, stop: threading.Event | None
+) -> None:
+    description = describe(analyzer, Path(item.source), phraser, facts=facts, stop=stop)
     item.summary, item.summary_by, item.notes = description.caption, description.by, description.notes
+    item.diagnostics = description.diagnostics
     item.labels = [(f.text, f.score or 0.0) for f in facts.of(LABEL)]
     item.colours = [f.text for f in facts.of(COLOUR)]
     item.ocr = [f.text for f in facts.of(OCR)]
@@ -210,19 +230,23 @@ def _image_item(analyzer: Analyzer, item: ItemReport, facts: Facts, phraser: Phr
     item.key_points = item.layout_lines or item.ocr[:5]
 
 
-def _audio_item(analyzer: Analyzer, item: ItemReport, facts: Facts, phraser: Phraser | None) -> None:
+def _audio_item(
+    analyzer: Analyzer, item: ItemReport, facts: Facts, phraser: Phraser | None, stop: threading.Event | None
+) -> None:
     meta = facts.analysis.meta
     item.duration = meta.get("duration")
     item.language = language_name(meta["language"]) if meta.get("language") else None
     item.tags = [(f.text, f.score or 0.0) for f in facts.of(TAG)]
     item.transcript = [Segment(f.start or 0.0, f.end or 0.0, f.text) for f in facts.of(TRANSCRIPT)]
     if item.transcript:
-        summary = summarize(" ".join(s.text for s in item.transcript), phraser)
+        summary = summarize(" ".join(s.text for s in item.transcript), phraser, stop=stop)
         item.summary, item.summary_by = summary.text, summary.by
-        item.key_points, item.keywords, item.notes = summary.key_points, summary.keywords, summary.notes
+        item.key_points, item.keywords = summary.key_points, summary.keywords
+        item.notes, item.diagnostics = summary.notes, summary.diagnostics
     else:
-        description = describe(analyzer, Path(item.source), phraser, facts=facts)
+        description = describe(analyzer, Path(item.source), phraser, facts=facts, stop=stop)
         item.summary, item.summary_by, item.notes = description.caption, description.by, description.notes
+        item.diagnostics = description.diagnostics
 
 
 def chart_layout(analyzer: Analyzer, facts: Facts) -> tuple[dict[str, Any] | None, list[str]]:
@@ -262,22 +286,67 @@ def item_statements(item: ItemReport) -> list[str]:
     return found[:MAX_STATEMENTS]
 
 
-def overall_summary(items: list[ItemReport], phraser: Phraser | None, words: int) -> tuple[str, str, list[str]]:
-    extractive = " ".join(f"{_label(i, item)}: {_first_sentence(item.summary)}" for i, item in enumerate(items))
+def overall_summary(
+    report: Report,
+    phraser: Phraser | None,
+    words: int,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Fill in the report's overall summary: the LLM's, each sentence checked against the items' evidence
+    (unsupported ones dropped), else each item's first sentence; with what each sentence rests on."""
+    items = report.items
+    report.summary, report.summary_by, report.summary_points = _extractive_summary(items)
     if phraser is None:
-        return extractive, "extractive", []
+        if on_token is not None:
+            on_token(report.summary)
+        return
     digest = "\n\n".join(_digest(i, item) for i, item in enumerate(items))
     budget = max(256, phraser.context_tokens - 700)
     if phraser.count_tokens(digest) > budget:
         from polymodal.tasks.summarize import map_reduce
 
-        text, _ = map_reduce(digest, phraser, words)
+        text, _ = map_reduce(digest, phraser, words, on_token, stop)
     else:
-        text = unlabel(phraser.complete(OVERALL_SYSTEM.format(words=words), digest, max_tokens=words * 2))
-    issues = unsupported(text, digest)
-    if not text or issues:
-        return extractive, "extractive", [f"the {phraser.name} summary was not used: {'; '.join(issues) or 'empty'}"]
-    return text, phraser.name, []
+        system = OVERALL_SYSTEM.format(words=words)
+        pieces = []
+        for piece in stream_text(phraser, system, digest, max_tokens=words * 2, stop=stop):
+            pieces.append(piece)
+            if on_token is not None:
+                on_token(piece)
+        text = unlabel("".join(pieces))
+    grounded = ground(text, [evidence_source(item) for item in items])
+    report.diagnostics += grounded.diagnostics(f"the {phraser.name} summary")
+    report.revised = grounded.text != text
+    if not grounded.text:
+        report.diagnostics.append(f"the {phraser.name} summary was not used: “{text}”")
+        return
+    report.summary, report.summary_by, report.summary_points = grounded.text, phraser.name, grounded.points
+
+
+def _extractive_summary(items: list[ItemReport]) -> tuple[str, str, list[Point]]:
+    points = []
+    for i, item in enumerate(items):
+        sentence = _first_sentence(item.summary)
+        points.append(Point(f"{_label(i, item)}: {sentence}", [item.name], [sentence]))
+    return " ".join(point.text for point in points), "extractive", points
+
+
+def evidence_source(item: ItemReport) -> Source:
+    """What an item's evidence says, line by line, for grounding a summary: its text, the text read in it, what
+    is said in it, the names of what the models saw and heard (with their synonyms and hypernyms), its size and
+    duration. No confidences: a model's score is not something the item says."""
+    from polymodal.tasks.grounding import label_terms
+
+    facts = item.facts
+    lines = [item.name] + ([item.title] if item.title else [])
+    if facts is None:
+        return Source(item.name, lines + [item.summary])
+    if item.modality == "text":
+        lines += sentences_of(document_text(facts), headings=True)
+    lines += [f.text for f in facts.of(OCR, TRANSCRIPT, LABEL, TAG, COLOUR, PICTURE, SIZE, META)]
+    lines += label_terms(facts)
+    return Source(item.name, lines)
 
 
 def _digest(i: int, item: ItemReport) -> str:
@@ -285,8 +354,9 @@ def _digest(i: int, item: ItemReport) -> str:
     lines += [f"- {point}" for point in item.key_points[:4]]
     if item.ocr:
         lines.append(f"Text in the image: {' / '.join(item.ocr[:8])}")
-    if item.tags:
-        lines.append("Sounds: " + ", ".join(tag for tag, score in item.tags[:4] if score >= 0.3))
+    sounds = [tag for tag, score in item.tags[:4] if score >= MIN_DIGEST_TAG and tag != "Silence"]
+    if sounds:
+        lines.append("Sounds: " + ", ".join(sounds))
     return "\n".join(lines)
 
 

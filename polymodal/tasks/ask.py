@@ -1,16 +1,21 @@
 """Answer a question about an image, a recording or a document from its evidence.
 
-Coverage is decided before any LLM is asked: a question about writing on an image with no OCR lines, about
-sound in an image, about what is seen in a recording, or one that needs counting or recognising people
-(which no model here does) gets "I can't tell from this" with the reason. Otherwise the most relevant
-evidence (passages and transcript segments ranked by similarity to the question) goes to the LLM, which is
-told to answer exactly "I can't tell from this" when the evidence does not cover the question; its answer is
-checked like a caption (:mod:`polymodal.tasks.grounding`). Without an LLM the relevant evidence is returned.
+First the question is routed to the evidence that answers it (:mod:`polymodal.tasks.questions`: what it
+shows, colours, text, titles, what is said and when, counts): deterministic, with no LLM. Then coverage: a
+question about writing on an image with no text, sound in an image, what is seen in a recording, or who
+someone is (no model here recognises people) is refused, saying what *is* known. Otherwise the most relevant
+evidence (passages and transcript segments ranked by similarity to the question) goes to the LLM, whose
+answer is checked sentence by sentence (:func:`polymodal.tasks.grounding.revise`): unsupported sentences are
+dropped and "probably" is added where an unsure label was stated as certain. ``on_token`` hears the LLM's
+answer as it is generated; when the check changed it, :attr:`Answer.revised` says so and :attr:`Answer.answer`
+is what replaces the streamed text. Without an LLM the relevant evidence is returned.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,23 +23,23 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, Analyzer
-from polymodal.providers import AUTO, Phraser, encode_image, resolve
-from polymodal.tasks import grounding
+from polymodal.providers import AUTO, Phraser, encode_image, resolve, stream_text
+from polymodal.tasks import grounding, questions
 from polymodal.tasks.facts import Fact, Facts, gather
 
-CANT_TELL = "I can't tell from this"
+CANT_TELL = "I can't tell from this"  # what the LLM is told to reply; refusals shown start "I can't tell"
 CONTEXT_TOKENS = 1500  # evidence sent with a question
 SYSTEM = (
     "Answer the question about {what} from the evidence only. The evidence comes from automatic models "
-    "(labels and sound tags with probabilities, text read from the image, a speech transcript, colours of the "
-    f"whole image, passages of a document). If the evidence does not answer the question, reply exactly: {CANT_TELL}. "
-    "Start the answer to a yes/no question with Yes or No. Say 'probably' when the evidence you use is below 50%. "
-    "Answer in one or two short sentences."
+    "(labels and sound tags, text read from the image, a speech transcript, colours of the whole image, passages "
+    f"of a document). If the evidence does not answer the question, reply exactly: {CANT_TELL}. "
+    "Start the answer to a yes/no question with Yes or No. Say 'probably' when the evidence you use is marked "
+    "probably or possibly. Do not give percentages. Answer in one or two short sentences."
 )
 EXAMPLES = (
-    ("EVIDENCE:\n- label: golden retriever (88%)\n- colour: green (40% of the image)\nQUESTION: Is there an animal?",
+    ("EVIDENCE:\n- label: golden retriever\n- colour: green (a large part of the image)\nQUESTION: Is there an animal?",
      "Yes, a golden retriever, which is a dog."),
-    ("EVIDENCE:\n- label: mountain bike (31%, probably)\nQUESTION: Is there a vehicle?",
+    ("EVIDENCE:\n- label: mountain bike (probably)\nQUESTION: Is there a vehicle?",
      "Yes, probably a bicycle (a mountain bike)."),
     ("EVIDENCE:\n- passage: The bakery opens at 9 and sells rye bread.\nQUESTION: Who owns the bakery?", CANT_TELL),
 )  # fmt: skip
@@ -71,16 +76,23 @@ WHO_Q = re.compile(r"\bwho\b|\bwhose\b|谁")
 WHEN_WHERE_Q = re.compile(r"\b(when|where)\b.*\b(taken|shot|photographed|recorded|made)\b|什么时候|在哪")
 
 
+OnToken = Callable[[str], None]
+
+
 @dataclass
 class Answer:
     source: str
     question: str
     answer: str
     answerable: bool
-    by: str  # the phraser's name, "coverage" (decided before any LLM), or "extractive"
+    by: str  # the phraser's name, "evidence" (routed, no LLM), "coverage" (refused before any LLM), "extractive"
     evidence: list[Fact] = field(default_factory=list)
     reason: str | None = None  # why it cannot tell
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # remarks for the reader (rare)
+    diagnostics: list[str] = field(default_factory=list)  # internal: what was checked, dropped, why (--debug)
+    route: str | None = None  # the kind of evidence the question was routed to ("colour", "text", ...)
+    streamed: str = ""  # the text as streamed to ``on_token``, before the check
+    revised: bool = False  # the check changed the streamed text: ``answer`` replaces it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,12 +101,15 @@ class Answer:
             "answer": self.answer,
             "answerable": self.answerable,
             "by": self.by,
+            "route": self.route,
             "reason": self.reason,
             "evidence": [f.to_dict() for f in self.evidence],
             "notes": self.notes,
+            "diagnostics": self.diagnostics,
+            "revised": self.revised,
         }
 
-    def to_text(self) -> str:
+    def to_text(self, debug: bool = False) -> str:
         lines = [self.answer]
         if self.reason:
             lines.append(f"(why: {self.reason})")
@@ -102,6 +117,8 @@ class Answer:
             lines += ["", "evidence:"] + [f"  {fact.line()}" for fact in self.evidence]
         lines.append(f"(answered by {self.by})")
         lines += [f"note: {note}" for note in self.notes]
+        if debug:
+            lines += [f"debug: {note}" for note in self.diagnostics]
         return "\n".join(lines)
 
 
@@ -112,24 +129,51 @@ def ask(
     phraser: Phraser | str | None = AUTO,
     analysis: Analysis | None = None,
     facts: Facts | None = None,
+    on_token: OnToken | None = None,
+    stop: threading.Event | None = None,
 ) -> Answer:
-    """Answer ``question`` about the file at ``source`` from its evidence (see the module doc)."""
+    """Answer ``question`` about the file at ``source`` from its evidence (see the module doc).
+
+    ``on_token(text)`` hears the answer as it is made: the LLM's pieces as they are generated, or a routed or
+    refused answer whole. ``stop`` set stops the LLM (:class:`polymodal.providers.Cancelled` is raised).
+    """
     question = " ".join(question.split())
     if not question:
         raise ValueError("the question is empty")
     facts = facts or gather(analyzer, Path(source), analysis)
     phraser = resolve(phraser, analyzer)
     sees = bool(phraser and phraser.sees_images and facts.image is not None)
+    answer = _routed_or_refused(question, facts, sees)
+    relevant: list[Fact] = []
+    if answer is None:
+        relevant, similarity = relevant_facts(analyzer, question, facts)
+        if off_topic(question, facts, similarity, phraser):
+            answer = _refusal(facts, question, "nothing in the text or speech is about this question")
+        elif phraser is None:
+            answer = _extractive(facts, question, relevant)
+    if answer is None:
+        return _phrase(facts, question, relevant, phraser, on_token, stop)  # type: ignore[arg-type]
+    if on_token is not None:
+        on_token(answer.answer)
+    return answer
+
+
+def _routed_or_refused(question: str, facts: Facts, sees: bool) -> Answer | None:
+    """The answer from the evidence kind the question asks about, or a refusal when the evidence cannot cover
+    it; None when neither applies."""
+    routed = questions.route(question, facts, sees_image=sees)
+    if routed is not None:
+        by = "evidence" if routed.answerable else "coverage"
+        return Answer(facts.source, question, routed.answer, routed.answerable, by, routed.evidence,
+                      routed.reason, route=routed.kind)  # fmt: skip
     reason = uncovered(question, facts, sees_image=sees)
-    if reason:
-        return Answer(facts.source, question, CANT_TELL, False, "coverage", [], reason)
-    relevant, similarity = relevant_facts(analyzer, question, facts)
-    if off_topic(question, facts, similarity, phraser):
-        reason = "nothing in the text or speech is about this question"
-        return Answer(facts.source, question, CANT_TELL, False, "coverage", [], reason)
-    if phraser is None:
-        return _extractive(facts, question, relevant)
-    return _phrase(facts, question, relevant, phraser)
+    return _refusal(facts, question, reason) if reason else None
+
+
+def _refusal(facts: Facts, question: str, reason: str, by: str = "coverage") -> Answer:
+    """ "I can't tell <what was asked>; <what is known>.", with the facts that are known."""
+    routed = questions.refuse(question, facts, reason)
+    return Answer(facts.source, question, routed.answer, False, by, routed.evidence, reason)
 
 
 def uncovered(question: str, facts: Facts, sees_image: bool = False) -> str | None:
@@ -207,18 +251,46 @@ def off_topic(question: str, facts: Facts, similarity: float, phraser: Phraser |
     return not asked & said
 
 
-def _phrase(facts: Facts, question: str, relevant: list[Fact], phraser: Phraser) -> Answer:
+def _phrase(
+    facts: Facts,
+    question: str,
+    relevant: list[Fact],
+    phraser: Phraser,
+    on_token: OnToken | None = None,
+    stop: threading.Event | None = None,
+) -> Answer:
     images = [encode_image(facts.image)] if phraser.sees_images and facts.image is not None else []
     system = VISION_SYSTEM if images else SYSTEM.format(what=WHAT[facts.modality])
     user = f"EVIDENCE:\n{facts.prompt(relevant)}\nQUESTION: {question}"
-    reply = clean_reply(phraser.complete(system, user, images, max_tokens=120, examples=EXAMPLES))
+    pieces = []
+    for piece in stream_text(phraser, system, user, images, max_tokens=120, examples=EXAMPLES, stop=stop):
+        pieces.append(piece)
+        if on_token is not None:
+            on_token(piece)
+    streamed = "".join(pieces).strip()
+    reply = clean_reply(streamed)
     if not reply or cannot_tell(reply):
-        return Answer(facts.source, question, CANT_TELL, False, phraser.name, [], "the evidence does not answer it")
-    issues = [] if images else grounding.problems(reply, facts)
-    if issues:
-        note = f"the {phraser.name} answer was not used ({'; '.join(issues)}): “{reply}”"
-        return Answer(facts.source, question, CANT_TELL, False, phraser.name, [], "no grounded answer", [note])
-    return Answer(facts.source, question, reply, True, phraser.name, cited(reply, question, relevant))
+        answer = _refusal(facts, question, "the evidence does not answer it", phraser.name)
+        answer.diagnostics.append(f"the {phraser.name} answer: “{streamed}”")
+    elif images:  # a vision model read the picture itself: its reading is not checked against our evidence
+        answer = Answer(facts.source, question, reply, True, phraser.name, cited(reply, question, relevant))
+    else:
+        answer = _checked(facts, question, relevant, phraser, reply)
+    answer.streamed, answer.revised = streamed, answer.answer != streamed
+    return answer
+
+
+def _checked(facts: Facts, question: str, relevant: list[Fact], phraser: Phraser, reply: str) -> Answer:
+    """The LLM's reply with unsupported sentences dropped and unsure claims hedged; when nothing is left, the
+    closest evidence (extractive)."""
+    revision = grounding.revise(reply, facts)
+    diagnostics = revision.diagnostics(f"the {phraser.name} answer")
+    if not revision.text:
+        answer = _extractive(facts, question, relevant)
+        answer.diagnostics += [*diagnostics, f"the {phraser.name} answer was not used: “{reply}”"]
+        return answer
+    cited_facts = cited(revision.text, question, relevant)
+    return Answer(facts.source, question, revision.text, True, phraser.name, cited_facts, diagnostics=diagnostics)
 
 
 def clean_reply(reply: str) -> str:
@@ -245,8 +317,39 @@ def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
 
 
 def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
+    """The evidence closest to the question, said as such (no LLM phrased it); of a passage, its sentences
+    sharing the most words with the question."""
     top = [f for f in relevant if f.kind in (LABEL, TAG, OCR)][:3]
     evidence = list({id(f): f for f in [*cited("", question, relevant)[:5], *top]}.values())
-    lines = "; ".join(f.line() for f in evidence)
-    answer = f"No language model is configured; the evidence closest to the question: {lines}"
-    return Answer(facts.source, question, answer, True, "extractive", evidence)
+    if not evidence:
+        return _refusal(facts, question, "no evidence is close to the question", "extractive")
+    lines = "; ".join(_plain(f, question) for f in evidence[:5])
+    return Answer(facts.source, question, f"The evidence closest to the question: {lines}", True, "extractive",
+                  evidence)  # fmt: skip
+
+
+def _plain(fact: Fact, question: str = "") -> str:
+    """A fact for a reader: scores said to be the model's, text quoted with its time, a passage by its sentences
+    closest to ``question``."""
+    from polymodal.tasks.facts import clock, percent
+
+    if fact.kind == PASSAGE:
+        return " … ".join(f"“{s}”" for s in _closest_sentences(fact.text, question))
+    if fact.kind in (LABEL, TAG) and fact.score is not None:
+        model = "image" if fact.kind == LABEL else "sound"
+        return f"{fact.text} (the {model} model: {percent(fact.score)})"
+    if fact.kind in (OCR, TRANSCRIPT, PASSAGE):
+        when = f" ({clock(fact.start)})" if fact.start is not None else ""
+        return f"“{fact.text}”{when}"
+    return fact.line(scores=False)
+
+
+def _closest_sentences(text: str, question: str, k: int = 2) -> list[str]:
+    """The ``k`` sentences of ``text`` sharing the most content words (stems) with ``question``, in order."""
+    from polymodal.tasks.summarize import sentences_of, tokens
+
+    sentences = sentences_of(text)
+    wanted = {grounding.stem(t) for t in tokens(question)}
+    scored = [(len(wanted & {grounding.stem(t) for t in tokens(s)}), -i) for i, s in enumerate(sentences)]
+    best = sorted(sorted(scored, reverse=True)[:k], key=lambda pair: -pair[1])
+    return [sentences[-i] for shared, i in best if shared] or sentences[:1]

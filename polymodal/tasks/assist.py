@@ -3,12 +3,15 @@
 The request is one of ``describe``, ``answer``, ``summarize``, ``transcribe``, or free text ("what does the
 sign say?", "总结一下"), which is routed by its words: a request to describe, transcribe or summarize goes
 there; anything else is a question, answered about the files given, or, with no file, about the collection
-(its best search hit). Every answer carries its evidence; ``progress`` hears each step as it happens.
+(its best search hit). Every answer carries its evidence; ``progress`` hears each step as it happens, and the
+answer's text as it is generated (``"token"`` events: ``{"text": ..., "source": file name or None}``; the final
+``answer`` replaces the streamed text where the grounding check changed it). ``stop`` set stops the LLM.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +43,20 @@ class AssistResult:
     question: str | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)  # what the answer rests on, each with its source
     parts: list[dict[str, Any]] = field(default_factory=list)  # the task results it was made from
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the reader: why it cannot tell, where an answer came from
+    diagnostics: list[str] = field(default_factory=list)  # internal: what the checks changed and why (--debug)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def to_text(self) -> str:
+    def to_text(self, debug: bool = False) -> str:
         lines = [self.answer, "", f"({self.route}, by {self.by})"]
         for item in self.evidence[:12]:
             when = f"[{item['start']:.1f}s] " if item.get("start") is not None else ""
             lines.append(f"  {item.get('source', '')}: {item.get('kind', '')}: {when}{item.get('text', '')}")
         lines += [f"note: {n}" for n in self.notes]
+        if debug:
+            lines += [f"debug: {d}" for d in self.diagnostics]
         return "\n".join(lines)
 
 
@@ -80,6 +86,7 @@ def assist(
     phraser: Any = "auto",
     search: Callable[[str], list[Any]] | None = None,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> AssistResult:
     """Route ``request`` over ``text`` and ``files`` (shown as ``names``); ``search(q)`` gives hits with paths."""
     emit = progress or (lambda event, data: None)
@@ -87,7 +94,7 @@ def assist(
     emit("route", {"route": capability, "question": question})
     inputs = [(Path(f), (names[i] if names else Path(f).name), detect(Path(f)).modality) for i, f in enumerate(files)]
     runner = {DESCRIBE: _describe, ANSWER: _answer, SUMMARIZE: _summarize, TRANSCRIBE: _transcribe}[capability]
-    result = runner(analyzer, inputs, text, question, phraser, search, emit)
+    result = runner(analyzer, inputs, text, question, phraser, search, emit, stop)
     result.request = request
     return result
 
@@ -95,7 +102,7 @@ def assist(
 Inputs = list[tuple[Path, str, str]]
 
 
-def _transcribe(analyzer, inputs: Inputs, text, question, phraser, search, emit) -> AssistResult:
+def _transcribe(analyzer, inputs: Inputs, text, question, phraser, search, emit, stop=None) -> AssistResult:
     from polymodal.tasks.transcribe import transcribe
 
     recordings = [i for i in inputs if i[2] in ("audio", "video")]
@@ -115,29 +122,30 @@ def _transcribe(analyzer, inputs: Inputs, text, question, phraser, search, emit)
     return result
 
 
-def _describe(analyzer, inputs: Inputs, text, question, phraser, search, emit) -> AssistResult:
+def _describe(analyzer, inputs: Inputs, text, question, phraser, search, emit, stop=None) -> AssistResult:
     from polymodal.tasks.describe import describe
 
     if not inputs:
         if text and text.strip():
-            return _summarize(analyzer, inputs, text, question, phraser, search, emit)
+            return _summarize(analyzer, inputs, text, question, phraser, search, emit, stop)
         raise ValueError("nothing to describe: send an image, a recording or a document")
     result = AssistResult("", DESCRIBE, "", "")
     captions = []
     for path, name, _ in inputs:
         emit("step", {"message": f"describing {name}"})
-        done = describe(analyzer, path, phraser)
+        done = describe(analyzer, path, phraser, on_token=_tokens(emit, name), stop=stop)
         part = _named(done.to_dict(), name)
         result.parts.append(part)
         result.evidence += [{"source": name, **f} for f in part.get("facts", [])]
         result.notes += done.notes
+        result.diagnostics += done.diagnostics
         result.by = done.by
         captions.append(f"{name}: {done.caption}" if len(inputs) > 1 else done.caption)
     result.answer = "\n".join(captions)
     return result
 
 
-def _answer(analyzer, inputs: Inputs, text, question, phraser, search, emit) -> AssistResult:
+def _answer(analyzer, inputs: Inputs, text, question, phraser, search, emit, stop=None) -> AssistResult:
     from polymodal.tasks.ask import ask
 
     question = question or (text or "").strip()
@@ -157,18 +165,19 @@ def _answer(analyzer, inputs: Inputs, text, question, phraser, search, emit) -> 
     answers = []
     for path, name in targets:
         emit("step", {"message": f"reading {name} for the answer"})
-        done = ask(analyzer, path, question, phraser)
+        done = ask(analyzer, path, question, phraser, on_token=_tokens(emit, name), stop=stop)
         part = _named(done.to_dict(), name)
         result.parts.append(part)
         result.evidence += [{"source": name, **f} for f in part.get("evidence", [])]
         result.notes += done.notes + ([done.reason] if done.reason else [])
+        result.diagnostics += done.diagnostics
         result.by = done.by
         answers.append(f"{name}: {done.answer}" if len(targets) > 1 else done.answer)
     result.answer = "\n".join(answers)
     return result
 
 
-def _summarize(analyzer, inputs: Inputs, text, question, phraser, search, emit) -> AssistResult:
+def _summarize(analyzer, inputs: Inputs, text, question, phraser, search, emit, stop=None) -> AssistResult:
     from polymodal.providers import resolve
     from polymodal.tasks.summarize import summarize
 
@@ -176,20 +185,31 @@ def _summarize(analyzer, inputs: Inputs, text, question, phraser, search, emit) 
     pieces = [text.strip()] if text and text.strip() else []
     for path, name, modality in inputs:
         if modality in ("audio", "video"):
-            part = _transcribe(analyzer, [(path, name, modality)], None, None, phraser, search, emit)
+            part = _transcribe(analyzer, [(path, name, modality)], None, None, phraser, search, emit, stop)
         else:
-            part = _describe(analyzer, [(path, name, modality)], None, None, phraser, search, emit)
+            quiet = _without_tokens(emit)  # only the summary itself is streamed
+            part = _describe(analyzer, [(path, name, modality)], None, None, phraser, search, quiet, stop)
         result.parts += part.parts
         result.evidence += part.evidence
+        result.diagnostics += part.diagnostics
         pieces.append(part.answer)
     if not pieces:
         raise ValueError("nothing to summarize: send text or files")
     emit("step", {"message": "summarizing"})
-    summary = summarize("\n\n".join(pieces), resolve(phraser, analyzer))
+    summary = summarize("\n\n".join(pieces), resolve(phraser, analyzer), on_token=_tokens(emit, None), stop=stop)
     result.answer, result.by = summary.text or pieces[0], summary.by
     result.parts.append({"summary": summary.to_dict()})
     result.notes += summary.notes
+    result.diagnostics += summary.diagnostics
     return result
+
+
+def _tokens(emit: Progress, source: str | None) -> Callable[[str], None]:
+    return lambda text: emit("token", {"text": text, "source": source})
+
+
+def _without_tokens(emit: Progress) -> Progress:
+    return lambda event, data: None if event == "token" else emit(event, data)
 
 
 def _named(data: dict[str, Any], name: str) -> dict[str, Any]:

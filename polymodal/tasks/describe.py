@@ -3,24 +3,30 @@
 A video also gets a timeline: each shot with its times and what it shows, what is said in it, the sounds
 heard and the text on screen.
 
-The facts (labels with probabilities, OCR lines, colours, size; sound tags, transcript; a document's
-summary) are put into a template caption, and phrased by the LLM under a strict prompt when one is
-available. The LLM's caption is checked (:mod:`polymodal.tasks.grounding`): if it mentions a thing, number
-or quote no evidence supports, the template caption is used instead and the reason is kept in ``notes``.
-A configured vision provider is also sent the image; what it says is then its own reading of the image.
+The facts (labels with probabilities, OCR lines read with confidence, colours, size; sound tags, transcript;
+a document's summary) are put into a template caption, and phrased by the LLM under a strict prompt when one
+is available. The LLM's caption is checked sentence by sentence (:func:`polymodal.tasks.grounding.revise`):
+a sentence naming a thing, number or quote no evidence supports is dropped, "probably" is added where an
+unsure label is stated as certain; when nothing is left, the template caption is used. What was changed and
+why goes to ``diagnostics`` (shown with ``--debug``), never into the caption. Captions carry no model
+confidences: those are in ``facts``. A configured vision provider is also sent the image; what it says is
+then its own reading of the image. ``on_token`` hears the LLM's caption as it is generated.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polymodal.analysis import LABEL, OCR, TAG, TRANSCRIPT, Analysis, Analyzer
-from polymodal.providers import AUTO, Phraser, encode_image, resolve
+from polymodal.providers import AUTO, Phraser, encode_image, resolve, stream_text
 from polymodal.tasks import grounding
-from polymodal.tasks.facts import COLOUR, SIZE, SURE, Fact, Facts, gather, percent
+from polymodal.tasks.facts import COLOUR, PICTURE, SIZE, SURE, Fact, Facts, gather
+from polymodal.tasks.subjects import main_subject
 
 MAX_OCR_LINES = 8
 MAX_TRANSCRIPT_TOKENS = 1200
@@ -49,8 +55,11 @@ class Description:
     used: list[str]  # the kinds of evidence it was made from
     facts: list[Fact] = field(default_factory=list)
     template: str = ""  # the caption composed without the LLM
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # remarks for the reader (a vision model's own reading)
     timeline: list[str] = field(default_factory=list)  # a video's shots, speech, sounds and text, line by line
+    diagnostics: list[str] = field(default_factory=list)  # internal: what was checked, dropped, why (--debug)
+    streamed: str = ""  # the LLM's caption as streamed to ``on_token``, before the check
+    revised: bool = False  # the check changed the streamed caption: ``caption`` replaces it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,12 +71,16 @@ class Description:
             "facts": [f.to_dict() for f in self.facts],
             "template": self.template,
             "notes": self.notes,
+            "diagnostics": self.diagnostics,
+            "revised": self.revised,
         } | ({"timeline": self.timeline} if self.timeline else {})
 
-    def to_text(self) -> str:
+    def to_text(self, debug: bool = False) -> str:
         lines = [self.caption, *([""] + self.timeline if self.timeline else [])]
         lines += ["", f"(phrased by {self.by}; from {', '.join(self.used) or 'no evidence'})"]
         lines += [f"note: {note}" for note in self.notes]
+        if debug:
+            lines += [f"debug: {note}" for note in self.diagnostics]
         return "\n".join(lines)
 
 
@@ -77,8 +90,14 @@ def describe(
     phraser: Phraser | str | None = AUTO,
     analysis: Analysis | None = None,
     facts: Facts | None = None,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Description:
-    """Describe the file at ``source``; ``phraser=None`` gives the template caption (no LLM)."""
+    """Describe the file at ``source``; ``phraser=None`` gives the template caption (no LLM).
+
+    ``on_token(text)`` hears the LLM's caption as it is generated (the template caption whole, without an
+    LLM); ``stop`` set stops the LLM (:class:`polymodal.providers.Cancelled` is raised).
+    """
     facts = facts or gather(analyzer, Path(source), analysis)
     phraser = resolve(phraser, analyzer)
     shown = caption_facts(facts, phraser)
@@ -87,38 +106,62 @@ def describe(
     if facts.modality == "text":
         from polymodal.tasks.summarize import summarize
 
-        summary = summarize(document_text(facts), phraser)
+        summary = summarize(document_text(facts), phraser, on_token=on_token, stop=stop)
         template = f"{template} {summary.text}".strip()
         summary_by = summary.by
-        return Description(facts.source, "text", template, summary_by, facts.used, shown, template, summary.notes)
+        described = Description(facts.source, "text", template, summary_by, facts.used, shown, template)
+        described.diagnostics, described.revised = summary.diagnostics, summary.revised
+        return described
     description = Description(facts.source, facts.modality, template, TEMPLATE, facts.used, shown, template)
     if facts.modality == "video":
         description.timeline = video_timeline(facts)
     if phraser is None:
+        if on_token is not None:
+            on_token(description.caption)
         return description
-    return _phrase(description, facts, shown, phraser)
+    return _phrase(description, facts, shown, phraser, on_token, stop)
 
 
-def _phrase(description: Description, facts: Facts, shown: list[Fact], phraser: Phraser) -> Description:
+def _phrase(
+    description: Description,
+    facts: Facts,
+    shown: list[Fact],
+    phraser: Phraser,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Description:
     images = [encode_image(facts.image)] if phraser.sees_images and facts.image is not None else []
     system = VISION_SYSTEM if images else SYSTEM.format(what=WHAT[facts.modality])
     user = f"FACTS about {WHAT[facts.modality]}:\n{facts.prompt(shown)}\n\nCaption:"
-    caption = clean_caption(phraser.complete(system, user, images, max_tokens=120))
+    pieces = []
+    for piece in stream_text(phraser, system, user, images, max_tokens=120, stop=stop):
+        pieces.append(piece)
+        if on_token is not None:
+            on_token(piece)
+    description.streamed = "".join(pieces).strip()
+    caption = clean_caption(description.streamed)
     if images:
         description.notes.append(f"{phraser.name} saw the image; its caption is its own reading of it")
-        issues = [] if caption else ["empty answer"]
+    elif caption:
+        revision = grounding.revise(caption, facts)
+        description.diagnostics += revision.diagnostics(f"the {phraser.name} caption")
+        caption = revision.text
+    if not _says_something(caption):
+        description.diagnostics.append(f"the {phraser.name} caption was not used: “{description.streamed}”")
     else:
-        issues = grounding.problems(caption, facts) if caption else ["empty answer"]
-    if issues:
-        description.notes.append(f"the {phraser.name} caption was not used ({'; '.join(issues)}): “{caption}”")
-        return description
-    description.caption, description.by = caption, phraser.name
+        description.caption, description.by = caption, phraser.name
+    description.revised = description.caption != description.streamed
     return description
+
+
+def _says_something(caption: str) -> bool:
+    return bool(grounding.words(caption) - {"null", "none", "nan", "undefined"})
 
 
 def caption_facts(facts: Facts, phraser: Phraser | None) -> list[Fact]:
     """The facts a caption is made from: every label, tag and colour; OCR and transcript within limits."""
-    shown = [f for f in facts.facts if f.kind not in (OCR, TRANSCRIPT, "passage")]
+    page = bool(facts.of(OCR)) and any(f.text in ("a document page", "a screenshot") for f in facts.of(PICTURE))
+    shown = [f for f in facts.facts if f.kind not in (OCR, TRANSCRIPT, "passage") and not _faint(f, page)]
     if facts.modality == "video":  # one hour is hundreds of shots: the prompt gets the most confident
         strongest = sorted((f for f in shown if f.kind in (LABEL, TAG)), key=lambda f: -(f.score or 0.0))
         kept = {id(f) for f in strongest[:MAX_VIDEO_FACTS]}
@@ -131,6 +174,12 @@ def caption_facts(facts: Facts, phraser: Phraser | None) -> list[Fact]:
             break
         shown.append(fact)
     return shown
+
+
+def _faint(fact: Fact, page: bool) -> bool:
+    """A label too unsure to give the LLM: a faint guess, or any unsure one on a page of text (a scan is not
+    a "brass plaque" or a "crossword")."""
+    return fact.kind == LABEL and ((fact.score or 0.0) < grounding.WEAK or (page and not fact.sure))
 
 
 def clean_caption(text: str) -> str:
@@ -152,31 +201,31 @@ def template_caption(facts: Facts) -> str:
 
 
 def _image_caption(facts: Facts) -> str:
-    parts = [_subject("An image", facts.of(LABEL))]
+    kind = next((f.text for f in facts.of(PICTURE) if f.text.startswith("a ")), "an image")
     ocr = [f.text for f in facts.of(OCR)[:MAX_OCR_LINES]]
+    parts = [_subject(kind[0].upper() + kind[1:], facts, skip_unsure=kind == "a document page" and bool(ocr))]
     if ocr:
         parts.append(f"The text in it reads “{' / '.join(ocr)}”.")
-    colours = [f.text for f in facts.of(COLOUR)]
+    colours = [f.text for f in facts.of(COLOUR) if not f.text.endswith("background")]
+    background = [f.text for f in facts.of(COLOUR) if f.text.endswith("background")]
     if colours:
-        parts.append(f"Main colours: {_and(colours)}.")
+        parts.append(f"Main colours: {_and(colours)}" + (f", on {article(background[0])}." if background else "."))
     size = facts.of(SIZE)
     if size:
         parts.append(f"{size[0].text[0].upper()}{size[0].text[1:]}.")
     return " ".join(parts)
 
 
-def _subject(start: str, labels: list[Fact]) -> str:
-    if not labels:
-        return f"{start} in which the models recognise nothing."
-    best = labels[0]
-    if best.sure:
-        text = f"{start} of {article(best.text)} ({percent(best.score or 0)})"
-    else:
-        text = f"{start} that probably shows {article(best.text)} ({percent(best.score or 0)})"
-    others = [f"{article(f.text)} ({percent(f.score or 0)})" for f in labels[1:3] if (f.score or 0) >= 0.15]
-    if others:
-        text += f", or possibly {' or '.join(others)}"
-    return text + "."
+def _subject(start: str, facts: Facts, skip_unsure: bool = False) -> str:
+    """ "A photo of an espresso.", "A photo that probably shows a palace, or possibly a bell tower."; a
+    document page's unsure labels (a scan is not a "brass plaque") are left out."""
+    subject = main_subject(facts)
+    if subject is None or (skip_unsure and not subject.sure):
+        return f"{start}." if skip_unsure else f"{start} in which the models recognise nothing."
+    phrase = subject.phrase()
+    if phrase.startswith("probably "):
+        return f"{start} that {phrase.replace('probably ', 'probably shows ', 1)}."
+    return f"{start} of {phrase}."
 
 
 def _audio_caption(facts: Facts) -> str:
@@ -184,8 +233,8 @@ def _audio_caption(facts: Facts) -> str:
     seconds = duration.removeprefix("duration ").removesuffix(" s")
     start = f"A {seconds}-second recording" if seconds else "A recording"
     tags = facts.of(TAG)
-    sure = [f"{t.text} ({percent(t.score or 0)})" for t in tags if (t.score or 0) >= SURE]
-    unsure = [f"{t.text} ({percent(t.score or 0)})" for t in tags[:3] if 0.1 <= (t.score or 0) < SURE]
+    sure = [t.text.lower() for t in tags if (t.score or 0) >= SURE]
+    unsure = [t.text.lower() for t in tags[:3] if 0.1 <= (t.score or 0) < SURE]
     parts = [start + (f" with {_and(sure)}" if sure else "") + (f", probably {_and(unsure)}" if unsure else "") + "."]
     segments = facts.of(TRANSCRIPT)
     language = next((f.text.removeprefix("spoken language ") for f in facts.of("meta") if "language" in f.text), "")
@@ -230,7 +279,7 @@ def video_timeline(facts: Facts) -> list[str]:
     shots = list(dict.fromkeys((f.start or 0.0, f.end or 0.0) for f in facts.of(LABEL)))
     for number, (start, end) in enumerate(shots, 1):
         labels = [f for f in facts.of(LABEL) if (f.start, f.end) == (start, end)]
-        seen = " or ".join(f"{article(f.text)} ({percent(f.score or 0)})" for f in labels)
+        seen = " or ".join(article(f.text) for f in labels)
         lines.append(f"{_clock(start)}–{_clock(end)}  shot {number}: {'' if labels[0].sure else 'probably '}{seen}")
         inside = [f for f in facts.facts if f.start is not None and start <= f.start < end]
         text = [f.text for f in inside if f.kind == OCR]

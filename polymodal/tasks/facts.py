@@ -1,18 +1,20 @@
 """What is known about one file, as short facts: the common input of describe, ask and analyze.
 
 Facts come from the one analysis path (:meth:`Analyzer.analyze_file`: labels, OCR lines, transcript
-segments, sound tags, passages) plus cheap measurements made here: an image's size, orientation and
-dominant colours (named colours over a 64×64 thumbnail). Each fact keeps its score, so that phrasing can
-say "probably" for the unsure ones, and each can be traced back to the evidence it came from.
+segments, sound tags, passages) plus cheap measurements made here: an image's size, orientation, and its
+visual attributes (:mod:`polymodal.perceivers.visual`: named colours with their shares, the kind of picture,
+black and white, dark). Each fact keeps its score, so that phrasing can say "probably" for the unsure ones,
+and each can be traced back to the evidence it came from. OCR lines the reader was unsure of, or that do
+not look like words ("AAA" read off a roof), are kept out (:func:`trusted_text`).
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, Analyzer, Evidence
 from polymodal.media.detect import detect
@@ -22,8 +24,11 @@ MIN_LABEL_SCORE = 0.05  # classifier labels below this are noise, not facts
 MAX_LABELS = 5
 MAX_TAGS = 5
 MAX_SHOT_LABELS = 2  # a video's labels per shot
-MIN_COLOUR_SHARE = 0.12  # a colour covering less of the image is not dominant
-COLOUR, SIZE, META = "colour", "size", "meta"
+OCR_FLOOR = 0.8  # OCR lines read with less confidence are not quoted as the image's text
+OCR_NUMBERS_FLOOR = 0.9  # ... and lines of mostly digits and signs ("24/7", "$3.50") need this much
+MAX_SINGLE_LETTERS = 0.25  # share of a line's words that may be single letters
+MIN_REAL_WORDS = 0.5  # share of a line's words that must be dictionary words (or short words / numbers)
+COLOUR, SIZE, META, PICTURE = "colour", "size", "meta", "picture"
 FORMAT_NAMES = {"txt": "plain-text", "md": "Markdown", "html": "HTML", "pdf": "PDF"}
 
 
@@ -39,15 +44,18 @@ class Fact:
     def sure(self) -> bool:
         return self.score is None or self.score >= SURE
 
-    def line(self) -> str:
-        """The fact as one prompt line, e.g. ``label: espresso (95%)`` or ``label: cup (12%, probably)``."""
+    def line(self, scores: bool = True) -> str:
+        """The fact as one line, e.g. ``label: espresso (95%)`` or ``label: cup (12%, probably)``; with
+        ``scores=False`` (what an LLM is shown) confidences are words, so that none can be copied into a text
+        as if it were a property of the thing ("a 95 % espresso"): ``label: cup (probably)``."""
         text = f"“{self.text}”" if self.kind in (OCR, TRANSCRIPT) else self.text
         if self.start is not None:
             text = f"[{clock(self.start)}–{clock(self.end or self.start)}] {text}"
         if self.score is not None and self.kind in (LABEL, TAG):
-            text += f" ({percent(self.score)}{'' if self.sure else ', probably'})"
-        elif self.score is not None and self.kind == COLOUR:
-            text += f" ({percent(self.score)} of the image)"
+            text += f" ({percent(self.score)}{'' if self.sure else ', probably'})" if scores else _hedge(self.score)
+        elif self.score is not None and self.kind in (COLOUR, CENTRE_COLOUR):
+            where = "the middle of the image" if self.kind == CENTRE_COLOUR else "the image"
+            text += f" ({percent(self.score) if scores else _share(self.score)} of {where})"
         return f"{self.kind}: {text}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +69,7 @@ class Facts:
     facts: list[Fact]
     analysis: Analysis
     image: Any = field(default=None, repr=False)  # the decoded PIL image (images only), for thumbnails
+    cache: Path | None = field(default=None, repr=False)  # the model cache (the label vocabulary is there)
 
     def of(self, *kinds: str) -> list[Fact]:
         return [f for f in self.facts if f.kind in kinds]
@@ -68,11 +77,12 @@ class Facts:
     @property
     def used(self) -> list[str]:
         """The kinds of evidence present, in a stable order ("label", "ocr", ...)."""
-        order = [LABEL, OCR, COLOUR, SIZE, TAG, TRANSCRIPT, PASSAGE, META]
+        order = [LABEL, OCR, COLOUR, PICTURE, SIZE, TAG, TRANSCRIPT, PASSAGE, META]
         return [kind for kind in order if self.of(kind)]
 
     def prompt(self, facts: list[Fact] | None = None) -> str:
-        return "\n".join(f"- {fact.line()}" for fact in (self.facts if facts is None else facts))
+        """Facts as prompt lines for an LLM: confidences in words (see :meth:`Fact.line`)."""
+        return "\n".join(f"- {fact.line(scores=False)}" for fact in (self.facts if facts is None else facts))
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "modality": self.modality, "facts": [f.to_dict() for f in self.facts]}
@@ -108,7 +118,7 @@ def gather(analyzer: Analyzer, source: Path, analysis: Analysis | None = None) -
         facts += video_facts(analysis)
     else:
         facts += text_facts(analysis)
-    return Facts(str(source), analysis.modality, facts, analysis, image)
+    return Facts(str(source), analysis.modality, facts, analysis, image, analyzer.settings.cache)
 
 
 def image_facts(analysis: Analysis, image: Any) -> list[Fact]:
@@ -116,8 +126,8 @@ def image_facts(analysis: Analysis, image: Any) -> list[Fact]:
     if not labels and evidence_of(analysis, LABEL):
         labels = evidence_of(analysis, LABEL)[:1]  # the best guess, marked unsure by its score
     facts = [Fact(LABEL, e.text, e.score) for e in labels]
-    facts += [Fact(OCR, e.text, e.score) for e in evidence_of(analysis, OCR) if readable(e.text)]
-    facts += [Fact(COLOUR, name, share) for name, share in dominant_colours(image)]
+    facts += [Fact(OCR, e.text, e.score) for e in evidence_of(analysis, OCR) if trusted_text(e.text, e.score)]
+    facts += visual_facts(image)
     width, height = analysis.meta.get("width", image.width), analysis.meta.get("height", image.height)
     facts.append(Fact(SIZE, f"{width}×{height} pixels, {orientation(width, height)}"))
     return facts
@@ -145,7 +155,7 @@ def video_facts(analysis: Analysis) -> list[Fact]:
     for labels in _same_span(evidence_of(analysis, LABEL)):
         kept = [e for e in labels if (e.score or 0.0) >= MIN_LABEL_SCORE][:MAX_SHOT_LABELS] or labels[:1]
         facts += [Fact(LABEL, e.text, e.score, e.start, e.end) for e in kept]
-    facts += _runs([e for e in evidence_of(analysis, OCR) if readable(e.text)], OCR)
+    facts += _runs([e for e in evidence_of(analysis, OCR) if trusted_text(e.text, e.score)], OCR)
     facts += sorted(_runs(evidence_of(analysis, TAG), TAG), key=lambda f: (f.start or 0.0, -(f.score or 0.0)))
     segments = evidence_of(analysis, TRANSCRIPT)
     if segments and meta.get("language"):
@@ -217,46 +227,119 @@ def orientation(width: int, height: int) -> str:
     return "landscape" if width > height else "portrait"
 
 
-# --- colours ------------------------------------------------------------------------------------------------
-# Hue sectors (degrees, upper bound) of the saturated colours.
-_HUES = [(15, "red"), (40, "orange"), (68, "yellow"), (160, "green"), (195, "cyan"), (255, "blue"),
-         (290, "purple"), (335, "pink"), (360, "red")]  # fmt: skip
+# --- what the pixels say --------------------------------------------------------------------------------------
+def visual_facts(image: Any) -> list[Fact]:
+    """Colours (share of the picture), a uniform background, and the kind of picture (photo, drawing, document
+    page, screenshot; black and white; dark), from :func:`polymodal.perceivers.visual.perceive`."""
+    from polymodal.perceivers.visual import KIND_WORDS, perceive
+
+    facts = []
+    for attribute in perceive(image):
+        if attribute.kind in ("colour", "background"):
+            facts.append(Fact(COLOUR, attribute.text, round(attribute.score, 2)))
+        elif attribute.kind == "picture":
+            facts.append(Fact(PICTURE, KIND_WORDS[attribute.text][0]))
+        else:  # tone ("black and white"), light ("dark", "bright")
+            facts.append(Fact(PICTURE, attribute.text))
+    return facts
 
 
-def dominant_colours(image: Any, k: int = 3) -> list[tuple[str, float]]:
-    """Named colours covering at least ``MIN_COLOUR_SHARE`` of a 64×64 thumbnail, largest share first."""
-    rgb = np.asarray(image.convert("RGB").resize((64, 64)), dtype=np.float32).reshape(-1, 3) / 255.0
-    names = colour_names(rgb)
-    values, counts = np.unique(names, return_counts=True)
-    shares = sorted(zip(values.tolist(), (counts / counts.sum()).tolist(), strict=True), key=lambda v: -v[1])
-    return [(name, round(share, 2)) for name, share in shares[:k] if share >= MIN_COLOUR_SHARE]
+def centre_colours(image: Any, share: float = 0.5) -> list[Fact]:
+    """The colours of the middle of the picture (``share`` of each side), where a photo's subject usually is
+    and where the image classifier looked; background excluded."""
+    from polymodal.perceivers.visual import perceive
+
+    width, height = image.size
+    box = (int(width * (1 - share) / 2), int(height * (1 - share) / 2),
+           int(width * (1 + share) / 2), int(height * (1 + share) / 2))  # fmt: skip
+    return [Fact(CENTRE_COLOUR, a.text, round(a.score, 2)) for a in perceive(image.crop(box)) if a.kind == "colour"]
 
 
-def colour_names(rgb: np.ndarray) -> np.ndarray:
-    """A colour name per (n, 3) RGB row in [0, 1], by rules on hue, saturation and value."""
-    top, bottom = rgb.max(axis=1), rgb.min(axis=1)
-    chroma = top - bottom
-    saturation = np.where(top > 0, chroma / np.maximum(top, 1e-6), 0.0)
-    hue = _hue(rgb, top, chroma)
-    names = np.empty(len(rgb), dtype=object)
-    bounds = [bound for bound, _ in _HUES]
-    names[:] = [_HUES[i][1] for i in np.searchsorted(bounds, hue, side="right").clip(0, len(_HUES) - 1)]
-    warm = (hue >= 12) & (hue < 50)
-    names[warm & (top < 0.72) & (saturation > 0.3)] = "brown"
-    names[(names == "cyan") & (top < 0.6)] = "teal"
-    names[warm & (saturation <= 0.35) & (saturation > 0.15) & (top >= 0.6)] = "beige"
-    grey = saturation <= 0.15
-    names[grey] = "grey"
-    names[grey & (top >= 0.85)] = "white"
-    names[(top < 0.18) | (grey & (top < 0.3))] = "black"
-    return names
+CENTRE_COLOUR = "centre colour"
 
 
-def _hue(rgb: np.ndarray, top: np.ndarray, chroma: np.ndarray) -> np.ndarray:
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    safe = np.maximum(chroma, 1e-6)
-    hue = np.where(top == r, ((g - b) / safe) % 6, np.where(top == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    return np.where(chroma > 0, hue * 60.0, 0.0)
+# --- OCR lines worth quoting ---------------------------------------------------------------------------------
+_LATIN_WORD = re.compile(r"[^\W\d_]+")
+SURE_READING = 0.9  # read this surely, a pronounceable word outside the lexicon (a name: "Okafor") counts
+
+
+def trusted_text(text: str, score: float | None) -> bool:
+    """An OCR line worth stating as the image's text: read with confidence (``OCR_FLOOR``) and looking like
+    writing: Chinese or Japanese characters, or mostly letters with at least half of its words real words;
+    a line of mostly digits ("24/7") needs ``OCR_NUMBERS_FLOOR``. "AAA" read at 0.62 off a roof is not."""
+    from polymodal.media.text import has_cjk
+
+    confidence = 1.0 if score is None else score
+    if not readable(text) or confidence < OCR_FLOOR:
+        return False
+    if has_cjk(text):
+        return True
+    alnum = [ch for ch in text if ch.isalnum()]
+    letters = sum(ch.isalpha() for ch in alnum)
+    if letters < len(alnum) / 2:
+        return confidence >= OCR_NUMBERS_FLOOR
+    found = _LATIN_WORD.findall(text)
+    if found and sum(len(w) == 1 for w in found) > MAX_SINGLE_LETTERS * len(found):
+        return False  # "the o sr e  t te  re s the": letters scattered, not words
+    return real_word_share(text, confidence >= SURE_READING) >= MIN_REAL_WORDS
+
+
+def real_word_share(text: str, names_too: bool = False) -> float:
+    """The share of a line's words found in the lexicon (WordNet's lemmas and common short words), and with
+    ``names_too`` pronounceable ones (a name, a brand); without a lexicon, the pronounceable share."""
+    found = _LATIN_WORD.findall(text)
+    if not found:
+        return 1.0
+    lexicon = _lexicon()
+    known = [w for w in found if (lexicon and (w.lower() in lexicon or _base(w.lower()) in lexicon))
+             or ((names_too or not lexicon) and _pronounceable(w))]  # fmt: skip
+    return len(known) / len(found)
+
+
+def _pronounceable(word: str) -> bool:
+    """A vowel, three letters or more, not one letter repeated, no four consonants in a row."""
+    lowered = word.lower()
+    return (
+        len(lowered) >= 3
+        and len(set(lowered)) > 1
+        and bool(re.search(r"[aeiouyàáâäèéêëìíîïòóôöùúûü]", lowered))
+        and not re.search(r"[^aeiouyàáâäèéêëìíîïòóôöùúûü\W]{4}", lowered)
+    )
+
+
+def _base(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+@functools.lru_cache(maxsize=1)
+def _lexicon() -> frozenset[str]:
+    """English words: WordNet's lemmas (``/usr/share/wordnet``, Debian ``wordnet-base``) and function words."""
+    from polymodal.space.vocabulary import WORDNET_DIR
+    from polymodal.tasks.summarize import STOPWORDS
+
+    words: set[str] = set()
+    for part in ("noun", "verb", "adj", "adv"):
+        path = WORDNET_DIR / f"index.{part}"
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                words |= {line.split(" ", 1)[0] for line in handle if not line.startswith(" ")}
+        except OSError:
+            continue
+    if not words:
+        return frozenset()
+    short = "a i am an as at be by do go he if in is it me my no of oh ok on or so to up us we pm tv id".split()
+    return frozenset(words | set(STOPWORDS) | set(short))
+
+
+def _hedge(score: float) -> str:
+    return "" if score >= SURE else " (probably)" if score >= 0.2 else " (possibly)"
+
+
+def _share(share: float) -> str:
+    return "most" if share >= 0.5 else "a large part" if share >= 0.25 else "some"
 
 
 # --- small formatting helpers shared by the tasks --------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Render an analysis :class:`~polymodal.tasks.analyze.Report` as Markdown, self-contained HTML or JSON.
 
 The HTML file needs nothing else: styles are inline, images are embedded as base64 JPEG thumbnails, and
-recordings are shown as transcript segments with their times.
+recordings are shown as transcript segments with their times. Each sentence of the overall summary is listed
+with the items and the line it rests on; models' confidences are shown as the models', beside what they saw
+or heard. Internal notes (what the checks dropped and why) are rendered only with ``debug``; JSON always has
+them, under ``diagnostics``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
 FORMATS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".json": "json"}
 THUMBNAIL_SIZE = 320
 KIND = {"text": "document", "image": "image", "audio": "recording"}
+SEEN = "Seen by the image model (its confidence)"
+HEARD = "Heard by the sound model (its confidence)"
 
 
 def format_for(path: Path) -> str:
@@ -30,27 +35,31 @@ def format_for(path: Path) -> str:
         raise ValueError(f"unknown report format {path.suffix or '(none)'}: use .md, .html or .json") from None
 
 
-def render(report: Report, fmt: str) -> str:
-    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report)
+def render(report: Report, fmt: str, debug: bool = False) -> str:
+    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report, debug)
 
 
-def write_report(report: Report, path: Path) -> Path:
+def write_report(report: Report, path: Path, debug: bool = False) -> Path:
     """Write ``report`` to ``path`` in the format its extension names (.md, .html, .json)."""
-    text = render(report, format_for(path))
+    text = render(report, format_for(path), debug)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 
 
-def to_json(report: Report) -> str:
+def to_json(report: Report, debug: bool = False) -> str:
     return json.dumps(report.to_dict(), ensure_ascii=False, indent=2)
 
 
 # --- Markdown ------------------------------------------------------------------------------------------------
-def to_markdown(report: Report) -> str:
+def to_markdown(report: Report, debug: bool = False) -> str:
     names = [item.name for item in report.items]
     out = [f"# {report.title}", "", f"{len(report.items)} items: {', '.join(names)}", "", "## Summary", ""]
     out += [report.summary, "", f"_({_by(report.summary_by)})_", ""]
+    if report.summary_points:
+        out += ["What each sentence rests on:", ""]
+        out += [f"- {p.text} — _{'; '.join(_rests(p))}_" for p in report.summary_points]
+        out.append("")
     if report.key_points:
         out += ["## Key points", "", *[f"- {p}" for p in report.key_points], ""]
     if report.entities:
@@ -63,7 +72,22 @@ def to_markdown(report: Report) -> str:
     for i, item in enumerate(report.items, 1):
         out += _item_md(i, item)
     out += [f"_Analyzed in {report.seconds:.1f} s._", *[f"_Note: {n}_" for n in report.notes]]
+    if debug:
+        out += ["", "## Diagnostics", "", *[f"- {d}" for d in _diagnostics(report)]]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _rests(point: Any) -> list[str]:
+    """ "coffee.md: “A good espresso starts …”" for each source of a summary sentence."""
+    return [f"{name}: “{_short(line)}”" for name, line in zip(point.sources, point.evidence, strict=True)]
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _diagnostics(report: Report) -> list[str]:
+    return [*report.diagnostics, *[f"{item.name}: {d}" for item in report.items for d in item.diagnostics]]
 
 
 def _item_md(number: int, item: ItemReport) -> list[str]:
@@ -74,13 +98,13 @@ def _item_md(number: int, item: ItemReport) -> list[str]:
     if item.key_points and item.modality != "image":
         out += ["Key points:", "", *[f"- {p}" for p in item.key_points], ""]
     if item.labels:
-        out += ["Seen: " + ", ".join(f"{label} ({score:.0%})" for label, score in item.labels), ""]
+        out += [f"{SEEN}: " + ", ".join(f"{label} ({score:.0%})" for label, score in item.labels), ""]
     if item.ocr:
         out += ["Text in the image:", "", *[f"> {line}" for line in item.ocr], ""]
     if item.layout_lines:
         out += ["Layout:", "", "```", *item.layout_lines, "```", ""]
     if item.tags:
-        out += ["Sounds: " + ", ".join(f"{tag} ({score:.0%})" for tag, score in item.tags), ""]
+        out += [f"{HEARD}: " + ", ".join(f"{tag} ({score:.0%})" for tag, score in item.tags), ""]
     if item.transcript:
         language = f" ({item.language})" if item.language else ""
         out += [f"Transcript{language}:", ""]
@@ -118,10 +142,15 @@ white-space:nowrap}.contradict{color:#a33}.agree{color:#262}.clear{clear:both}
 """
 
 
-def to_html(report: Report) -> str:
+def to_html(report: Report, debug: bool = False) -> str:
     names = [item.name for item in report.items]
     body = [f"<h1>{_e(report.title)}</h1>", f"<p>{len(report.items)} items: {_e(', '.join(names))}</p>"]
     body += ["<h2>Summary</h2>", f"<p>{_e(report.summary)}</p>", f'<p class="by">{_e(_by(report.summary_by))}</p>']
+    if report.summary_points:
+        body += ['<details class="rests"><summary>What each sentence rests on</summary><ul>']
+        body += [f"<li>{_e(p.text)} <span class=\"by\">— {_e('; '.join(_rests(p)))}</span></li>"
+                 for p in report.summary_points]  # fmt: skip
+        body.append("</ul></details>")
     if report.key_points:
         body += ["<h2>Key points</h2>", _ul(report.key_points)]
     if report.entities:
@@ -136,6 +165,8 @@ def to_html(report: Report) -> str:
         body += _item_html(i, item)
     body.append(f'<p class="by">Analyzed in {report.seconds:.1f} s.</p>')
     body += [f'<p class="note">Note: {_e(n)}</p>' for n in report.notes]
+    if debug:
+        body += ["<h2>Diagnostics</h2>", _ul(_diagnostics(report))]
     head = f'<meta charset="utf-8"><title>{_e(report.title)}</title><style>{STYLE}</style>'
     return f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
 
@@ -151,13 +182,15 @@ def _item_html(number: int, item: ItemReport) -> list[str]:
     if item.key_points and item.modality != "image":
         out += ["<h3>Key points</h3>", _ul(item.key_points)]
     if item.labels:
-        out.append("<p>Seen: " + _e(", ".join(f"{label} ({score:.0%})" for label, score in item.labels)) + "</p>")
+        seen = ", ".join(f"{label} ({score:.0%})" for label, score in item.labels)
+        out.append(f"<p>{_e(SEEN)}: {_e(seen)}</p>")
     if item.ocr:
         out += ["<h3>Text in the image</h3>", *[f"<blockquote>{_e(line)}</blockquote>" for line in item.ocr]]
     if item.layout_lines:
         out += ["<h3>Layout</h3>", f"<pre>{_e(chr(10).join(item.layout_lines))}</pre>"]
     if item.tags:
-        out.append("<p>Sounds: " + _e(", ".join(f"{tag} ({score:.0%})" for tag, score in item.tags)) + "</p>")
+        heard = ", ".join(f"{tag} ({score:.0%})" for tag, score in item.tags)
+        out.append(f"<p>{_e(HEARD)}: {_e(heard)}</p>")
     if item.transcript:
         language = f" ({item.language})" if item.language else ""
         out += [f"<h3>Transcript{_e(language)}</h3>", "<table>"]

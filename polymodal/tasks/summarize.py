@@ -5,19 +5,24 @@ English stop words dropped); a sentence scores the mean weight of its words, wit
 early; the best sentences are returned in document order. Nothing is invented: they are quotes.
 
 Abstractive: the text is cut into chunks that fit the phraser's context, each chunk is summarised (map),
-and the partial summaries are summarised together (reduce), recursively until one remains. A summary that
-states numbers or quotes not found in the text is replaced by the extractive one.
+and the partial summaries are summarised together (reduce), recursively until one remains. Each sentence of
+the summary is checked against the text (:func:`polymodal.tasks.grounding.ground`): one that states numbers,
+quotes or names not found there, or mostly words the text never uses, is dropped, and each kept one says
+which sentence of the text it rests on; when none is left, the extractive summary is used. The last step
+can be streamed (``on_token``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from polymodal.providers import Phraser
+from polymodal.providers import Phraser, stream_text
 
 SUMMARY_SYSTEM = (
     "You summarise text faithfully. Use only what the text says; add no facts, names or numbers of your own. "
@@ -55,46 +60,74 @@ class Summary:
     keywords: list[str]
     by: str  # the phraser's name, or "extractive"
     chunks: int = 1
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # remarks for the reader
+    diagnostics: list[str] = field(default_factory=list)  # internal: why a phrased summary was changed (--debug)
+    points: list[Any] = field(default_factory=list)  # grounding.Point per phrased sentence: what it rests on
+    revised: bool = False  # the streamed text was changed by the check (``text`` replaces it)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "points"}
+        return out | {"points": [point.to_dict() for point in self.points]}
 
     def to_text(self) -> str:
         points = "\n".join(f"- {p}" for p in self.key_points)
         return f"{self.text}\n\nKey points:\n{points}\n\nKeywords: {', '.join(self.keywords)}\n({self.by})"
 
 
-def summarize(text: str, phraser: Phraser | None = None, words: int = 60, points: int = 4) -> Summary:
-    """A summary of ``text``: phrased by ``phraser`` if given, else extractive."""
+def summarize(
+    text: str,
+    phraser: Phraser | None = None,
+    words: int = 60,
+    points: int = 4,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Summary:
+    """A summary of ``text``: phrased by ``phraser`` if given (each sentence checked against the text), else
+    extractive. ``on_token`` hears the final phrasing step as it is generated, or the extractive summary."""
+    from polymodal.tasks.grounding import Source, ground
+
     sentences = sentences_of(text)
     weights = word_weights(sentences)
     key = key_sentences(sentences, weights, points)
     keywords = [w for w, _ in sorted(weights.items(), key=lambda kv: -kv[1])[:8]]
     extractive = Summary(" ".join(key_sentences(sentences, weights, 2)), key, keywords, "extractive")
+    if phraser is not None and text.strip() and phraser.count_tokens(text) <= SHORT_TOKENS_PER_WORD * words:
+        extractive.diagnostics.append("short text: its key sentences are its summary")
+        phraser = None
     if phraser is None or not text.strip():
+        if on_token is not None and extractive.text:
+            on_token(extractive.text)
         return extractive
-    if phraser.count_tokens(text) <= SHORT_TOKENS_PER_WORD * words:
-        extractive.notes.append("short text: its key sentences are its summary")
+    phrased, chunks = map_reduce(text, phraser, words, on_token, stop)
+    grounded = ground(phrased, [Source("the text", sentences_of(text, headings=True))])
+    diagnostics = grounded.diagnostics(f"the {phraser.name} summary")
+    if not grounded.text:
+        extractive.diagnostics += [*diagnostics, f"the {phraser.name} summary was not used: “{phrased}”"]
+        extractive.revised = True
         return extractive
-    phrased, chunks = map_reduce(text, phraser, words)
-    issues = unsupported(phrased, text)
-    if not phrased or issues:
-        extractive.notes.append(f"the {phraser.name} summary was not used: {'; '.join(issues) or 'empty'}")
-        return extractive
-    return Summary(phrased, key, keywords, phraser.name, chunks)
+    summary = Summary(grounded.text, key, keywords, phraser.name, chunks, diagnostics=diagnostics)
+    summary.points, summary.revised = grounded.points, grounded.text != phrased
+    return summary
 
 
-def map_reduce(text: str, phraser: Phraser, words: int) -> tuple[str, int]:
-    """Summarise ``text`` in chunks that fit the context, then the partial summaries; returns (summary, chunks)."""
+def map_reduce(
+    text: str,
+    phraser: Phraser,
+    words: int,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[str, int]:
+    """Summarise ``text`` in chunks that fit the context, then the partial summaries; returns (summary, chunks).
+    The last step is streamed to ``on_token``."""
     budget = max(256, phraser.context_tokens - RESERVED_TOKENS)
     chunks = chunk(text, phraser, budget)
     if len(chunks) == 1:
-        return _ask(phraser, ONE_PROMPT, chunks[0], words), 1
-    partials = [_ask(phraser, MAP_PROMPT, part, words) for part in chunks]
+        return _ask(phraser, ONE_PROMPT, chunks[0], words, on_token, stop), 1
+    partials = [_ask(phraser, MAP_PROMPT, part, words, stop=stop) for part in chunks]
     for _ in range(MAX_ROUNDS):
         groups = chunk("\n\n".join(partials), phraser, budget)
-        partials = [_ask(phraser, REDUCE_PROMPT, group, words) for group in groups]
+        last = len(groups) == 1
+        partials = [_ask(phraser, REDUCE_PROMPT, group, words, on_token if last else None, stop) for group in groups]
         if len(partials) == 1:
             break
     return partials[0], len(chunks)
@@ -119,8 +152,23 @@ def chunk(text: str, phraser: Phraser, budget: int) -> list[str]:
     return pieces or [text]
 
 
-def _ask(phraser: Phraser, template: str, text: str, words: int) -> str:
-    return unlabel(phraser.complete(SUMMARY_SYSTEM, template.format(words=words, text=text), max_tokens=words * 2))
+def _ask(
+    phraser: Phraser,
+    template: str,
+    text: str,
+    words: int,
+    on_token: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> str:
+    prompt = template.format(words=words, text=text)
+    if on_token is None and stop is None:
+        return unlabel(phraser.complete(SUMMARY_SYSTEM, prompt, max_tokens=words * 2))
+    pieces = []
+    for piece in stream_text(phraser, SUMMARY_SYSTEM, prompt, max_tokens=words * 2, stop=stop):
+        pieces.append(piece)
+        if on_token is not None:
+            on_token(piece)
+    return unlabel("".join(pieces))
 
 
 def unlabel(text: str) -> str:

@@ -1,0 +1,571 @@
+"""Questions answered straight from the evidence that answers them: before, and without, any LLM.
+
+A question is routed by its words (English and Chinese) to one kind of evidence:
+- **what is it** → the image's labels, grouped by the name they share (:mod:`polymodal.tasks.subjects`), or
+  the sound tags; hedged with "probably" and the image model's scores named as the model's;
+- **colour** → the measured colours (:mod:`polymodal.perceivers.visual`): of the whole picture, or, for a
+  thing the labels name (the cup of an espresso), of the middle of the picture where the subject is, hedged;
+- **text, "what does it say", title** → the OCR lines read with confidence (the title: the first or largest);
+- **first / last sentence** → the transcript (or the document's sentences);
+- **what is said about X** → every transcript segment (or sentence of a document) about X, with its times;
+- **when is X said** → the times of the segments that say it;
+- **how many** → times a word is said; people, faces and objects are not counted by any model here: said so;
+- **is there a X / is this a X** → yes when the labels (or their hypernyms: a tabby cat is an animal) name X;
+  otherwise no route (the labels name the main subject only: "no" would be a guess).
+Each answer is deterministic, carries the facts it rests on, and, when the evidence cannot answer, says what
+*is* known ("I can't tell who owns it; the image model sees an espresso").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT
+from polymodal.tasks.facts import COLOUR, META, PICTURE, Fact, Facts, centre_colours, clock, percent
+from polymodal.tasks.grounding import stem
+from polymodal.tasks.subjects import SURE, Subject, article, class_table, main_subject, terms_of
+
+CANT_TELL = "I can't tell"
+MAX_QUOTED_LINES = 12
+MAX_MATCHES = 8
+MIN_GUESS = 0.1  # below this, the image model's best label is no answer to "what is it"
+POSSIBLY = 0.2  # below this, a guess is "possibly", not "probably"
+SPEECH_TAGS = frozenset({"Speech", "Narration, monologue", "Conversation", "Male speech, man speaking",
+                         "Female speech, woman speaking"})  # fmt: skip
+
+_Q = re.IGNORECASE
+COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|多少|几个|几只|几次", _Q)
+COUNT_SAID_Q = re.compile(r"\bhow many times\b.*\b(say|says|said|mention|mentions|mentioned|repeat|use)|说了几次", _Q)
+PEOPLE_Q = re.compile(
+    r"\b(people|persons?|men|women|man|woman|children|kids?|faces?|players?|speakers?|voices?|crowd)\b|人|脸", _Q
+)
+TITLE_Q = re.compile(r"\b(title|headline|heading)\b|标题|题目", _Q)
+READ_Q = re.compile(
+    r"\bwhat (does|do|did) (it|this|that|the \w+|this \w+) (say|read)\b|\bwhat('s| is| was| are) (written|printed)"
+    r"|\bwhat (text|words?|letters)\b|\bread (it|this|the \w+|out)\b|\bwhat (text|writing) is\b"
+    r"|写了什么|写的什么|上面写|什么字|文字是什么",
+    _Q,
+)
+SAID_Q = re.compile(
+    r"\bwhat (does|did|do|is) (it|the \w+|he|she|they|someone|somebody) (say|said|saying|talk\w* about)\s*\??$"
+    r"|\bwhat (is|was) (said|spoken)\s*\??$|说了什么",
+    _Q,
+)
+COLOUR_Q = re.compile(r"\bcolou?rs?\b|颜色", _Q)
+FIRST_Q = re.compile(r"\b(first|opening|last|final|closing)\s+(sentence|line|words?|phrase|thing)|第一句|最后一句", _Q)
+WHEN_Q = re.compile(
+    r"\bwhen\b.*\b(say|says|said|mention|mentions|mentioned|spoken|speak|speaks|talk|talks|heard)\b"
+    r"|\bat what (time|point|moment)\b|\bwhat time\b.*\b(say|said|mention)|什么时候(说|提到|讲)",
+    _Q,
+)
+ABOUT_Q = re.compile(
+    r"\b(say|says|said|saying|mention|mentions|mentioned|tell|tells|talk|talks|write|writes|written)\b.*?"
+    r"\babout\s+(?P<topic>[^?.!]+)|关于(?P<zh>.+?)(说|讲|写|提到)",
+    _Q,
+)
+WHAT_IS_Q = re.compile(
+    r"^\s*what('s| is| are)\s+(in|on)\s+(this|the|that)\s+(picture|image|photo|photograph|pic|scan|drawing|frame)"
+    r"|^\s*what('s| is) (this|that|it)\s*\??\s*$|\bwhat (do|can) you see\b"
+    r"|\bwhat (does|do) (this|the|it)\s*(picture|image|photo|photograph|drawing|scan)?\s*(show|depict)"
+    r"|\bwhat (animal|kind of \w+|type of \w+|sort of \w+|breed|object|thing|bird|dog|cat|plant|flower|vehicle|"
+    r"food|drink|building) (is|are) (this|that|it|shown|in)\b|\bwhat is shown\b"
+    r"|这是什么|(图片|照片|图)里(有|是)什么|画的是什么",
+    _Q,
+)
+IS_THERE_Q = re.compile(
+    r"^\s*(is|are)\s+(there|this|that|it)\s+(an?\s+|any\s+|some\s+)?(?P<thing>[a-z][a-z' -]*?)\s*(in\s+(it|this|the"
+    r"\s+\w+))?\s*\??\s*$|^\s*(does|do)\s+(it|this|the \w+)\s+(show|contain|have)\s+(an?\s+|any\s+)?"
+    r"(?P<thing2>[a-z][a-z' -]*?)\s*\??\s*$",
+    _Q,
+)
+WHAT_SOUND_Q = re.compile(
+    r"\bwhat('s| is) (this|that|the) (sound|noise|recording)\b|\bwhat (do|can) (you|i|we) hear\b"
+    r"|\bwhat (is|can be) heard\b|\bwhat sounds?\b|\bwhat is in (this|the) recording\b|这是什么声音|听到什么",
+    _Q,
+)
+# Things a colour question may name that are the picture itself, not something in it.
+WHOLE = frozenset("picture image photo photograph it this that scene background drawing scan page".split())
+_COLOUR_THING = re.compile(
+    r"colou?rs?\s+(?:is|are|was|were|of|does|do)\s+(?:the|this|that|these|those|a|an|its|his|her|their)?\s*"
+    r"(?P<thing>[a-z][a-z' -]*?)\s*(?:have|has|in|on|\?|$)",
+    _Q,
+)
+QUESTION_WORDS = frozenset(
+    """when what where which who whom whose why how time point moment does did do is are was were the a an
+    speaker speakers narrator voice say says said saying mention mentions mentioned spoken speak speaks talk
+    talks heard hear recording audio file it this that they he she someone somebody word words phrase line""".split()
+)
+
+
+@dataclass
+class Routed:
+    kind: str  # what the question was routed to: "what", "colour", "title", "text", "said", ...
+    answer: str
+    answerable: bool
+    evidence: list[Fact] = field(default_factory=list)
+    reason: str | None = None  # why it cannot tell
+
+
+def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | None:
+    """The answer from the evidence that answers ``question``, or None when no route applies (then an LLM, or
+    the closest evidence, answers). ``sees_image``: the phraser is sent the image, so image questions go to it.
+    """
+    q = " ".join(question.split())
+    modality = facts.modality
+    speech = modality in ("audio", "video")
+    image = modality in ("image", "video") and not sees_image
+    if COUNT_Q.search(q):
+        return _count(q, facts, image)
+    if TITLE_Q.search(q) and (image or modality == "text"):
+        return _title(q, facts)
+    if READ_Q.search(q) and image and not ABOUT_Q.search(q):
+        return _read(q, facts)
+    if COLOUR_Q.search(q) and image:
+        return _colour(q, facts)
+    if FIRST_Q.search(q) and (speech or modality == "text" or (image and facts.of(OCR))):
+        return _first(q, facts)
+    if WHEN_Q.search(q) and speech:
+        return _when(q, facts)
+    about = ABOUT_Q.search(q)
+    if about and (speech or modality == "text"):
+        return _about(q, (about.group("topic") or about.group("zh") or "").strip(), facts)
+    if SAID_Q.search(q) and speech:
+        return _said(q, facts)
+    if WHAT_IS_Q.search(q) and image:
+        return _what(q, facts)
+    is_there = IS_THERE_Q.search(q)
+    if is_there and image:
+        return _is_there((is_there.group("thing") or is_there.group("thing2") or "").strip(), facts)
+    if WHAT_SOUND_Q.search(q) and speech:
+        return _heard(q, facts)
+    return None
+
+
+# --- what it shows --------------------------------------------------------------------------------------------
+def _what(q: str, facts: Facts) -> Routed:
+    kind = next((f.text for f in facts.of(PICTURE) if f.text.startswith("a ")), "")
+    lines = facts.of(OCR)
+    if kind in ("a document page", "a screenshot") and lines:
+        answer = f"{kind[0].upper()}{kind[1:]} with text; its first line reads “{lines[0].text}”."
+        return Routed("what", answer, True, [*facts.of(PICTURE)[:1], lines[0]])
+    subject = main_subject(facts)
+    if subject is None or (subject.score < MIN_GUESS and not lines):
+        return refuse(q, facts, "the image model recognises nothing in it with any confidence", "what")
+    answer = _subject_sentence(subject, kind)
+    if lines:
+        answer += f" Text in it reads “{lines[0].text}”" + ("…" if len(lines) > 1 else "") + "."
+    return Routed("what", answer, True, [*subject.labels, *lines[:1]])
+
+
+def _subject_sentence(subject: Subject, kind: str = "") -> str:
+    phrase = subject.phrase()
+    if not subject.sure and subject.labels[0].score is not None and subject.labels[0].score < POSSIBLY:
+        phrase = phrase.replace("probably ", "possibly ", 1)
+    if kind == "a drawing":
+        phrase = f"a drawing of {phrase}" if subject.sure else f"a drawing, {phrase}"
+    return f"{phrase[0].upper()}{phrase[1:]} ({subject.attribution()})."
+
+
+def _is_there(thing: str, facts: Facts) -> Routed | None:
+    """Yes when the labels or their hypernyms name ``thing``; None otherwise (no is no answer from labels)."""
+    from polymodal.tasks.grounding import singular, words
+
+    subject = main_subject(facts)
+    wanted = {singular(w) for w in words(thing)} - {"kind", "sort", "type", "thing", "something", "picture"}
+    if subject is None or not wanted:
+        return None
+    table = class_table(facts.cache)
+    found = [f for f in facts.of(LABEL) if wanted <= set().union(*(words(t) for t in terms_of(f.text, table)))]
+    total = sum(f.score or 0.0 for f in found)
+    if total < MIN_GUESS:
+        return None
+    hedge = "" if total >= SURE else "possibly " if total < POSSIBLY else "probably "
+    named = _or([article(f.text) for f in found[:3]])
+    scores = ", ".join(f"{f.text} {percent(f.score or 0.0)}" for f in found[:3])
+    together = f"; {percent(total)} together" if len(found) > 1 else ""
+    answer = f"Yes, {hedge}{named} (the image model: {scores}{together})."
+    return Routed("yes", answer, True, found[:3])
+
+
+def _heard(q: str, facts: Facts) -> Routed:
+    tags = [f for f in facts.of(TAG) if f.text != "Silence" and (f.score or 0.0) >= MIN_GUESS]
+    segments = facts.of(TRANSCRIPT)
+    parts = []
+    if segments:
+        language = _language(facts)
+        parts.append(f"Speech{f' in {language}' if language else ''}, starting “{segments[0].text}”")
+    others = [t for t in tags if t.text not in SPEECH_TAGS or not segments]
+    sure = [t.text.lower() for t in others if t.sure]
+    unsure = [t.text.lower() for t in others if not t.sure][:2]
+    if sure:
+        parts.append(_and(sure))
+    if unsure:
+        parts.append(f"{'possibly' if (others[-1].score or 0) < POSSIBLY else 'probably'} {_or(unsure)}")
+    if not parts:
+        return refuse(q, facts, "the sound models recognise nothing in it with any confidence", "what")
+    scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in tags[:4])
+    answer = "; ".join(parts) + (f" (the sound model: {scores})." if scores else ".")
+    return Routed("what", answer[0].upper() + answer[1:], True, [*segments[:1], *tags[:4]])
+
+
+# --- colours ------------------------------------------------------------------------------------------------
+def _colour(q: str, facts: Facts) -> Routed:
+    colours = [f for f in facts.of(COLOUR) if not f.text.endswith("background")]
+    background = next((f for f in facts.of(COLOUR) if f.text.endswith("background")), None)
+    whole = _colour_words(colours) + (f", on {article(background.text)}" if background else "")
+    if not colours:
+        tone = next((f.text for f in facts.of(PICTURE) if f.text == "black and white"), None)
+        if tone:
+            return Routed("colour", "It is black and white: no colours.", True, facts.of(PICTURE))
+        return refuse(q, facts, "no colour was measured in the picture", "colour")
+    match = _COLOUR_THING.search(q)
+    thing = match.group("thing").strip() if match else ""
+    thing = re.sub(r"^(the|this|that|a|an)\s+", "", thing)
+    if not thing or thing.split()[-1] in WHOLE:
+        return Routed("colour", f"{whole[0].upper()}{whole[1:]} (the colours of the whole picture).", True, colours)
+    subject = main_subject(facts)
+    if subject is None or not _names_thing(thing, subject, facts):
+        seen = _sees(subject) if subject else "the image model recognises nothing"
+        known = f"no {thing} was recognised in it ({seen}); the picture is {whole}"
+        return Routed("colour", f"{CANT_TELL} what colour the {thing} is: {known}.", False, colours,
+                      f"no model found a {thing} in the picture")  # fmt: skip
+    middle = centre_colours(facts.image) if facts.image is not None else []
+    if not middle:
+        return Routed("colour", f"Probably {colours[0].text}: the picture is {whole}.", True, colours)
+    answer = (
+        f"Probably {middle[0].text}. Colours are measured over areas of the picture, not on the {thing} itself: "
+        f"the middle of the picture, where the image model sees {_subject_words(subject)}, is "
+        f"{_colour_words(middle)}; the whole picture is {whole}."
+    )
+    return Routed("colour", answer, True, [*middle, *colours, *subject.labels[:1]])
+
+
+def _colour_words(colours: list[Fact]) -> str:
+    names = [f.text for f in colours]
+    if colours and (colours[0].score or 0.0) >= 0.5:
+        return f"mostly {names[0]}" + (f", with {_and(names[1:])}" if names[1:] else "")
+    return _and(names)
+
+
+def _names_thing(thing: str, subject: Subject, facts: Facts) -> bool:
+    """Whether the labels (their names, synonyms, hypernyms or written descriptions) speak of ``thing``."""
+    from polymodal.tasks.grounding import words
+
+    table = class_table(facts.cache)
+    wanted = words(thing)
+    for label in subject.labels:
+        known = set().union(*(words(term) for term in terms_of(label.text, table)))
+        if label.text in table:
+            known |= words(table[label.text].description)
+        if wanted & known:
+            return True
+    return False
+
+
+def _sees(subject: Subject) -> str:
+    """ "the image model sees an espresso" or, unsure, "the image model's best guess is a palace"."""
+    if subject.sure:
+        return f"the image model sees {_subject_words(subject)}"
+    return f"the image model's best guess is {article(subject.labels[0].text)}"
+
+
+def _subject_words(subject: Subject | None) -> str:
+    if subject is None:
+        return "nothing"
+    return subject.phrase().split(":")[0]
+
+
+# --- text in the image, titles ----------------------------------------------------------------------------------
+def _read(q: str, facts: Facts) -> Routed:
+    lines = facts.of(OCR)
+    if not lines:
+        unsure = any(e.kind == OCR for e in facts.analysis.evidence)
+        why = "no text was read in the image with confidence (only unclear marks)" if unsure else (
+            "no text was found in the image (OCR read nothing)")
+        return refuse(q, facts, why, "text")
+    shown = lines[:MAX_QUOTED_LINES]
+    more = len(lines) - len(shown)
+    answer = "It reads: " + " / ".join(f"“{f.text}”" for f in shown) + (f" (and {more} more lines)" if more else "")
+    return Routed("text", answer + ".", True, shown)
+
+
+def _title(q: str, facts: Facts) -> Routed:
+    if facts.modality == "text":
+        title = next((f.text.removeprefix("title ") for f in facts.of(META) if f.text.startswith("title ")), None)
+        if title:
+            return Routed("title", f"“{title}” (the document's title).", True, facts.of(META))
+        from polymodal.tasks.summarize import sentences_of
+
+        first = next(iter(sentences_of(_document(facts), headings=True)), "")
+        if not first:
+            return refuse(q, facts, "the document has no title and no text", "title")
+        return Routed("title", f"It has no title of its own; it opens with “{first}”.", True, facts.of(PASSAGE)[:1])
+    lines = facts.of(OCR)
+    if not lines:
+        return refuse(q, facts, "no text was read in the image with confidence", "title")
+    line, why = _title_line(lines, facts)
+    return Routed("title", f"Probably “{line.text}”: {why}.", True, [line])
+
+
+def _title_line(lines: list[Fact], facts: Facts) -> tuple[Fact, str]:
+    """The first line, unless a clearly larger one (a taller box) is the title."""
+    heights = {e.text: _height(e.box) for e in facts.analysis.evidence if e.kind == OCR and e.box}
+    tallest = max(lines, key=lambda f: heights.get(f.text, 0.0))
+    first_height = heights.get(lines[0].text, 0.0)
+    if tallest is lines[0] or first_height >= 0.85 * heights.get(tallest.text, 0.0):
+        size = " and largest" if tallest is lines[0] and len(lines) > 1 else ""
+        return lines[0], f"the first{size} line of text in it"
+    return tallest, "the largest line of text in it"
+
+
+def _height(box: Any) -> float:
+    try:
+        ys = [point[1] for point in box]
+        return float(max(ys) - min(ys))
+    except (TypeError, IndexError, ValueError):
+        return 0.0
+
+
+# --- what is said -------------------------------------------------------------------------------------------
+def _first(q: str, facts: Facts) -> Routed:
+    last = bool(re.search(r"\b(last|final|closing)\b|最后", q, _Q))
+    which = "last" if last else "first"
+    segments = facts.of(TRANSCRIPT)
+    if segments:
+        run = _sentence_run(segments[::-1] if last else segments, last)
+        text = " ".join(f.text for f in run)
+        start, end = run[0].start or 0.0, run[-1].end or run[-1].start or 0.0
+        return Routed("said", f"The {which} sentence ({clock(start)}–{clock(end)}): “{text}”", True, run)
+    if facts.modality == "text":
+        from polymodal.tasks.summarize import sentences_of
+
+        sentences = sentences_of(_document(facts))
+        if sentences:
+            return Routed("said", f"The {which} sentence: “{sentences[-1 if last else 0]}”", True,
+                          facts.of(PASSAGE)[-1:] if last else facts.of(PASSAGE)[:1])  # fmt: skip
+    lines = facts.of(OCR)
+    if lines:
+        line = lines[-1 if last else 0]
+        return Routed("text", f"The {which} line of text reads “{line.text}”.", True, [line])
+    return refuse(q, facts, "no speech was recognised" if facts.modality != "text" else "the text is empty", "said")
+
+
+def _sentence_run(segments: list[Fact], backwards: bool) -> list[Fact]:
+    """Segments from the start (or the end) up to where a sentence ends, in time order."""
+    ends = re.compile(r"[.!?。！？…]”?$")
+    run: list[Fact] = []
+    for segment in segments:
+        if backwards and run and ends.search(segment.text.strip()):
+            break
+        run.append(segment)
+        if not backwards and ends.search(segment.text.strip()):
+            break
+    return sorted(run, key=lambda f: f.start or 0.0)
+
+
+def _said(q: str, facts: Facts) -> Routed:
+    segments = facts.of(TRANSCRIPT)
+    if not segments:
+        return refuse(q, facts, "no speech was recognised in it", "said")
+    shown = segments[:MAX_QUOTED_LINES]
+    more = "" if len(shown) == len(segments) else f" … ({len(segments) - len(shown)} more segments)"
+    return Routed("said", "It says: " + " ".join(_timed(f) for f in shown) + more, True, shown)
+
+
+def _about(q: str, topic: str, facts: Facts) -> Routed | None:
+    """Every segment (or document sentence) about ``topic``; None when the words never occur (an LLM, or the
+    closest evidence by meaning, may still answer)."""
+    wanted = _topic_stems(topic)
+    if not wanted:
+        return None
+    segments = facts.of(TRANSCRIPT)
+    if segments:
+        found = [f for f in segments if _matches(f.text, wanted)]
+        if not found:
+            return None
+        shown = found[:MAX_MATCHES]
+        who = "the speaker says" if facts.modality != "text" else "it says"
+        answer = f"About {topic}, {who}: " + "; ".join(_timed(f) for f in shown)
+        return Routed("said", answer + ("; …" if len(found) > len(shown) else "."), True, shown)
+    if facts.modality == "text":
+        from polymodal.tasks.summarize import sentences_of
+
+        found_text = [s for s in sentences_of(_document(facts)) if _matches(s, wanted)]
+        if not found_text:
+            return None
+        passages = [f for f in facts.of(PASSAGE) if _matches(f.text, wanted)]
+        quoted = "; ".join(f"“{s}”" for s in found_text[:MAX_MATCHES])
+        return Routed("said", f"About {topic}, the document says: {quoted}.", True, passages[:MAX_MATCHES])
+    return None
+
+
+def _when(q: str, facts: Facts) -> Routed | None:
+    segments = facts.of(TRANSCRIPT)
+    if not segments:
+        return refuse(q, facts, "no speech was recognised in it", "when")
+    quoted = re.findall(r"[“\"']([^”\"']{2,200})[”\"']", q)
+    wanted = _topic_stems(" ".join(quoted)) if quoted else _topic_stems(q, drop=QUESTION_WORDS)
+    if not wanted:
+        return None
+    scored = [(len(wanted & _stems(f.text)), f) for f in segments]
+    best = max(score for score, _ in scored)
+    if best < max(1, math.ceil(len(wanted) / 2)):
+        return None
+    found = [f for score, f in scored if score == best][:MAX_MATCHES]
+    times = [f"{clock(f.start or 0.0)}–{clock(f.end or f.start or 0.0)} (“{f.text}”)" for f in found]
+    return Routed("when", f"It is said at {_and(times)}.", True, found)
+
+
+def _count(q: str, facts: Facts, image: bool) -> Routed | None:
+    if COUNT_SAID_Q.search(q) and facts.of(TRANSCRIPT):
+        topic = re.sub(r"^.*?\b(say|says|said|mention|mentions|mentioned|repeat|use)\b", "", q, flags=_Q)
+        wanted = _topic_stems(topic, drop=QUESTION_WORDS)
+        if not wanted:
+            return None
+        hits = [(f, sum(stem(w) in wanted for w in _words(f.text))) for f in facts.of(TRANSCRIPT)]
+        hits = [(f, n) for f, n in hits if n]
+        total = sum(n for _, n in hits)
+        what = " ".join(sorted(wanted))
+        if not total:
+            return Routed("count", f"Never: no word like “{what}” is in the transcript.", True, [])
+        where = "; ".join(_timed(f) for f, _ in hits[:MAX_MATCHES])
+        return Routed("count", f"{total} time{'s' if total > 1 else ''}: {where}", True, [f for f, _ in hits])
+    if PEOPLE_Q.search(q):
+        what = "speakers or voices" if facts.modality == "audio" else "people or faces"
+        return refuse(q, facts, f"no model here detects or counts {what} yet", "count")
+    if image or facts.modality == "audio":
+        return refuse(q, facts, "the models here name what they see or hear but do not count things", "count")
+    return None
+
+
+def _timed(fact: Fact) -> str:
+    start, end = fact.start or 0.0, fact.end or fact.start or 0.0
+    return f"“{fact.text}” ({clock(start)}–{clock(end)})"
+
+
+def _topic_stems(topic: str, drop: frozenset[str] = frozenset()) -> set[str]:
+    from polymodal.tasks.summarize import tokens
+
+    found = [t for t in tokens(topic) if t not in drop]
+    return {stem(t) for t in found}
+
+
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in _words(text)}
+
+
+def _words(text: str) -> list[str]:
+    from polymodal.tasks.summarize import tokens
+
+    return tokens(text)
+
+
+def _matches(text: str, wanted: set[str]) -> bool:
+    from polymodal.media.text import has_cjk
+
+    if any(has_cjk(w) for w in wanted):
+        return any(w in text for w in wanted)
+    return bool(wanted & _stems(text))
+
+
+def _document(facts: Facts) -> str:
+    return "\n\n".join(f.text for f in facts.of(PASSAGE))
+
+
+def _language(facts: Facts) -> str:
+    spoken = next((f.text for f in facts.of(META) if f.text.startswith("spoken language ")), "")
+    return spoken.removeprefix("spoken language ").split(" (")[0]
+
+
+# --- refusing, saying what is known ---------------------------------------------------------------------------
+def refuse(question: str, facts: Facts, reason: str, kind: str = "none") -> Routed:
+    """ "I can't tell <what was asked>; <what is known>." with ``reason`` kept apart."""
+    return Routed(kind, refusal(question, facts), False, known_facts(facts), reason)
+
+
+def refusal(question: str, facts: Facts) -> str:
+    said = known(facts)
+    return f"{CANT_TELL} {embedded(question)}; {said}" + ("" if said.endswith((".”", "!”", "?”")) else ".")
+
+
+_WH_PHRASE = r"(?P<wh>(what|which|who|whom|whose|where|when|why|how)(\s+\w+){0,2}?)"
+_SUBJECT = (r"(?P<subject>(it|there|they|he|she|we|you)\b|(this|that)(?!\s+\w+(?<!ed)(?<!en)(?<!ing)\b)"
+            r"|(the|this|that|these|those|his|her|its|their|a|an)\s+\w+(\s+of\s+((the|this|that|a|an|its)\s+)?\w+)?)")
+_BE_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<be>is|are|was|were)\s+{_SUBJECT}(?P<rest>.*)$", _Q)
+_DO_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<do>does|do|did)\s+{_SUBJECT}\s+(?P<verb>\w+)(?P<rest>.*)$", _Q)
+_WH = re.compile(r"^(who|whose|where|when|why|how|what|which)\b", _Q)
+_PAST = {"say": "said", "mean": "meant", "write": "wrote", "tell": "told", "see": "saw", "do": "did", "go": "went",
+         "make": "made", "hear": "heard", "have": "had", "read": "read", "show": "showed", "get": "got"}  # fmt: skip
+
+
+def embedded(question: str) -> str:
+    """The question as a clause after "I can't tell": "who owns this cup", "what colour the car is", "what the
+    sign says"; "from this" for a yes/no question."""
+    q = question.strip().rstrip("?？ ").strip()
+    if not q or not _WH.match(q) or not q.isascii():
+        return "from this"
+    q = q[0].lower() + q[1:]
+    match = _BE_QUESTION.match(q)
+    if match:
+        return f"{match.group('wh')} {match.group('subject')} {match.group('be')}{match.group('rest')}"
+    match = _DO_QUESTION.match(q)
+    if match:
+        verb = match.group("verb").lower()
+        if match.group("do").lower() == "did":
+            verb = _PAST.get(verb, verb + "d" if verb.endswith("e") else verb + "ed")
+        elif match.group("do").lower() == "does":
+            verb = verb + "es" if verb.endswith(("s", "sh", "ch", "x", "o")) else verb + "s"
+        return f"{match.group('wh')} {match.group('subject')} {verb}{match.group('rest')}"
+    return q
+
+
+def known(facts: Facts) -> str:
+    """What the evidence does say about the file, in a clause: "the image model sees an espresso"."""
+    if facts.modality in ("image", "video"):
+        parts = []
+        subject = main_subject(facts)
+        if subject is not None and subject.score >= MIN_GUESS:
+            parts.append(_sees(subject))
+        lines = facts.of(OCR)
+        if lines:
+            parts.append(f"the text in it begins “{lines[0].text}”")
+        colours = [f for f in facts.of(COLOUR) if not f.text.endswith("background")]
+        if not parts and colours:
+            parts.append(f"the picture is {_colour_words(colours)}")
+        speech = facts.of(TRANSCRIPT)
+        if speech:
+            parts.append(f"it says “{speech[0].text}”")
+        return _and(parts) if parts else "the models recognise nothing in it"
+    if facts.modality == "audio":
+        speech = facts.of(TRANSCRIPT)
+        if speech:
+            return f"the recording is speech, starting “{speech[0].text}”"
+        tags = [f.text.lower() for f in facts.of(TAG) if f.text != "Silence" and f.sure]
+        return f"the sound model hears {_and(tags)}" if tags else "no speech and no clear sound were recognised"
+    title = next((f.text.removeprefix("title ") for f in facts.of(META) if f.text.startswith("title ")), None)
+    if title:
+        return f"the document is titled “{title}”"
+    from polymodal.tasks.summarize import keywords
+
+    words = keywords(_document(facts), 4)
+    return f"the document is about {_and(words)}" if words else "the document has no text"
+
+
+def known_facts(facts: Facts) -> list[Fact]:
+    subject = main_subject(facts) if facts.modality in ("image", "video") else None
+    out = list(subject.labels) if subject is not None and subject.score >= MIN_GUESS else []
+    return out + facts.of(OCR)[:1] + facts.of(TRANSCRIPT)[:1]
+
+
+def _and(items: list[str]) -> str:
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _or(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
