@@ -24,13 +24,16 @@ class Understanding:
         return classify(self.analyzer, _path(source) if source is not None else None, labels, top_k, **options)
 
     def describe(self, source: str | Path, **options: Any):
-        """A caption grounded in the item's evidence (local LLM, a configured provider, or a template)."""
+        """A caption grounded in the item's evidence (local LLM, a configured provider, or a template);
+        ``on_token=callback`` streams it as it is written, ``stop=threading.Event()`` cancels."""
         from polymodal.tasks.describe import describe
 
         return describe(self.analyzer, _path(source), **options)
 
     def ask(self, source: str | Path, question: str, **options: Any):
-        """An answer from the item's evidence, or "I can't tell from this"; with the evidence used."""
+        """An answer from the evidence that answers the question (routed: colours, text, what is said and when,
+        ...; else phrased by the LLM and checked), or "I can't tell ...; <what is known>"; with the evidence used.
+        ``on_token=callback`` streams it as it is written, ``stop=threading.Event()`` cancels."""
         from polymodal.tasks.ask import ask
 
         return ask(self.analyzer, _path(source), question, **options)
@@ -54,7 +57,8 @@ class Understanding:
         return tag(self.analyzer, _path(source), **options)
 
     def analyze(self, sources: Sequence[str | Path], **options: Any):
-        """One report on a bundle of files; ``.write("report.html"|".md"|".json")``."""
+        """One report on a bundle of files, its summary grounded in their evidence (``summary_points``: what each
+        sentence rests on); ``.write("report.html"|".md"|".json")``; ``on_token`` streams the overall summary."""
         from polymodal.tasks.analyze import analyze
 
         return analyze(self.analyzer, [_path(s) for s in sources], **options)

@@ -30,7 +30,7 @@ from polymodal.providers import AUTO, Phraser, resolve, stream_text
 from polymodal.tasks.describe import describe, document_text
 from polymodal.tasks.facts import COLOUR, META, PICTURE, SIZE, Facts, gather, language_name
 from polymodal.tasks.grounding import Point, Source, ground
-from polymodal.tasks.summarize import sentences_of, summarize, unlabel
+from polymodal.tasks.summarize import sentences_of, summarize, tidy, unlabel
 
 AGREE_SIMILARITY = 0.6  # statements of two items this close in meaning say the same thing
 CONFLICT_SIMILARITY = 0.4  # ... this close, with different numbers or negation: they may contradict
@@ -315,7 +315,7 @@ def overall_summary(
             if on_token is not None:
                 on_token(piece)
         text = unlabel("".join(pieces))
-    grounded = ground(text, [evidence_source(item) for item in items])
+    grounded = ground(tidy(text), [evidence_source(item) for item in items])
     report.diagnostics += grounded.diagnostics(f"the {phraser.name} summary")
     report.revised = grounded.text != text
     if not grounded.text:
@@ -344,7 +344,8 @@ def evidence_source(item: ItemReport) -> Source:
         return Source(item.name, lines + [item.summary])
     if item.modality == "text":
         lines += sentences_of(document_text(facts), headings=True)
-    lines += [f.text for f in facts.of(OCR, TRANSCRIPT, LABEL, TAG, COLOUR, PICTURE, SIZE, META)]
+    lines += [f.text for f in facts.of(OCR, TRANSCRIPT, LABEL, TAG, COLOUR, PICTURE, META)]
+    lines += [f"size {f.text}" for f in facts.of(SIZE)]
     lines += label_terms(facts)
     return Source(item.name, lines)
 

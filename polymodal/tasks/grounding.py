@@ -114,15 +114,16 @@ def _sentence_problems(sentence: str, support: _Support) -> list[str]:
               if _alnum(q) not in support.flat]  # fmt: skip
     if words(sentence) and words(sentence) <= _EMPTY_WORDS:
         found.append("says nothing (“null”)")
-    return found + _unsupported_words(sentence, support.stems)
+    return found + _unsupported_words(sentence, support.stems, MAX_CAPTION_UNSUPPORTED)
 
 
-def _unsupported_words(sentence: str, stems: set[str]) -> list[str]:
-    """A sentence made mostly of words no evidence uses ("significant events in history") says something of
-    its own: more than ``MAX_UNSUPPORTED_WORDS`` such content words, and over ``MAX_UNSUPPORTED_SHARE``."""
-    content = [w for w in _content_words(sentence) if w not in META_WORDS and not _QUOTED.search(w)]
+def _unsupported_words(sentence: str, stems: set[str], share: float) -> list[str]:
+    """A sentence with many words no evidence uses ("significant events in history", "a recommended cup size")
+    says something of its own: over ``share`` of its content words (summaries' own words, ``META_WORDS``,
+    aside)."""
+    content = [w for w in _content_words(sentence) if w not in META_WORDS]
     missing = sorted({w for w in content if stem(w) not in stems})
-    if len(missing) > MAX_UNSUPPORTED_WORDS and len(missing) > MAX_UNSUPPORTED_SHARE * len(content):
+    if missing and len(missing) > share * len(content):
         return [f"says {', '.join(f'“{w}”' for w in missing)}, which no evidence says"]
     return []
 
@@ -246,10 +247,12 @@ META_WORDS = frozenset(
     details content contents overview set collection analysed analyzed analysis read reads spoken says said
     say quote quotes quoted appear appears seem seems likely probably possibly agree agrees contradict
     contradicts first second third main key point points caption captured capture view close visible seen
-    pixel pixels sized size landscape portrait square colour colours color colors coloured""".split()
+    pixel pixels landscape portrait square colour colours color colors coloured process method methods
+    technique techniques tip tips advice guide approach way ways importance important""".split()
 )
-MAX_UNSUPPORTED_WORDS = 1  # a sentence may use this many content words found in no source
-MAX_UNSUPPORTED_SHARE = 0.34  # ... and at most this share of its content words
+MAX_UNSUPPORTED_SHARE = 0.3  # a summary sentence may use at most this share of content words found in no item
+# A caption or answer may say a little more in its own words ("a cat sits"): at most this share.
+MAX_CAPTION_UNSUPPORTED = 0.5
 
 
 @dataclass
@@ -309,7 +312,7 @@ def _summary_problems(sentence: str, numbers: set[str], flat: str, stems: set[st
     found = [f"the number {n} is in no item" for n in _PLAIN_NUMBER.findall(sentence) if n not in numbers]
     found += [f"the quote “{q}” is in no item" for q in _QUOTED.findall(sentence) if _alnum(q) not in flat]
     found += [f"the name “{name}” is in no item" for name in _names(sentence) if _alnum(name) not in flat]
-    return found + _unsupported_words(sentence, stems)
+    return found + _unsupported_words(sentence, stems, MAX_UNSUPPORTED_SHARE)
 
 
 def _point(sentence: str, line_stems: list[tuple[str, str, set[str]]]) -> Point | None:
@@ -435,6 +438,8 @@ def _implied(facts: Facts) -> set[str]:
             out |= words(implied)
     if facts.of("colour"):
         out |= {"colour", "color"}
+    if facts.of(SIZE):
+        out |= {"size", "large", "small", "wide", "tall"}
     return out
 
 

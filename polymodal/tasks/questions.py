@@ -123,7 +123,7 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
         return _title(q, facts)
     if READ_Q.search(q) and image and not ABOUT_Q.search(q):
         return _read(q, facts)
-    if COLOUR_Q.search(q) and image:
+    if COLOUR_Q.search(q) and image and modality == "image":  # a video's frames are not measured for colour
         return _colour(q, facts)
     if FIRST_Q.search(q) and (speech or modality == "text" or (image and facts.of(OCR))):
         return _first(q, facts)

@@ -99,7 +99,7 @@ def summarize(
             on_token(extractive.text)
         return extractive
     phrased, chunks = map_reduce(text, phraser, words, on_token, stop)
-    grounded = ground(phrased, [Source("the text", sentences_of(text, headings=True))])
+    grounded = ground(tidy(phrased), [Source("the text", sentences_of(text, headings=True))])
     diagnostics = grounded.diagnostics(f"the {phraser.name} summary")
     if not grounded.text:
         extractive.diagnostics += [*diagnostics, f"the {phraser.name} summary was not used: “{phrased}”"]
@@ -174,6 +174,22 @@ def _ask(
 def unlabel(text: str) -> str:
     """The answer without a leading "Summary:" that small models like to add."""
     return re.sub(r"^\s*\**(overall\s+)?summary\**\s*:\s*", "", text.strip(), flags=re.IGNORECASE).strip()
+
+
+def tidy(text: str) -> str:
+    """An LLM summary as prose: list markers and the digest's "ITEM 2:" labels removed, and a last sentence cut
+    off by the token limit dropped."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"^\s*([-*+•]|\d{1,2}[.)])\s+", "", line)
+        line = re.sub(r"^\s*\**item\s+\d+\**\s*[:.-]\s*", "", line, flags=re.IGNORECASE)
+        if line.strip():
+            lines.append(line.strip())
+    prose = " ".join(lines)
+    ends = [m.end() for m in re.finditer(r"[.!?。！？][”\"')]?(?=\s|$)", prose)]
+    if ends and ends[-1] < len(prose.rstrip()):
+        prose = prose[: ends[-1]]
+    return prose.strip()
 
 
 def unsupported(summary: str, source: str) -> list[str]:
