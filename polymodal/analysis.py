@@ -11,7 +11,6 @@ piece of evidence timed, so that search finds moments, not files.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections.abc import Callable
@@ -97,6 +96,9 @@ MAX_EVENTS = 40
 # Recipes of the evidence drawn from a model's output (see Analyzer.stage_id): images got visual attributes and
 # an OCR floor, sounds timed events.
 PERCEPTION_RECIPES = {"image": "+visual1", "sound": "+events1"}
+# OCR reads an image reduced to this short side at most (a 100 MP scan would need ~1 GB at full size; the
+# reader scales its input down to a few thousand pixels anyway).
+OCR_SHORT_SIDE = 1500  # (reduced by whole factors: the short side stays at least twice this)
 # OCR lines below this confidence, or that are not words ("the o sr e t te re s the"), are not evidence.
 MIN_OCR_CONFIDENCE = 0.7
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
@@ -247,13 +249,13 @@ class Analyzer:
         evidence drawn from it (bumped by hand when that changes, so that stored items are perceived again)."""
         return self.model(family).model_id + PERCEPTION_RECIPES.get(family, "")
 
-    @functools.cached_property
+    @property
     def bridge_id(self) -> str:
-        # Bumped by hand when the bridge recipe (weights) changes, so stored vectors are redone; the image
-        # labels' phrasings are named by their own id (with WordNet present or not).
+        # Bumped by hand when the bridge recipe (weights, phrasings) changes, so stored vectors are redone; the
+        # image labels' phrasings differ with WordNet present or not (cheap to tell: no table is read).
         from polymodal.space import vocabulary
 
-        phrasings = vocabulary.vocabulary_id(self.bridge("image").phrasings)
+        phrasings = f"vocab{vocabulary.TABLE_VERSION}{'-wn' if vocabulary.WORDNET_DIR.is_dir() else ''}"
         return f"{self.model('text').model_id}/bridge3-{phrasings}-top{self.settings.bridge_top_k}"
 
     @property
@@ -335,7 +337,7 @@ class Analyzer:
         analysis = Analysis("image", prepared.fmt)
 
         def read_text() -> list[Any]:  # OCR needs every pixel: decode again at full size if that was a draft
-            image = prepared.image or open_image(prepared.source, self.settings.max_image_pixels)
+            image = prepared.image or open_image(prepared.source, self.settings.max_image_pixels, OCR_SHORT_SIDE)
             return self.model("ocr").read(image, probe_first=self._probes_first(ocr_mode))
 
         features = self._labels_and_text(analysis, result, lambda: prepared.document, read_text, ocr_mode)

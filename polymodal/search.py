@@ -183,7 +183,7 @@ class Searcher:
         by_vector.pop(exclude, None)
         query = Query(k=k)
         scored = self._score(by_vector, {}, [], [], kind, query)
-        result = self._page(scored, by_vector, {}, query)
+        result = self._page(scored, by_vector, {}, query, cut_off=False)
         result.milliseconds = (time.perf_counter() - started) * 1000
         return result
 
@@ -329,13 +329,20 @@ class Searcher:
         return ranking.word_share(query_terms, {}, set(ranking.tokens(self.fts_text(ranking.name_words(path)))))
 
     def _page(
-        self, scored: list[Scored], by_vector: dict, by_words: dict, query: Query, looks: dict | None = None
+        self,
+        scored: list[Scored],
+        by_vector: dict,
+        by_words: dict,
+        query: Query,
+        looks: dict | None = None,
+        cut_off: bool = True,
     ) -> SearchResult:
         """The page of hits above the cut-off that ``query.offset`` and ``query.k`` ask for, and (on the first
-        page) the best few below it."""
-        strong = [s for s in scored if s.relevance >= self.model.threshold]
+        page) the best few below it. Without ``cut_off`` (similar items: the nearest, however near) all count."""
+        threshold = self.model.threshold if cut_off else 0.0
+        strong = [s for s in scored if s.relevance >= threshold]
         page = strong[query.offset : query.offset + query.k]
-        weaker = [s for s in scored if s.relevance < self.model.threshold][: query.k] if query.offset == 0 else []
+        weaker = [s for s in scored if s.relevance < threshold][: query.k] if query.offset == 0 else []
 
         def hit(s: Scored) -> Hit:
             vector_match = by_vector.get(s.sha)

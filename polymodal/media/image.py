@@ -106,8 +106,10 @@ def _unreadable(source: Path | bytes) -> str:
 def _reduce(image, short_side: int):  # -> PIL.Image.Image
     """A big image shrunk by an integer factor (box filter) to a short side of at least ``2 * short_side``."""
     factor = min(image.size) // (2 * short_side)
-    if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS or image.mode not in _REDUCIBLE_MODES:
+    if factor < 2 or image.width * image.height <= REDUCE_ABOVE_PIXELS:
         return image
+    if image.mode not in _REDUCIBLE_MODES:  # bilevel, palette: nearest pixels, before any full-size conversion
+        return image.resize((-(-image.width // factor), -(-image.height // factor)), resample=0)
     if image.mode not in ("RGBA", "LA"):
         return image.reduce(factor)
     # With alpha, Pillow premultiplies into a full-size copy first (+400 MB at 100 MP): a band at a time instead.

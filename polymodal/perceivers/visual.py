@@ -224,7 +224,12 @@ def _colour_text(words: list[str], first_share: float, zh: bool) -> str:
 # --- measurements ------------------------------------------------------------------------------------------
 def _small_rgb(image: Any) -> np.ndarray:
     """(h, w, 3) uint8, at most SIDE a side, subsampled by whole steps (nearest pixel); at least 4 a side."""
-    array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    if hasattr(image, "convert"):  # PIL: subsample before making an array (a 100 MP image would take 1 GB)
+        step = max(1, -(-max(image.size) // SIDE))
+        if step > 1:
+            image = image.resize((-(-image.size[0] // step), -(-image.size[1] // step)), resample=0)  # nearest
+        image = image.convert("RGB")
+    array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] < 3 or array.dtype != np.uint8:
