@@ -54,6 +54,7 @@ QUESTION_WORDS = frozenset(
     "text document passage file say said speaker recording mention mentioned according tell does doe answer "
     "question written write wrote author 文字 文章 说 提到".split()
 )
+NO_LLM = "No language model is configured; the evidence closest to the question"
 WHAT = {"image": "an image", "audio": "a sound recording", "video": "a video", "text": "a document"}
 
 # Question kinds, English and Chinese.
@@ -286,7 +287,7 @@ def _checked(facts: Facts, question: str, relevant: list[Fact], phraser: Phraser
     revision = grounding.revise(reply, facts)
     diagnostics = revision.diagnostics(f"the {phraser.name} answer")
     if not revision.text:
-        answer = _extractive(facts, question, relevant)
+        answer = _extractive(facts, question, relevant, llm_less=False)
         answer.diagnostics += [*diagnostics, f"the {phraser.name} answer was not used: “{reply}”"]
         return answer
     cited_facts = cited(revision.text, question, relevant)
@@ -316,7 +317,7 @@ def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
     return [f for f in relevant if f.kind in (LABEL, TAG, OCR)] or relevant
 
 
-def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
+def _extractive(facts: Facts, question: str, relevant: list[Fact], llm_less: bool = True) -> Answer:
     """The evidence closest to the question, said as such (no LLM phrased it); of a passage, its sentences
     sharing the most words with the question."""
     top = [f for f in relevant if f.kind in (LABEL, TAG, OCR)][:3]
@@ -324,8 +325,8 @@ def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
     if not evidence:
         return _refusal(facts, question, "no evidence is close to the question", "extractive")
     lines = "; ".join(_plain(f, question) for f in evidence[:5])
-    return Answer(facts.source, question, f"The evidence closest to the question: {lines}", True, "extractive",
-                  evidence)  # fmt: skip
+    opening = NO_LLM if llm_less else "The evidence closest to the question"
+    return Answer(facts.source, question, f"{opening}: {lines}", True, "extractive", evidence)
 
 
 def _plain(fact: Fact, question: str = "") -> str:

@@ -53,8 +53,10 @@ class Fact:
             text = f"[{clock(self.start)}–{clock(self.end or self.start)}] {text}"
         if self.score is not None and self.kind in (LABEL, TAG):
             text += f" ({percent(self.score)}{'' if self.sure else ', probably'})" if scores else _hedge(self.score)
-        elif self.score is not None and self.kind in (COLOUR, CENTRE_COLOUR):
-            where = "the middle of the image" if self.kind == CENTRE_COLOUR else "the image"
+        elif self.score is not None and self.kind in (COLOUR, CENTRE_COLOUR, EDGE_COLOUR):
+            where = {CENTRE_COLOUR: "the middle of the image", EDGE_COLOUR: "the edges of the image"}.get(
+                self.kind, "the image"
+            )
             text += f" ({percent(self.score) if scores else _share(self.score)} of {where})"
         return f"{self.kind}: {text}"
 
@@ -255,7 +257,22 @@ def centre_colours(image: Any, share: float = 0.5) -> list[Fact]:
     return [Fact(CENTRE_COLOUR, a.text, round(a.score, 2)) for a in perceive(image.crop(box)) if a.kind == "colour"]
 
 
-CENTRE_COLOUR = "centre colour"
+def edge_colours(image: Any, share: float = 0.15) -> list[Fact]:
+    """The colours along the picture's edges (a band of ``share`` of each side), where a background usually
+    is: the top and bottom bands, and the left and right ones turned, put side by side."""
+    import numpy as np
+
+    from polymodal.perceivers.visual import perceive
+
+    rgb = np.asarray(image.convert("RGB"))
+    band = max(1, int(min(rgb.shape[:2]) * share))
+    sides = [rgb[:band], rgb[-band:], rgb[:, :band].transpose(1, 0, 2), rgb[:, -band:].transpose(1, 0, 2)]
+    width = min(side.shape[1] for side in sides)
+    strip = np.ascontiguousarray(np.concatenate([side[:, :width] for side in sides], axis=0))
+    return [Fact(EDGE_COLOUR, a.text, round(a.score, 2)) for a in perceive(strip) if a.kind == "colour"]
+
+
+CENTRE_COLOUR, EDGE_COLOUR = "centre colour", "edge colour"
 
 
 # --- OCR lines worth quoting ---------------------------------------------------------------------------------

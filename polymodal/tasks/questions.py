@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT
-from polymodal.tasks.facts import COLOUR, META, PICTURE, Fact, Facts, centre_colours, clock, percent
+from polymodal.tasks.facts import COLOUR, META, PICTURE, Fact, Facts, centre_colours, clock, edge_colours, percent
 from polymodal.tasks.grounding import stem
 from polymodal.tasks.subjects import SURE, Subject, article, class_table, main_subject, terms_of
 
 CANT_TELL = "I can't tell"
 MAX_QUOTED_LINES = 12
 MAX_MATCHES = 8
+LONG_SEGMENT = 4.0  # seconds: in a longer transcript segment, when a word is said is worth estimating
 MIN_GUESS = 0.1  # below this, the image model's best label is no answer to "what is it"
 POSSIBLY = 0.2  # below this, a guess is "possibly", not "probably"
 SPEECH_TAGS = frozenset({"Speech", "Narration, monologue", "Conversation", "Male speech, man speaking",
@@ -43,6 +44,12 @@ PEOPLE_Q = re.compile(
     r"\b(people|persons?|men|women|man|woman|children|kids?|faces?|players?|speakers?|voices?|crowd)\b|人|脸", _Q
 )
 TITLE_Q = re.compile(r"\b(title|headline|heading)\b|标题|题目", _Q)
+# The title of something the file only comes from ("the book this page comes from"): not its own title.
+OTHER_TITLE_Q = re.compile(
+    r"\b(title|name)\s+of\s+(the|this|that|a)\s+(?!(page|image|picture|photo|chart|graph|plot|diagram|figure|"
+    r"document|scan|slide|poster|sign|article|text|file|drawing)\b)\w+",
+    _Q,
+)
 READ_Q = re.compile(
     r"\bwhat (does|do|did) (it|this|that|the \w+|this \w+) (say|read)\b|\bwhat('s| is| was| are) (written|printed)"
     r"|\bwhat (text|words?|letters)\b|\bread (it|this|the \w+|out)\b|\bwhat (text|writing) is\b"
@@ -55,7 +62,16 @@ SAID_Q = re.compile(
     _Q,
 )
 COLOUR_Q = re.compile(r"\bcolou?rs?\b|颜色", _Q)
-FIRST_Q = re.compile(r"\b(first|opening|last|final|closing)\s+(sentence|line|words?|phrase|thing)|第一句|最后一句", _Q)
+FIRST_Q = re.compile(
+    r"\b(first|opening|last|final|closing)\s+((\d+|two|three|four|five|six|few|couple of)\s+)?"
+    r"(sentence|line|words?|phrase|thing said)\b|第一句|最后一句",
+    _Q,
+)
+AFTER_Q = re.compile(
+    r"\b(?P<which>after|before)\s+[“\"']?(?P<topic>[^,?”\"']+?)[”\"']?\s*[,?]?\s*what\b.*\b(say|says|said)\b"
+    r"|\bwhat\b.*\b(say|says|said)\s+(?P<which2>after|before)\s+[“\"']?(?P<topic2>[^?”\"']+)",
+    _Q,
+)
 WHEN_Q = re.compile(
     r"\bwhen\b.*\b(say|says|said|mention|mentions|mentioned|spoken|speak|speaks|talk|talks|heard)\b"
     r"|\bat what (time|point|moment)\b|\bwhat time\b.*\b(say|said|mention)|什么时候(说|提到|讲)",
@@ -83,13 +99,29 @@ IS_THERE_Q = re.compile(
 )
 WHAT_SOUND_Q = re.compile(
     r"\bwhat('s| is) (this|that|the) (sound|noise|recording)\b|\bwhat (do|can) (you|i|we) hear\b"
-    r"|\bwhat (is|can be) heard\b|\bwhat sounds?\b|\bwhat is in (this|the) recording\b|这是什么声音|听到什么",
+    r"|\bwhat (is|can be) heard\b|\bwhat sounds?\b|\bwhat is in (this|the) recording\b|这是什么声音|听到什么"
+    r"|\bwhat (animal|kind of \w+|sort of \w+|instrument|thing|machine|vehicle|bird) (makes|is making|made|"
+    r"produces|is) (this|the|that) (sound|noise)|\bwhat (animal|instrument|bird) is (this|that|it)\b",
     _Q,
 )
+KIND_Q = re.compile(r"\bwhat (kind|type|sort) of (picture|image|photo|file|graphic)\b|这是什么(图|图片)", _Q)
+KIND_WHY = {
+    "a photo": "soft gradients and texture",
+    "a drawing": "flat colours and outlines",
+    "a screenshot": "flat colours, straight panel edges and lines of text",
+    "a document page": "light paper with lines of dark text",
+}
+# AudioSet's broad classes ("Animal") say less than the specific ones heard with them ("Cat", "Meow").
+BROAD_TAGS = frozenset({"Animal", "Domestic animals, pets", "Livestock, farm animals, working animals",
+                        "Wild animals", "Vehicle", "Music", "Inside, small room", "Outside, rural or natural",
+                        "Outside, urban or manmade", "Silence", "Speech synthesizer"})  # fmt: skip
 # Things a colour question may name that are the picture itself, not something in it.
 WHOLE = frozenset("picture image photo photograph it this that scene background drawing scan page".split())
+# Parts too small for colours measured over areas: asked about, they are not answered with the subject's colour.
+SMALL_PARTS = frozenset("eye eyes nose mouth teeth tooth ear ears beak tongue button buttons lips lip pupil "
+                        "pupils nail nails collar logo lettering letters writing text label".split())  # fmt: skip
 _COLOUR_THING = re.compile(
-    r"colou?rs?\s+(?:is|are|was|were|of|does|do)\s+(?:the|this|that|these|those|a|an|its|his|her|their)?\s*"
+    r"colou?rs?\s+(?P<verb>is|are|was|were|of|does|do)\s+(?:the|this|that|these|those|a|an|its|his|her|their)?\s*"
     r"(?P<thing>[a-z][a-z' -]*?)\s*(?:have|has|in|on|\?|$)",
     _Q,
 )
@@ -97,6 +129,18 @@ QUESTION_WORDS = frozenset(
     """when what where which who whom whose why how time point moment does did do is are was were the a an
     speaker speakers narrator voice say says said saying mention mentions mentioned spoken speak speaks talk
     talks heard hear recording audio file it this that they he she someone somebody word words phrase line""".split()
+)
+
+
+# Words the answers here are phrased with (not claims about the file): for evaluations that look for words no
+# evidence supports (bench/eval_qa.py).
+PHRASING_WORDS = frozenset(
+    """image sound model models together measured measure area areas middle whole picture edge edges usually
+    background plain colours colour colors color itself part small too sentence line lines text first largest
+    last reads read says said say speaker speech starting starts recognised recognises recognise nothing
+    best guess sees hears document page drawing photo screenshot pixels titled title about time times never
+    word words transcript more thing things recording starts outlines flat gradients texture paper dark light
+    probably possibly yes""".split()
 )
 
 
@@ -119,7 +163,7 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
     image = modality in ("image", "video") and not sees_image
     if COUNT_Q.search(q):
         return _count(q, facts, image)
-    if TITLE_Q.search(q) and (image or modality == "text"):
+    if TITLE_Q.search(q) and (image or modality == "text") and not OTHER_TITLE_Q.search(q):
         return _title(q, facts)
     if READ_Q.search(q) and image and not ABOUT_Q.search(q):
         return _read(q, facts)
@@ -129,6 +173,10 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
         return _first(q, facts)
     if WHEN_Q.search(q) and speech:
         return _when(q, facts)
+    after = AFTER_Q.search(q)
+    if after and speech:
+        which = (after.group("which") or after.group("which2") or "after").lower()
+        return _next_to(q, (after.group("topic") or after.group("topic2") or "").strip(), which, facts)
     about = ABOUT_Q.search(q)
     if about and (speech or modality == "text"):
         return _about(q, (about.group("topic") or about.group("zh") or "").strip(), facts)
@@ -141,6 +189,13 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
         return _is_there((is_there.group("thing") or is_there.group("thing2") or "").strip(), facts)
     if WHAT_SOUND_Q.search(q) and speech:
         return _heard(q, facts)
+    if is_there and speech and facts.of(TAG):
+        return _is_heard((is_there.group("thing") or is_there.group("thing2") or "").strip(), facts)
+    if KIND_Q.search(q) and image:
+        kind = next((f for f in facts.of(PICTURE) if f.text.startswith("a ")), None)
+        if kind is not None:
+            return Routed("picture", f"{kind.text[0].upper()}{kind.text[1:]} (from its pixels: {KIND_WHY[kind.text]}).",
+                          True, [kind])  # fmt: skip
     return None
 
 
@@ -148,15 +203,16 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
 def _what(q: str, facts: Facts) -> Routed:
     kind = next((f.text for f in facts.of(PICTURE) if f.text.startswith("a ")), "")
     lines = facts.of(OCR)
-    if kind in ("a document page", "a screenshot") and lines:
+    subject = main_subject(facts)
+    flat_with_text = kind == "a drawing" and lines and (subject is None or not subject.sure)
+    if (kind in ("a document page", "a screenshot") or flat_with_text) and lines:
         answer = f"{kind[0].upper()}{kind[1:]} with text; its first line reads “{lines[0].text}”."
         return Routed("what", answer, True, [*facts.of(PICTURE)[:1], lines[0]])
-    subject = main_subject(facts)
     if subject is None or (subject.score < MIN_GUESS and not lines):
         return refuse(q, facts, "the image model recognises nothing in it with any confidence", "what")
     answer = _subject_sentence(subject, kind)
     if lines:
-        answer += f" Text in it reads “{lines[0].text}”" + ("…" if len(lines) > 1 else "") + "."
+        answer += f" Text in it reads “{lines[0].text}”" + (", and more." if len(lines) > 1 else ".")
     return Routed("what", answer, True, [*subject.labels, *lines[:1]])
 
 
@@ -191,24 +247,43 @@ def _is_there(thing: str, facts: Facts) -> Routed | None:
 
 
 def _heard(q: str, facts: Facts) -> Routed:
-    tags = [f for f in facts.of(TAG) if f.text != "Silence" and (f.score or 0.0) >= MIN_GUESS]
+    """What the sound models hear: the specific tags (a cat's "Meow", not "Animal"), speech with its start."""
+    tags = [f for f in facts.of(TAG) if (f.score or 0.0) >= MIN_GUESS]
+    specific = [t for t in tags if t.text not in BROAD_TAGS] or [t for t in tags if t.text != "Silence"]
     segments = facts.of(TRANSCRIPT)
     parts = []
     if segments:
         language = _language(facts)
         parts.append(f"Speech{f' in {language}' if language else ''}, starting “{segments[0].text}”")
-    others = [t for t in tags if t.text not in SPEECH_TAGS or not segments]
+    others = [t for t in specific if t.text not in SPEECH_TAGS or not segments]
     sure = [t.text.lower() for t in others if t.sure]
-    unsure = [t.text.lower() for t in others if not t.sure][:2]
+    unsure = [t for t in others if not t.sure][:2]
     if sure:
         parts.append(_and(sure))
     if unsure:
-        parts.append(f"{'possibly' if (others[-1].score or 0) < POSSIBLY else 'probably'} {_or(unsure)}")
+        hedge = "possibly" if (unsure[0].score or 0.0) < POSSIBLY else "probably"
+        parts.append(f"{hedge} {_or([t.text.lower() for t in unsure])}")
     if not parts:
         return refuse(q, facts, "the sound models recognise nothing in it with any confidence", "what")
-    scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in tags[:4])
+    shown = [*[t for t in others if t.sure], *unsure][:4]
+    scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in shown)
     answer = "; ".join(parts) + (f" (the sound model: {scores})." if scores else ".")
-    return Routed("what", answer[0].upper() + answer[1:], True, [*segments[:1], *tags[:4]])
+    return Routed("what", answer[0].upper() + answer[1:], True, [*segments[:1], *shown])
+
+
+def _is_heard(thing: str, facts: Facts) -> Routed | None:
+    """Yes when a sound tag names ``thing`` ("Is there a dog?" and the tagger hears "Dog"); None otherwise."""
+    from polymodal.tasks.grounding import singular, words
+
+    wanted = {singular(w) for w in words(thing)} - {"sound", "noise", "recording", "kind", "thing"}
+    found = [t for t in facts.of(TAG) if wanted and wanted <= {singular(w) for w in words(t.text)}]
+    best = max((t.score or 0.0 for t in found), default=0.0)
+    if best < MIN_GUESS:
+        return None
+    hedge = "" if best >= SURE else "possibly " if best < POSSIBLY else "probably "
+    scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in found[:3])
+    return Routed("yes", f"Yes, {hedge}{_and([t.text.lower() for t in found[:3]])} (the sound model: {scores}).",
+                  True, found[:3])  # fmt: skip
 
 
 # --- colours ------------------------------------------------------------------------------------------------
@@ -222,25 +297,52 @@ def _colour(q: str, facts: Facts) -> Routed:
             return Routed("colour", "It is black and white: no colours.", True, facts.of(PICTURE))
         return refuse(q, facts, "no colour was measured in the picture", "colour")
     match = _COLOUR_THING.search(q)
-    thing = match.group("thing").strip() if match else ""
-    thing = re.sub(r"^(the|this|that|a|an)\s+", "", thing)
+    thing = re.sub(r"^(the|this|that|a|an)\s+", "", match.group("thing").strip()) if match else ""
+    verb = match.group("verb").lower() if match and match.group("verb") in ("are", "were") else "is"
+    if thing.split()[-1:] == ["background"]:
+        return _background_colour(q, facts, background, whole)
     if not thing or thing.split()[-1] in WHOLE:
         return Routed("colour", f"{whole[0].upper()}{whole[1:]} (the colours of the whole picture).", True, colours)
+    if thing.split()[-1] in SMALL_PARTS or thing.split()[-1].removesuffix("s") in SMALL_PARTS:
+        known = f"colours are measured over areas of the picture, and the {thing} {verb} too small a part of it"
+        return Routed("colour", f"{CANT_TELL} what colour the {thing} {verb}: {known}; the picture is {whole}.",
+                      False, colours, "colours are not measured on small parts of a thing")  # fmt: skip
     subject = main_subject(facts)
-    if subject is None or not _names_thing(thing, subject, facts):
-        seen = _sees(subject) if subject else "the image model recognises nothing"
-        known = f"no {thing} was recognised in it ({seen}); the picture is {whole}"
-        return Routed("colour", f"{CANT_TELL} what colour the {thing} is: {known}.", False, colours,
-                      f"no model found a {thing} in the picture")  # fmt: skip
+    if subject is not None and _names_thing(thing, subject, facts):
+        return _subject_colour(facts, thing, subject, colours, whole)
+    if background is not None:  # one thing drawn or photographed on a plain background: its colours are the thing's
+        answer = f"Probably {_colour_words(colours)}: the colours of the picture apart from its {background.text}."
+        return Routed("colour", answer, True, [*colours, background])
+    seen = _sees(subject) if subject else "the image model recognises nothing"
+    known = f"no {thing} was recognised in it ({seen}); the picture is {whole}"
+    return Routed("colour", f"{CANT_TELL} what colour the {thing} {verb}: {known}.", False, colours,
+                  f"no model found a {thing} in the picture")  # fmt: skip
+
+
+def _subject_colour(facts: Facts, thing: str, subject: Subject, colours: list[Fact], whole: str) -> Routed:
+    """The colour of the middle of the picture, where the subject the labels name usually is: hedged."""
     middle = centre_colours(facts.image) if facts.image is not None else []
     if not middle:
         return Routed("colour", f"Probably {colours[0].text}: the picture is {whole}.", True, colours)
     answer = (
         f"Probably {middle[0].text}. Colours are measured over areas of the picture, not on the {thing} itself: "
-        f"the middle of the picture, where the image model sees {_subject_words(subject)}, is "
-        f"{_colour_words(middle)}; the whole picture is {whole}."
+        f"the middle of the picture ({_sees(subject)}) is {_colour_words(middle)}; the whole picture is {whole}."
     )
     return Routed("colour", answer, True, [*middle, *colours, *subject.labels[:1]])
+
+
+def _background_colour(q: str, facts: Facts, background: Fact | None, whole: str) -> Routed:
+    """A uniform background's colour, else the colours along the picture's edges, hedged."""
+    if background is not None:
+        name = background.text.removesuffix(" background")
+        return Routed("colour", f"{name[0].upper()}{name[1:]}: the picture has a plain {name} background.", True,
+                      [background])  # fmt: skip
+    edges = edge_colours(facts.image) if facts.image is not None else []
+    if not edges:
+        return refuse(q, facts, "no colour was measured along the picture's edges", "colour")
+    answer = f"Probably {edges[0].text}: the edges of the picture, where a background usually is, are " \
+             f"{_colour_words(edges)}; the whole picture is {whole}."  # fmt: skip
+    return Routed("colour", answer, True, edges)
 
 
 def _colour_words(colours: list[Fact]) -> str:
@@ -311,22 +413,39 @@ def _title(q: str, facts: Facts) -> Routed:
 
 
 def _title_line(lines: list[Fact], facts: Facts) -> tuple[Fact, str]:
-    """The first line, unless a clearly larger one (a taller box) is the title."""
-    heights = {e.text: _height(e.box) for e in facts.analysis.evidence if e.kind == OCR and e.box}
-    tallest = max(lines, key=lambda f: heights.get(f.text, 0.0))
-    first_height = heights.get(lines[0].text, 0.0)
-    if tallest is lines[0] or first_height >= 0.85 * heights.get(tallest.text, 0.0):
-        size = " and largest" if tallest is lines[0] and len(lines) > 1 else ""
-        return lines[0], f"the first{size} line of text in it"
+    """The first line, unless a clearly larger one (a taller box) is the title; lines set on end (a chart's
+    y-axis label: taller than wide) and lines in the lower half are not titles."""
+    boxes = {e.text: e.box for e in facts.analysis.evidence if e.kind == OCR and e.box}
+    page_height = max((_extent(box)[3] for box in boxes.values()), default=0.0)
+    candidates = [f for f in lines if _level(boxes.get(f.text), page_height)] or lines[:1]
+    heights = {f.text: _height(boxes.get(f.text)) for f in candidates}
+    tallest = max(candidates, key=lambda f: heights.get(f.text, 0.0))
+    first = candidates[0]
+    if tallest is first or heights.get(first.text, 0.0) >= 0.85 * heights.get(tallest.text, 0.0):
+        size = " and largest" if tallest is first and len(lines) > 1 else ""
+        return first, f"the first{size} line of text in it"
     return tallest, "the largest line of text in it"
 
 
-def _height(box: Any) -> float:
+def _level(box: Any, page_height: float) -> bool:
+    """A horizontal line in the upper half of the text."""
+    if not box:
+        return True
+    x0, y0, x1, y1 = _extent(box)
+    return (x1 - x0) >= (y1 - y0) and (page_height <= 0 or y0 <= page_height / 2)
+
+
+def _extent(box: Any) -> tuple[float, float, float, float]:
     try:
-        ys = [point[1] for point in box]
-        return float(max(ys) - min(ys))
+        xs, ys = [float(p[0]) for p in box], [float(p[1]) for p in box]
     except (TypeError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0, 0.0, 0.0
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _height(box: Any) -> float:
+    x0, y0, x1, y1 = _extent(box)
+    return y1 - y0
 
 
 # --- what is said -------------------------------------------------------------------------------------------
@@ -364,6 +483,25 @@ def _sentence_run(segments: list[Fact], backwards: bool) -> list[Fact]:
         if not backwards and ends.search(segment.text.strip()):
             break
     return sorted(run, key=lambda f: f.start or 0.0)
+
+
+def _next_to(q: str, topic: str, which: str, facts: Facts) -> Routed | None:
+    """What is said right after (or before) the segment that says ``topic``."""
+    segments = facts.of(TRANSCRIPT)
+    wanted = _topic_stems(topic)
+    if not segments or not wanted:
+        return None
+    scored = [(len(wanted & _stems(f.text)), i) for i, f in enumerate(segments)]
+    best, index = max(scored)
+    if best < max(1, math.ceil(len(wanted) / 2)):
+        return None
+    other = index + (1 if which == "after" else -1)
+    if not 0 <= other < len(segments):
+        edge = "last" if which == "after" else "first"
+        answer = f"Nothing: “{segments[index].text}” is the {edge} thing said."
+        return Routed("said", answer, True, [segments[index]])
+    answer = f"{which.capitalize()} “{segments[index].text}”, the speaker says {_timed(segments[other])}."
+    return Routed("said", answer, True, [segments[other], segments[index]])
 
 
 def _said(q: str, facts: Facts) -> Routed:
@@ -415,8 +553,24 @@ def _when(q: str, facts: Facts) -> Routed | None:
     if best < max(1, math.ceil(len(wanted) / 2)):
         return None
     found = [f for score, f in scored if score == best][:MAX_MATCHES]
-    times = [f"{clock(f.start or 0.0)}–{clock(f.end or f.start or 0.0)} (“{f.text}”)" for f in found]
+    times = [_said_at(f, wanted, facts) for f in found]
     return Routed("when", f"It is said at {_and(times)}.", True, found)
+
+
+def _said_at(fact: Fact, wanted: set[str], facts: Facts) -> str:
+    """ "0:08–0:10 (“Fail better.”)"; in a long segment with word timings, the time of the first word asked
+    about: "0:10 (in “...”, 0:01–0:12)". (Estimating it from where the word is in the text missed by seconds.)"""
+    start, end = fact.start or 0.0, fact.end or fact.start or 0.0
+    whole = f"{clock(start)}–{clock(end)} (“{fact.text}”)"
+    words = fact.text.split()
+    index = next((i for i, w in enumerate(words) if _stems(w) & wanted), 0)
+    if index == 0:
+        return whole
+    same = [e for e in facts.analysis.evidence if e.kind == TRANSCRIPT and (e.text, e.start) == (fact.text, fact.start)]
+    timings = same[0].box if same else None
+    if not timings or len(timings) != len(words) or end - start <= LONG_SEGMENT:
+        return whole
+    return f"{clock(float(timings[index][0]))} (in “{fact.text}”, {clock(start)}–{clock(end)})"
 
 
 def _count(q: str, facts: Facts, image: bool) -> Routed | None:
@@ -433,9 +587,12 @@ def _count(q: str, facts: Facts, image: bool) -> Routed | None:
             return Routed("count", f"Never: no word like “{what}” is in the transcript.", True, [])
         where = "; ".join(_timed(f) for f, _ in hits[:MAX_MATCHES])
         return Routed("count", f"{total} time{'s' if total > 1 else ''}: {where}", True, [f for f, _ in hits])
-    if PEOPLE_Q.search(q):
+    asks_people = PEOPLE_Q.search(q)
+    if asks_people and (facts.modality != "audio" or re.search(r"speakers?|voices?|people", q, _Q)):
         what = "speakers or voices" if facts.modality == "audio" else "people or faces"
         return refuse(q, facts, f"no model here detects or counts {what} yet", "count")
+    if facts.of(TRANSCRIPT, PASSAGE) or (image and facts.of(OCR)):
+        return None  # what is said or written may give the number ("enter the first three letters")
     if image or facts.modality == "audio":
         return refuse(q, facts, "the models here name what they see or hear but do not count things", "count")
     return None
@@ -493,12 +650,27 @@ def refusal(question: str, facts: Facts) -> str:
 
 _WH_PHRASE = r"(?P<wh>(what|which|who|whom|whose|where|when|why|how)(\s+\w+){0,2}?)"
 _SUBJECT = (r"(?P<subject>(it|there|they|he|she|we|you)\b|(this|that)(?!\s+\w+(?<!ed)(?<!en)(?<!ing)\b)"
-            r"|(the|this|that|these|those|his|her|its|their|a|an)\s+\w+(\s+of\s+((the|this|that|a|an|its)\s+)?\w+)?)")
+            r"|(the|this|that|these|those|his|her|its|their|a|an)\s+\w+('s\s+\w+)?"
+            r"(\s+of\s+((the|this|that|a|an|its)\s+)?\w+)?)")
 _BE_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<be>is|are|was|were)\s+{_SUBJECT}(?P<rest>.*)$", _Q)
 _DO_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<do>does|do|did)\s+{_SUBJECT}\s+(?P<verb>\w+)(?P<rest>.*)$", _Q)
 _WH = re.compile(r"^(who|whose|where|when|why|how|what|which)\b", _Q)
 _PAST = {"say": "said", "mean": "meant", "write": "wrote", "tell": "told", "see": "saw", "do": "did", "go": "went",
          "make": "made", "hear": "heard", "have": "had", "read": "read", "show": "showed", "get": "got"}  # fmt: skip
+
+
+_CLAUSE_STARTS = frozenset("of in on at for to from with by about into under over near behind like than".split())
+
+
+def _noun_phrase(subject: str, rest: list[str], most: int = 3) -> tuple[str, list[str]]:
+    """The subject grown by the following words up to a preposition or a participle ("this phone" + "line for"
+    -> "this phone line", "for"), at most ``most`` words."""
+    words = subject.split()
+    while rest and len(words) < most + 1 and rest[0].lower() not in _CLAUSE_STARTS:
+        if re.search(r"(ed|en|ing)$", rest[0]) and len(rest[0]) > 4:
+            break
+        words.append(rest.pop(0))
+    return " ".join(words), rest
 
 
 def embedded(question: str) -> str:
@@ -510,14 +682,15 @@ def embedded(question: str) -> str:
     q = q[0].lower() + q[1:]
     match = _BE_QUESTION.match(q)
     if match:
-        return f"{match.group('wh')} {match.group('subject')} {match.group('be')}{match.group('rest')}"
+        subject, rest = _noun_phrase(match.group("subject"), match.group("rest").split())
+        return " ".join([match.group("wh"), subject, match.group("be"), *rest])
     match = _DO_QUESTION.match(q)
     if match:
         verb = match.group("verb").lower()
         if match.group("do").lower() == "did":
             verb = _PAST.get(verb, verb + "d" if verb.endswith("e") else verb + "ed")
         elif match.group("do").lower() == "does":
-            verb = verb + "es" if verb.endswith(("s", "sh", "ch", "x", "o")) else verb + "s"
+            verb = "has" if verb == "have" else verb + ("es" if verb.endswith(("s", "sh", "ch", "x", "o")) else "s")
         return f"{match.group('wh')} {match.group('subject')} {verb}{match.group('rest')}"
     return q
 
@@ -543,7 +716,8 @@ def known(facts: Facts) -> str:
         speech = facts.of(TRANSCRIPT)
         if speech:
             return f"the recording is speech, starting “{speech[0].text}”"
-        tags = [f.text.lower() for f in facts.of(TAG) if f.text != "Silence" and f.sure]
+        sure = [f for f in facts.of(TAG) if f.text != "Silence" and f.sure]
+        tags = [f.text.lower() for f in ([f for f in sure if f.text not in BROAD_TAGS] or sure)][:3]
         return f"the sound model hears {_and(tags)}" if tags else "no speech and no clear sound were recognised"
     title = next((f.text.removeprefix("title ") for f in facts.of(META) if f.text.startswith("title ")), None)
     if title:
