@@ -41,6 +41,7 @@ EXAMPLES = (
      "Yes, a golden retriever, which is a dog."),
     ("EVIDENCE:\n- label: mountain bike (probably)\nQUESTION: Is there a vehicle?",
      "Yes, probably a bicycle (a mountain bike)."),
+    ("EVIDENCE:\n- transcript: [0:02–0:04] “The shop closes at six.”\nQUESTION: When does the shop close?", "At six."),
     ("EVIDENCE:\n- passage: The bakery opens at 9 and sells rye bread.\nQUESTION: Who owns the bakery?", CANT_TELL),
 )  # fmt: skip
 VISION_SYSTEM = (
@@ -72,6 +73,10 @@ VISUAL_Q = re.compile(
     r"logo|printed|poster)\b|颜色|看到|图片|照片|穿"
 )
 COLOUR_Q = re.compile(r"\bcolou?rs?\b|颜色")
+YES_NO_Q = re.compile(
+    r"^\s*(is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|may|might|must|shall)\b|吗[?？]?\s*$",
+    re.IGNORECASE,
+)
 COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|多少|几个|几只")
 WHO_Q = re.compile(r"\bwho\b|\bwhose\b|谁")
 WHEN_WHERE_Q = re.compile(r"\b(when|where)\b.*\b(taken|shot|photographed|recorded|made)\b|什么时候|在哪")
@@ -269,7 +274,7 @@ def _phrase(
         if on_token is not None:
             on_token(piece)
     streamed = "".join(pieces).strip()
-    reply = clean_reply(streamed)
+    reply = clean_reply(streamed, yes_no=bool(YES_NO_Q.match(question)))
     if not reply or cannot_tell(reply):
         answer = _refusal(facts, question, "the evidence does not answer it", phraser.name)
         answer.diagnostics.append(f"the {phraser.name} answer: “{streamed}”")
@@ -282,29 +287,34 @@ def _phrase(
 
 
 def _checked(facts: Facts, question: str, relevant: list[Fact], phraser: Phraser, reply: str) -> Answer:
-    """The LLM's reply with unsupported sentences dropped and unsure claims hedged; when nothing is left, the
-    closest evidence (extractive)."""
-    revision = grounding.revise(reply, facts)
+    """The LLM's reply with unsupported sentences dropped and unsure claims hedged; when nothing is left, "I
+    can't tell ..." with what is known."""
+    revision = grounding.revise(reply, facts, question)
     diagnostics = revision.diagnostics(f"the {phraser.name} answer")
     if not revision.text:
-        answer = _extractive(facts, question, relevant, llm_less=False)
+        answer = _refusal(facts, question, "no answer the evidence supports", phraser.name)
         answer.diagnostics += [*diagnostics, f"the {phraser.name} answer was not used: “{reply}”"]
         return answer
     cited_facts = cited(revision.text, question, relevant)
     return Answer(facts.source, question, revision.text, True, phraser.name, cited_facts, diagnostics=diagnostics)
 
 
-def clean_reply(reply: str) -> str:
-    """One paragraph, without an "ANSWER:" label, a "Yes, I can tell from this." preamble or a bare "probably"."""
+def clean_reply(reply: str, yes_no: bool = True) -> str:
+    """One paragraph, without an "ANSWER:" label, a "Yes, I can tell from this." preamble or a bare "probably";
+    a "Yes, " that opens the answer to a question that is not a yes/no one is dropped (small models copy it from
+    the worked examples: "Yes, the best of the period")."""
     reply = " ".join(reply.split("\n\n")[0].split())
     reply = re.sub(r"^answer\s*:\s*", "", reply, flags=re.IGNORECASE)
     reply = re.sub(r"^(yes|no)?,?\s*i can tell from this[.!]?\s*", "", reply, flags=re.IGNORECASE)
+    if not yes_no:
+        reply = re.sub(r"^(yes|no)\s*[,.!:]\s*", "", reply, flags=re.IGNORECASE)
+        reply = reply[:1].upper() + reply[1:]
     return "" if reply.lower().strip(" .!") in ("probably", "maybe", "possibly", "yes or no") else reply
 
 
 def cannot_tell(reply: str) -> bool:
     flat = reply.lower().replace("’", "'")
-    return bool(re.search(r"can'?no?t tell|cannot tell|can not tell|not enough (information|evidence)", flat))
+    return bool(re.search(r"\bcan'?t tell|cannot tell|can not tell|not enough (information|evidence)", flat))
 
 
 def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
@@ -317,7 +327,7 @@ def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
     return [f for f in relevant if f.kind in (LABEL, TAG, OCR)] or relevant
 
 
-def _extractive(facts: Facts, question: str, relevant: list[Fact], llm_less: bool = True) -> Answer:
+def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
     """The evidence closest to the question, said as such (no LLM phrased it); of a passage, its sentences
     sharing the most words with the question."""
     top = [f for f in relevant if f.kind in (LABEL, TAG, OCR)][:3]
@@ -325,8 +335,7 @@ def _extractive(facts: Facts, question: str, relevant: list[Fact], llm_less: boo
     if not evidence:
         return _refusal(facts, question, "no evidence is close to the question", "extractive")
     lines = "; ".join(_plain(f, question) for f in evidence[:5])
-    opening = NO_LLM if llm_less else "The evidence closest to the question"
-    return Answer(facts.source, question, f"{opening}: {lines}", True, "extractive", evidence)
+    return Answer(facts.source, question, f"{NO_LLM}: {lines}", True, "extractive", evidence)
 
 
 def _plain(fact: Fact, question: str = "") -> str:

@@ -187,10 +187,13 @@ class Revision:
         return notes
 
 
-def revise(text: str, facts: Facts) -> Revision:
+def revise(text: str, facts: Facts, question: str = "") -> Revision:
     """``text`` with each sentence that states what the evidence does not support dropped, and "probably"
-    added where an unsure label is stated as certain (rather than throwing the whole answer away)."""
+    added where an unsure label is stated as certain (rather than throwing the whole answer away). The words of
+    ``question`` may be repeated in the answer ("the caller is first in line"), but a thing it names still
+    needs evidence ("Is there a spoon?" "Yes, a spoon." is dropped)."""
     support, unsure = _Support.of(facts), _unsure_words(facts)
+    support.stems |= {stem(w) for w in _content_words(question)}
     revision = Revision("", text)
     kept = []
     for sentence in split_sentences(text):
@@ -248,7 +251,8 @@ META_WORDS = frozenset(
     say quote quotes quoted appear appears seem seems likely probably possibly agree agrees contradict
     contradicts first second third main key point points caption captured capture view close visible seen
     pixel pixels landscape portrait square colour colours color colors coloured process method methods
-    technique techniques tip tips advice guide approach way ways importance important""".split()
+    technique techniques tip tips advice guide approach way ways importance important yes tell can't cannot
+    answer evidence""".split()
 )
 MAX_UNSUPPORTED_SHARE = 0.3  # a summary sentence may use at most this share of content words found in no item
 # A caption or answer may say a little more in its own words ("a cat sits"): at most this share.
