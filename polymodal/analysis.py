@@ -687,18 +687,13 @@ def event_evidence(events: list[Any]) -> list[Evidence]:
     ]
 
 
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def readable(text: str, confidence: float | None) -> bool:
-    """Whether an OCR line is worth keeping: confident enough, and words rather than scattered letters
-    (at least half of its Latin words longer than two letters; Chinese and other scripts are kept)."""
+    """Whether an OCR line is worth keeping: confident enough, and words rather than scattered letters (a line
+    of three or more Latin words, most of them one or two letters long, is not: "the o sr e t te re s the")."""
     if confidence is not None and confidence < MIN_OCR_CONFIDENCE:
         return False
-    words = _WORD.findall(text)
-    if not words:
-        return any(c.isdigit() for c in text)  # a number alone ("2024", "12:30") is still text
-    latin = [w for w in words if w.isascii()]
-    if not latin:
-        return True
-    return sum(len(w) > 2 for w in latin) * 2 >= len(latin)
+    latin = [w for w in _WORD.findall(text) if w.isascii() and not w.isdigit()]
+    return len(latin) < 3 or sum(len(w) <= 2 for w in latin) * 2 <= len(latin)

@@ -123,3 +123,11 @@ def test_a_file_name_outranks_a_note_that_shares_one_word(tmp_path, samples):
         found = collection.search("zanzibar", k=3).hits
         assert names(found) == ["zanzibar_trip.jpg"]
         assert found[0].why[-1].kind == "name"
+
+
+def test_garbled_or_unsure_ocr_lines_are_not_evidence():
+    from polymodal.analysis import readable
+
+    assert not readable("the o sr e t te re s the", 0.9)  # scattered letters, as read off a photo's texture
+    assert not readable("Image segmentation", 0.58)  # below the confidence floor
+    assert all(readable(line, 0.9) for line in ("OPEN 7 AM", "Image segmentation of a page", "关于猫的笔记", "2024"))

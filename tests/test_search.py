@@ -83,8 +83,10 @@ def test_show_gives_the_evidence(indexed, samples):
     assert indexed.item(item.id).path == item.path
 
 
-def test_status_counts(indexed):
+def test_status_counts(indexed, samples):
     status = indexed.status()
     assert status["per_modality"]["image"] >= 8 and status["per_modality"]["audio"] >= 13
-    assert status["per_modality"]["text"] >= 5 and status["errors"] == 0
+    assert status["per_modality"]["text"] >= 5
+    # Other tests share this session's store; none of the sample collection's files may have an error.
+    assert not [e for e in status["recent_errors"] if e["path"].startswith(str(samples))], status["recent_errors"]
     assert any(m.startswith("whisper-base") for m in status["models"])
