@@ -150,6 +150,22 @@ def test_what_is_said_about_failing_gives_every_line_with_times(analyzers, sampl
     assert clock(better.start) in when.answer
 
 
+def test_a_chart_is_read_for_its_title_bars_and_values(analyzers, tmp_path) -> None:
+    from test_understand_perception import CHART_TITLE, MONTHS, SERIES, render_chart
+    from textnorm import squashed
+
+    chart = render_chart(tmp_path / "chart.png")
+    title = ask(analyzers["none"], chart, "What is the title of the chart?")
+    assert title.route == "title" and squashed(CHART_TITLE) in squashed(title.answer), title.answer
+    bars = ask(analyzers["none"], chart, "How many categories are shown?")
+    assert bars.answer.startswith(f"{len(MONTHS)}:"), bars.answer
+    tallest = ask(analyzers["none"], chart, "What is the highest value?")
+    best = max(v for _, values in SERIES.values() for v in values)
+    assert tallest.answer.startswith(str(best)), tallest.answer
+    first = ask(analyzers["none"], chart, "Which month is the first bar?")
+    assert squashed(first.answer).startswith(squashed(MONTHS[0])), first.answer
+
+
 def test_questions_as_clauses() -> None:
     assert embedded("Who owns this cup?") == "who owns this cup"
     assert embedded("What colour is the car?") == "what colour the car is"

@@ -9,6 +9,8 @@ A question is routed by its words (English and Chinese) to one kind of evidence:
 - **first / last sentence** → the transcript (or the document's sentences);
 - **what is said about X** → every transcript segment (or sentence of a document) about X, with its times;
 - **when is X said** → the times of the segments that say it;
+- **a chart** (its text laid out by :func:`polymodal.tasks.read.layout`) → its title, how many bars (x-axis
+  labels), the first / last bar, the tallest / shortest bar, the value shown for a category;
 - **how many** → times a word is said; people, faces and objects are not counted by any model here: said so;
 - **is there a X / is this a X** → yes when the labels (or their hypernyms: a tabby cat is an animal) name X;
   otherwise no route (the labels name the main subject only: "no" would be a guess).
@@ -161,6 +163,9 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
     modality = facts.modality
     speech = modality in ("audio", "video")
     image = modality in ("image", "video") and not sees_image
+    chart = _chart_answer(q, facts) if image and modality == "image" and facts.of(OCR) else None
+    if chart is not None:
+        return chart
     if COUNT_Q.search(q):
         return _count(q, facts, image)
     if TITLE_Q.search(q) and (image or modality == "text") and not OTHER_TITLE_Q.search(q):
@@ -311,7 +316,8 @@ def _colour(q: str, facts: Facts) -> Routed:
     if subject is not None and _names_thing(thing, subject, facts):
         return _subject_colour(facts, thing, subject, colours, whole)
     if background is not None:  # one thing drawn or photographed on a plain background: its colours are the thing's
-        answer = f"Probably {_colour_words(colours)}: the colours of the picture apart from its {background.text}."
+        answer = f"Probably {_and([c.text for c in colours])}: the colours of the picture apart from its " \
+                 f"{background.text}."  # fmt: skip
         return Routed("colour", answer, True, [*colours, background])
     seen = _sees(subject) if subject else "the image model recognises nothing"
     known = f"no {thing} was recognised in it ({seen}); the picture is {whole}"
@@ -446,6 +452,70 @@ def _extent(box: Any) -> tuple[float, float, float, float]:
 def _height(box: Any) -> float:
     x0, y0, x1, y1 = _extent(box)
     return y1 - y0
+
+
+# --- charts -------------------------------------------------------------------------------------------------
+BARS_Q = re.compile(r"\bhow many (bars|columns|categories|groups|species|kinds|classes|\w+ are (shown|compared))", _Q)
+EXTREME_Q = re.compile(
+    r"\b(tallest|highest|largest|biggest|longest|top|shortest|lowest|smallest)\s+"
+    r"(bar|column|value|mean|average|number|count|score|total)",
+    _Q,
+)
+ORDINAL_Q = re.compile(r"\b(first|last|leftmost|rightmost)\s+(bar|column|category)", _Q)
+CHART_KIND_Q = re.compile(r"\bwhat (kind|type|sort) of (picture|image|chart|graph|graphic)\b", _Q)
+
+
+def _chart_answer(q: str, facts: Facts) -> Routed | None:
+    """Answers read off a chart's layout: title, bars, extremes, a category's value; None for other questions
+    or when the picture is no chart."""
+    chart = chart_layout(facts)
+    if chart is None:
+        return None
+    labels = chart["x_axis"]["labels"]
+    values = [v for v in chart["values"] if v.get("value") is not None]
+    title = chart.get("title")
+    evidence = [f for f in facts.of(OCR) if f.text == title] or facts.of(OCR)[:1]
+    categorical = len(labels) >= 2 and not all(re.fullmatch(r"[\d.,%]+", label) for label in labels)
+    if TITLE_Q.search(q) and title and not OTHER_TITLE_Q.search(q):
+        return Routed("title", f"“{title}” (the chart's title).", True, evidence)
+    if CHART_KIND_Q.search(q):
+        what = "A chart" + (f" titled “{title}”" if title else "")
+        axis = f", with {_and(labels)} along its x axis" if labels else ""
+        return Routed("picture", f"{what}{axis}.", True, evidence)
+    if BARS_Q.search(q) and categorical:
+        return Routed("count", f"{len(labels)}: {_and(labels)} (the labels along the x axis).", True, evidence)
+    extreme, ordinal = EXTREME_Q.search(q), ORDINAL_Q.search(q)
+    if extreme and values:
+        low = extreme.group(1).lower() in ("shortest", "lowest", "smallest")
+        value = (min if low else max)(values, key=lambda v: v["value"])
+        where = f" ({value['category']})" if value.get("category") else ""
+        return Routed("chart", f"{value['text']}{where}: the {'lowest' if low else 'highest'} value written on "
+                      f"the chart.", True, evidence)  # fmt: skip
+    if ordinal and categorical:
+        label = labels[-1] if ordinal.group(1).lower() in ("last", "rightmost") else labels[0]
+        return Routed("chart", f"{label} (the {ordinal.group(1).lower()} label along the x axis).", True, evidence)
+    named = [v for v in values if v.get("category") and re.search(rf"\b{re.escape(v['category'])}\b", q, _Q)]
+    if named:
+        shown = "; ".join(f"{v['text']} for {v['category']}" for v in named)
+        return Routed("chart", f"{shown} (the value written on the chart).", True, evidence)
+    return None
+
+
+def chart_layout(facts: Facts) -> dict[str, Any] | None:
+    """The layout of an image's text when it is a chart (:func:`polymodal.tasks.read.layout`), else None."""
+    boxed = [e for e in facts.analysis.evidence if e.kind == OCR and e.box]
+    if not boxed or facts.image is None:
+        return None
+    from polymodal.tasks import read
+
+    width = facts.analysis.meta.get("width") or facts.image.width
+    scale = facts.image.width / width if width else 1.0  # boxes are in full-size pixels; the image may be a draft
+    lines = [read.Line(e.text, e.score or 0.0, [[x * scale, y * scale] for x, y in e.box]) for e in boxed]
+    try:
+        layout = read.layout(lines, facts.image)
+    except (ValueError, TypeError, IndexError):
+        return None  # boxes the layout cannot use (a malformed reading): no chart answer
+    return layout if layout.get("kind") == "chart" else None
 
 
 # --- what is said -------------------------------------------------------------------------------------------
