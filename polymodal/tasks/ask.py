@@ -29,20 +29,25 @@ from polymodal.tasks.facts import Fact, Facts, gather
 
 CANT_TELL = "I can't tell from this"  # what the LLM is told to reply; refusals shown start "I can't tell"
 CONTEXT_TOKENS = 1500  # evidence sent with a question
+# The same for every question (what the file is goes in the user message): llama.cpp then reuses the system
+# prompt's and worked examples' computed state, and the first words come sooner.
 SYSTEM = (
-    "Answer the question about {what} from the evidence only. The evidence comes from automatic models "
-    "(labels and sound tags, text read from the image, a speech transcript, colours of the whole image, passages "
-    f"of a document). If the evidence does not answer the question, reply exactly: {CANT_TELL}. "
-    "Start the answer to a yes/no question with Yes or No. Say 'probably' when the evidence you use is marked "
-    "probably or possibly. Do not give percentages. Answer in one or two short sentences."
+    "Answer the question about a file (an image, a sound recording, a video or a document) from the evidence "
+    "only. The evidence comes from automatic models (labels and sound tags, text read from the image, a speech "
+    "transcript, colours of the whole image, passages of a document). If the evidence does not answer the "
+    f"question, reply exactly: {CANT_TELL}. Start the answer to a yes/no question with Yes or No. Say "
+    "'probably' when the evidence you use is marked probably or possibly. Do not give percentages. Answer in one "
+    "or two short sentences."
 )
 EXAMPLES = (
-    ("EVIDENCE:\n- label: golden retriever\n- colour: green (a large part of the image)\nQUESTION: Is there an animal?",
-     "Yes, a golden retriever, which is a dog."),
-    ("EVIDENCE:\n- label: mountain bike (probably)\nQUESTION: Is there a vehicle?",
+    ("EVIDENCE about an image:\n- label: golden retriever\n- colour: green (a large part of the image)\n"
+     "QUESTION: Is there an animal?", "Yes, a golden retriever, which is a dog."),
+    ("EVIDENCE about an image:\n- label: mountain bike (probably)\nQUESTION: Is there a vehicle?",
      "Yes, probably a bicycle (a mountain bike)."),
-    ("EVIDENCE:\n- transcript: [0:02–0:04] “The shop closes at six.”\nQUESTION: When does the shop close?", "At six."),
-    ("EVIDENCE:\n- passage: The bakery opens at 9 and sells rye bread.\nQUESTION: Who owns the bakery?", CANT_TELL),
+    ("EVIDENCE about a sound recording:\n- transcript: [0:02–0:04] “The shop closes at six.”\n"
+     "QUESTION: When does the shop close?", "At six."),
+    ("EVIDENCE about a document:\n- passage: The bakery opens at 9 and sells rye bread.\n"
+     "QUESTION: Who owns the bakery?", CANT_TELL),
 )  # fmt: skip
 VISION_SYSTEM = (
     "You answer a question about the attached image. Evidence from automatic models is listed too. If neither "
@@ -266,8 +271,8 @@ def _phrase(
     stop: threading.Event | None = None,
 ) -> Answer:
     images = [encode_image(facts.image)] if phraser.sees_images and facts.image is not None else []
-    system = VISION_SYSTEM if images else SYSTEM.format(what=WHAT[facts.modality])
-    user = f"EVIDENCE:\n{facts.prompt(relevant)}\nQUESTION: {question}"
+    system = VISION_SYSTEM if images else SYSTEM
+    user = f"EVIDENCE about {WHAT[facts.modality]}:\n{facts.prompt(relevant)}\nQUESTION: {question}"
     pieces = []
     for piece in stream_text(phraser, system, user, images, max_tokens=120, examples=EXAMPLES, stop=stop):
         pieces.append(piece)

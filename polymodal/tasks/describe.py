@@ -31,8 +31,9 @@ from polymodal.tasks.subjects import main_subject
 MAX_OCR_LINES = 8
 MAX_TRANSCRIPT_TOKENS = 1200
 TEMPLATE = "template"
-SYSTEM = (
-    "You write a short, plain caption (one to three sentences) for {what}. Use ONLY the facts listed: do not "
+SYSTEM = (  # the same for every file (see ask.SYSTEM): what the file is goes in the user message
+    "You write a short, plain caption (one to three sentences) for a file (an image, a sound recording, a video "
+    "or a document). Use ONLY the facts listed: do not "
     "add any object, person, place, colour, number or action that is not in them. For a fact marked "
     "'probably', say 'probably'. Quote text that was read or heard exactly, in quotation marks. "
     "Do not mention percentages, models or the word 'fact'. Answer with the caption only."
@@ -131,7 +132,7 @@ def _phrase(
     stop: threading.Event | None = None,
 ) -> Description:
     images = [encode_image(facts.image)] if phraser.sees_images and facts.image is not None else []
-    system = VISION_SYSTEM if images else SYSTEM.format(what=WHAT[facts.modality])
+    system = VISION_SYSTEM if images else SYSTEM
     user = f"FACTS about {WHAT[facts.modality]}:\n{facts.prompt(shown)}\n\nCaption:"
     pieces = []
     for piece in stream_text(phraser, system, user, images, max_tokens=120, stop=stop):
