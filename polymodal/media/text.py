@@ -8,6 +8,7 @@ Chinese punctuation), never cut inside a word. ``segment_for_search`` spaces out
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import itertools
 import os
@@ -66,31 +67,37 @@ def read_text(path: Path, fmt: str, max_bytes: int = MAX_TEXT_BYTES) -> Document
     return Document(title, text, split_passages(text), notes)
 
 
-def _read_decoded(path: Path, max_bytes: int, html: bool) -> tuple[str, list[str]]:
-    """The file's text, decoded as it is read in chunks (the encoding is chosen from its start), and notes."""
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Reading a file: what the system says is wrong with it, in words."""
     try:
-        with path.open("rb") as handle:
-            sample = handle.read(min(ENCODING_SAMPLE_BYTES, max_bytes))
-            partial = len(sample) == min(ENCODING_SAMPLE_BYTES, max_bytes)
-            declared = _declared_charset(sample) if html else None
-            encoding = choose_encoding(sample, partial=partial, declared=declared)
-            assert encoding is not None  # not strict: there is always a last resort
-            decoder = _Decoder(encoding.name, encoding.errors)
-            parts = [decoder.feed(sample[encoding.skip :])]
-            read = len(sample)
-            while read < max_bytes and (chunk := handle.read(min(_READ_CHUNK, max_bytes - read))):
-                parts.append(decoder.feed(chunk))
-                read += len(chunk)
-            cut = bool(handle.read(1))
-            if not cut:
-                parts.append(decoder.feed(b"", final=True))
-            size = os.fstat(handle.fileno()).st_size
+        yield
     except IsADirectoryError as exc:
         raise MediaError("is a directory, not a file") from exc
     except PermissionError as exc:
         raise MediaError("permission denied: the file cannot be read") from exc
     except OSError as exc:
         raise MediaError(f"could not read the file: {exc.strerror or exc}") from exc
+
+
+def _read_decoded(path: Path, max_bytes: int, html: bool) -> tuple[str, list[str]]:
+    """The file's text, decoded as it is read in chunks (the encoding is chosen from its start), and notes."""
+    with _reading(), path.open("rb") as handle:
+        sample = handle.read(min(ENCODING_SAMPLE_BYTES, max_bytes))
+        partial = len(sample) == min(ENCODING_SAMPLE_BYTES, max_bytes)
+        declared = _declared_charset(sample) if html else None
+        encoding = choose_encoding(sample, partial=partial, declared=declared)
+        assert encoding is not None  # not strict: there is always a last resort
+        decoder = _Decoder(encoding.name, encoding.errors)
+        parts = [decoder.feed(sample[encoding.skip :])]
+        read = len(sample)
+        while read < max_bytes and (chunk := handle.read(min(_READ_CHUNK, max_bytes - read))):
+            parts.append(decoder.feed(chunk))
+            read += len(chunk)
+        cut = bool(handle.read(1))
+        if not cut:
+            parts.append(decoder.feed(b"", final=True))
+        size = os.fstat(handle.fileno()).st_size
     notes = [encoding.note] if encoding.note else []
     if decoder.replaced:
         notes.append(f"some bytes are not valid {encoding.name}: they were replaced by \ufffd")
@@ -522,14 +529,8 @@ def _open_pdf(path: Path):  # -> (pypdf.PdfReader, size in bytes)
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError, PyPdfError
 
-    try:
+    with _reading():
         data = path.read_bytes()  # pypdf reads the whole file into memory anyway
-    except IsADirectoryError as exc:
-        raise MediaError("is a directory, not a file") from exc
-    except PermissionError as exc:
-        raise MediaError("permission denied: the file cannot be read") from exc
-    except OSError as exc:
-        raise MediaError(f"could not read the file: {exc.strerror or exc}") from exc
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
