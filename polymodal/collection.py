@@ -11,7 +11,6 @@ The CLI, the HTTP API and the web page call only this.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,7 @@ from polymodal.index import Indexer, IndexReport, Progress, VideoProgress, real_
 from polymodal.models.base import loaded_models
 from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
-from polymodal.store.sqlite import SqliteStore
-from polymodal.store.vectors import VectorIndex
+from polymodal.store.base import Store, is_url, open_store
 from polymodal.understand import Understanding
 
 
@@ -95,12 +93,12 @@ class Collection(Understanding):
         A store on a read-only or full disk opens read-only by itself."""
         settings = settings or Settings.from_env()
         if store is not None:
-            settings = settings.with_(store=Path(store).expanduser())
+            settings = settings.with_(store=store if is_url(store) else Path(store).expanduser())
         self.settings = settings
-        self.store = SqliteStore(settings.store, create=create, readonly=readonly)
+        self.store: Store = open_store(settings.store, create=create, readonly=readonly, cache=settings.cache)
         self.analyzer = Analyzer(settings)
         self.analyzer.aligner = _stored_aligner(self.store, self.analyzer)
-        self._index = VectorIndex(self.store, settings.exact_search_limit, settings.search_nprobe)
+        self._index = self.store.vector_index(settings.exact_search_limit, settings.search_nprobe)
 
     def index(
         self,
@@ -134,16 +132,15 @@ class Collection(Understanding):
             self.analyzer.aligner = None
             self.store.set_meta(aligners.META_KEY, None)
             return
-        installed = aligners.install(aligner, self.settings.store)
+        installed = aligners.install(aligner, self.store.directory)
         installed.check(self.analyzer)
         self.analyzer.aligner = installed
         self.store.set_meta(aligners.META_KEY, installed.id)
 
     def reembed(self) -> int:
         """Re-embed every stored item whose vectors are stale (no re-analysis); returns how many."""
-        rows = self.store.db.execute("SELECT sha, modality, models FROM contents").fetchall()
-        stale = [sha for sha, modality, models in rows
-                 if json.loads(models).get("text") != self.analyzer.embedding_id(modality)]  # fmt: skip
+        stale = [sha for sha, modality, models in self.store.content_states()
+                 if models.get("text") != self.analyzer.embedding_id(modality)]  # fmt: skip
         for sha in stale:
             analysis = self.store.load_analysis(sha)
             if analysis is not None:
@@ -194,15 +191,8 @@ class Collection(Understanding):
         self, modality: str | None = None, offset: int = 0, limit: int = 50
     ) -> tuple[int, list[ItemSummary]]:
         """(total, one page of items), newest first, optionally of one modality."""
-        where, args = ("WHERE c.modality=?", [modality]) if modality else ("", [])
-        base = f"FROM files f JOIN contents c ON c.sha=f.sha {where}"
-        db = self.store.db
-        total = db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
-        rows = db.execute(
-            f"SELECT f.id, f.path, c.modality, c.format, f.size, c.meta {base} ORDER BY f.id DESC LIMIT ? OFFSET ?",
-            [*args, max(0, limit), max(0, offset)],
-        ).fetchall()
-        return total, [ItemSummary(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        total, rows = self.store.items(modality, offset, limit)
+        return total, [ItemSummary(r.id, r.path, r.modality, r.format, r.size, r.meta) for r in rows]
 
     def similar(self, ref: int | str, k: int = 8) -> SearchResult:
         """Items nearest to this one in the shared space (itself and its duplicates left out)."""
@@ -223,7 +213,7 @@ class Collection(Understanding):
 
     def status(self) -> dict[str, Any]:
         stats = self.store.stats()
-        stats["store"] = str(self.settings.store)
+        stats["store"] = self.store.location
         stats["read_only"] = not self.store.writable
         stats["models_loaded"] = loaded_models()
         stats["recent_errors"] = [{"path": p, "reason": r} for p, r in self.store.errors()[:20]]
@@ -239,17 +229,16 @@ class Collection(Understanding):
         self.close()
 
     def _file_row(self, ref: int | str) -> tuple[int, str, str, int]:
-        db = self.store.db
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            row = db.execute("SELECT id, path, sha, size FROM files WHERE id=?", (int(ref),)).fetchone()
+            row = self.store.file_by_id(int(ref))
         else:  # keys are real paths (a followed link's: its own absolute path)
             for path in (real_path(ref), str(Path(ref).expanduser().absolute())):
-                row = db.execute("SELECT id, path, sha, size FROM files WHERE path=?", (path,)).fetchone()
+                row = self.store.file(path)
                 if row is not None:
                     break
         if row is None:
             raise ItemNotFound(ref)
-        return row
+        return row.id, row.path, row.sha, row.size
 
 
 def fts_text(text: str) -> str:
@@ -259,7 +248,7 @@ def fts_text(text: str) -> str:
     return segment_for_search(text)
 
 
-def _stored_aligner(store: SqliteStore, analyzer: Analyzer) -> Any:
+def _stored_aligner(store: Store, analyzer: Analyzer) -> Any:
     """The aligner this store's collection uses (its meta table names it), or None."""
     from polymodal.space import aligner as aligners
 

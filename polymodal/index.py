@@ -28,7 +28,7 @@ from polymodal.analysis import Analysis, Analyzer, PreparedAudio, PreparedImage
 from polymodal.media.audio import audio_duration
 from polymodal.media.detect import SUPPORTED_EXTENSIONS, detect
 from polymodal.media.errors import MediaError
-from polymodal.store.sqlite import SqliteStore, StoreUnavailable
+from polymodal.store.base import Store, StoreUnavailable
 
 # Images are classified in batches of this many, decoded ahead by the indexer's threads (at most WINDOW files
 # ahead of the one being written, which bounds memory); two thirds of a photo's CPU time is decoding.
@@ -274,7 +274,7 @@ def file_sha256(path: Path) -> str:
 class Indexer:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         analyzer: Analyzer,
         fts_text: Callable[[str], str],
         video_progress: VideoProgress | None = None,
@@ -306,7 +306,7 @@ class Indexer:
             self._forget_removed(found, report)
         except StoreUnavailable as exc:  # disk full, read-only store: what was written stays, the rest next time
             report.stopped = str(exc)
-            report.errors.append((str(self.store.directory), f"indexing stopped: {exc}"))
+            report.errors.append((self.store.location, f"indexing stopped: {exc}"))
         report.seconds = time.perf_counter() - started
         return report
 

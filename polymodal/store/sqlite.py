@@ -24,15 +24,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polymodal.analysis import Analysis, Evidence, Vector
+from polymodal.store.base import FileRow, ItemRow, StoreError, StoreUnavailable, too_new
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What each version adds to the one before (a store of an older version is brought up to date when opened for
+# writing; one opened read-only is read as it is: every change so far only speeds reading up).
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["CREATE INDEX IF NOT EXISTS evidence_kind ON evidence(sha, kind, ord)"],
+}
 # Most "?" parameters in one SQLite statement (the library's limit is 32766).
 MAX_PARAMS = 30_000
 
@@ -69,14 +74,6 @@ CREATE TRIGGER IF NOT EXISTS vector_removed AFTER DELETE ON vectors
 """
 
 
-class StoreError(RuntimeError):
-    """The store directory is missing, unreadable or from an incompatible version."""
-
-
-class StoreUnavailable(StoreError):
-    """A write to the store could not be made (disk full, read-only, locked); nothing of it was kept."""
-
-
 # SQLite result codes (``sqlite3.Error.sqlite_errorcode & 0xFF``) and errno values that mean "cannot write here".
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 5, 6, 8, 10, 13, 14
 CANNOT_WRITE_CODES = (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN)
@@ -95,15 +92,6 @@ TABLES = {
     "errors",
     "vector_log",
 }
-
-
-@dataclass
-class FileRow:
-    id: int
-    path: str
-    sha: str
-    size: int
-    mtime_ns: int
 
 
 class SqliteStore:
@@ -125,10 +113,21 @@ class SqliteStore:
                 raise StoreError(f"no store at {self.directory}; index a folder first")
             self._create()
         found = self._open(OPEN_MODES[OPEN_MODES.index(self.mode) :])
+        if found is not None and int(found) > SCHEMA_VERSION:
+            self.close()
+            raise too_new(self.directory, int(found), SCHEMA_VERSION)
         if found is None:
             self._migrate()
-        elif int(found) != SCHEMA_VERSION:
-            raise StoreError(f"store schema {found} is not {SCHEMA_VERSION}; re-index into a new store")
+        elif int(found) < SCHEMA_VERSION and self.writable:
+            self._upgrade(int(found))
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.get_meta("schema") or 0)
 
     def _create(self) -> None:
         try:
@@ -184,6 +183,19 @@ class SqliteStore:
                     db.execute("INSERT INTO names_fts(rowid, text) VALUES (?, ?)", (file_id, _name_text(path)))
         except sqlite3.Error as exc:
             raise _unavailable(exc, self.directory) from exc
+        self._upgrade(int(self.get_meta("schema") or SCHEMA_VERSION), fresh=True)
+
+    def _upgrade(self, found: int, fresh: bool = False) -> None:
+        """Apply the migrations after version ``found``, each version in one transaction. ``fresh``: the tables
+        were just made from :data:`SCHEMA` (the current version); indexes the migrations add are still made."""
+        for version in sorted(MIGRATIONS):
+            if version <= found and not fresh:
+                continue
+            with self.transaction() as db:
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                if version > found:
+                    db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(version),))
 
     @property
     def writable(self) -> bool:
@@ -243,6 +255,33 @@ class SqliteStore:
     def file(self, path: str) -> FileRow | None:
         row = self.db.execute("SELECT id, path, sha, size, mtime_ns FROM files WHERE path=?", (path,)).fetchone()
         return FileRow(*row) if row else None
+
+    def file_by_id(self, file_id: int) -> FileRow | None:
+        row = self.db.execute("SELECT id, path, sha, size, mtime_ns FROM files WHERE id=?", (file_id,)).fetchone()
+        return FileRow(*row) if row else None
+
+    def items(self, modality: str | None, offset: int, limit: int) -> tuple[int, list[ItemRow]]:
+        """(total, one page of files with their content's kind), newest first, optionally of one modality."""
+        where, args = ("WHERE c.modality=?", [modality]) if modality else ("", [])
+        base = f"FROM files f JOIN contents c ON c.sha=f.sha {where}"
+        with self.reading() as db:
+            total = db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
+            rows = db.execute(
+                f"SELECT f.id, f.path, c.modality, c.format, f.size, c.meta {base} ORDER BY f.id DESC LIMIT ? OFFSET ?",
+                [*args, max(0, limit), max(0, offset)],
+            ).fetchall()
+        return total, [ItemRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def content_states(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(sha, modality, {stage: model id}) of every stored analysis."""
+        rows = self.db.execute("SELECT sha, modality, models FROM contents").fetchall()
+        return [(sha, modality, json.loads(models)) for sha, modality, models in rows]
+
+    def vector_index(self, exact_limit: int, nprobe: int) -> Any:
+        """The in-process vector index over this store (exact, or IVF snapshots beside the database)."""
+        from polymodal.store.vectors import VectorIndex
+
+        return VectorIndex(self, exact_limit, nprobe)
 
     def files_under(self, root: str) -> list[FileRow]:
         prefix = root.rstrip("/") + "/"
