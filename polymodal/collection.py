@@ -20,6 +20,8 @@ import numpy as np
 
 from polymodal.analysis import TRANSCRIPT, Analyzer, Evidence, media_vector
 from polymodal.config import Settings
+from polymodal.engine import indexer_class
+from polymodal.errors import InputNotFound
 from polymodal.index import Indexer, IndexReport, Progress, VideoProgress, real_path
 from polymodal.models.base import loaded_models
 from polymodal.models.text import normalize
@@ -107,6 +109,9 @@ class Collection(Understanding):
         aligner: str | Path | None = None,
         video_progress: VideoProgress | None = None,
         follow_links: bool = False,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
     ) -> IndexReport:
         """Index files and folders; re-running it only does what changed. ``progress`` is told of each file,
         ``video_progress`` how far into a video the analysis is. ``follow_links``: index the targets of links
@@ -114,10 +119,18 @@ class Collection(Understanding):
 
         ``aligner``: a trained aligner (folder, or the id of one this store already has; "none" removes it)
         that the collection uses from now on; stored items are re-embedded from their stored features.
+
+        ``engine``: "local" (this process) or "ray" (actors on the Ray cluster at ``ray_address``, ``workers`` of
+        them; by default one per CPU of the cluster): the same items, evidence and vectors either way.
         """
         if aligner is not None:
             self.set_aligner(aligner)
-        indexer = Indexer(self.store, self.analyzer, fts_text, video_progress, follow_links)
+        if engine == "local":
+            indexer = Indexer(self.store, self.analyzer, fts_text, video_progress, follow_links)
+        else:
+            indexer = indexer_class(engine)(
+                self.store, self.analyzer, fts_text, video_progress, follow_links, address=ray_address, workers=workers
+            )
         report = indexer.index([Path(p) for p in paths], progress)
         if aligner is not None and report.stopped is None:
             self.reembed()  # items outside ``paths`` move to the new space too
@@ -206,7 +219,7 @@ class Collection(Understanding):
             vector = normalize(np.mean([v.vector for v in analysis.vectors], axis=0))
         spoken = any(e.kind == TRANSCRIPT for e in analysis.evidence)
         kind = {"text": "text", "audio": "speech" if spoken else "sound"}.get(analysis.modality, "image")
-        return self.searcher().search_vector(vector, k, exclude=row[2], kind=kind)
+        return self.searcher().search_vector(vector, k, exclude=row[2], kind=kind, looks=analysis.features)
 
     def remove(self, ref: int | str) -> None:
         self.store.remove_file(self._file_row(ref)[1])
@@ -269,5 +282,5 @@ def _as_source(value: str | Path | bytes | None) -> Path | bytes | None:
         return value
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"query file not found: {value}")
+        raise InputNotFound(f"query file not found: {value}")
     return path

@@ -1,0 +1,312 @@
+"""Indexing on a Ray cluster: the driver decides, actors analyse, partitions are retried.
+
+The driver scans, stats and hashes every file and makes the incremental decision before anything is dispatched:
+unchanged files (path, size, mtime) are at most refreshed, content already stored (moved, copied) is linked, both
+on the driver. Only new content goes to the cluster, in partitions of a few files. Each actor builds one
+:class:`~polymodal.analysis.Analyzer` (its models load once, on first use) and runs the local indexer's own
+worker code (:meth:`polymodal.index.Indexer._run`: read -> perceive -> embed, images and short recordings batched)
+over a partition:
+
+- with PostgreSQL the actor writes to the store itself, one transaction per file, as a local run would;
+- with SQLite (one writer: the driver) the actor's writes are recorded and sent back with the partition's result,
+  and the driver writes them.
+
+An actor whose process dies (killed, out of memory) is restarted by Ray and its partition is run again
+(``max_restarts`` / ``max_task_retries``). A partition's result is applied only once it is complete, and a write
+of a file replaces what an earlier attempt wrote, so the final store is that of an uninterrupted run.
+
+Every node must see the files under the same paths (one machine, or a shared file system) and have polymodal and
+its models installed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polymodal.analysis import Analysis, Analyzer
+from polymodal.index import (
+    FAILED,
+    Indexer,
+    IndexReport,
+    Progress,
+    _Ahead,
+    _hashed,
+    _reason,
+    _regular_stat,
+    display_path,
+)
+from polymodal.media.errors import MediaError
+from polymodal.store.base import Store, StoreUnavailable
+
+PARTITION_FILES = 4  # files per partition: the unit of dispatch and of retry
+PARTITION_BYTES = 64 * 1024**2  # a partition of big files holds fewer
+MAX_RETRIES = 3  # restarts of a dead actor, and re-runs of its partition
+
+
+@dataclass
+class Write:
+    """One write an actor made to a recorded store, to be made again by the driver."""
+
+    op: str  # "save" | "link" | "error"
+    key: str
+    sha: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+    analysis: Analysis | None = None
+    reason: str = ""
+
+
+@dataclass
+class PartitionResult:
+    outcomes: Counter = field(default_factory=Counter)
+    per_modality: Counter = field(default_factory=Counter)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)  # for the driver to make (SQLite); empty when written
+    pid: int = 0
+    seconds: float = 0.0
+
+
+class RecordingStore:
+    """What the local indexer needs of a store, on an actor that may not write the real one (SQLite): every file
+    of the partition is new (the driver decided), and writes are recorded instead of made."""
+
+    def __init__(self) -> None:
+        self.writes: list[Write] = []
+        self._saved: dict[str, tuple[str, dict[str, str]]] = {}
+        self.location = "the Ray driver's store"
+
+    def file(self, path: str) -> None:
+        return None
+
+    def get_meta(self, key: str) -> str | None:
+        return None
+
+    def content_state(self, sha: str) -> tuple[str, dict[str, str]] | None:
+        return self._saved.get(sha)
+
+    def save(self, path: str, sha: str, size: int, mtime_ns: int, analysis: Analysis, fts_text: Any) -> None:
+        self.writes.append(Write("save", path, sha, size, mtime_ns, analysis))
+        self._saved[sha] = (analysis.modality, dict(analysis.models))
+
+    def link_file(self, path: str, sha: str, size: int, mtime_ns: int) -> None:
+        self.writes.append(Write("link", path, sha, size, mtime_ns))
+
+    def record_error(self, path: str, reason: str) -> None:
+        self.writes.append(Write("error", path, reason=reason))
+
+    def record_errors(self, errors: list[tuple[str, str]]) -> None:
+        for path, reason in errors:
+            self.record_error(path, reason)
+
+
+class IndexWorker:
+    """A Ray actor: one analyzer (models loaded once per process) that indexes partitions of files."""
+
+    def __init__(self, settings: Any, aligner: Any, store_url: str | None):
+        from polymodal.collection import fts_text
+
+        self.analyzer = Analyzer(settings, aligner)
+        self.fts_text = fts_text
+        self.store: Store | None = None
+        if store_url is not None:  # a server store: written from here
+            from polymodal.store.base import open_store
+
+            self.store = open_store(store_url, create=False, cache=settings.cache)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def index(self, keys: list[str], progress: Any = None) -> PartitionResult:
+        started = time.perf_counter()
+        recorder = RecordingStore() if self.store is None else None
+        indexer = Indexer(recorder or self.store, self.analyzer, self.fts_text)  # type: ignore[arg-type]
+        report = IndexReport()
+
+        def tell(done: int, total: int, current: str) -> None:
+            if progress is not None and current:
+                progress.put_nowait(current)
+
+        indexer._run([Path(key) for key in keys], report, tell)
+        return PartitionResult(
+            report.outcomes, report.per_modality, report.errors, report.notes,
+            recorder.writes if recorder else [], os.getpid(), time.perf_counter() - started,
+        )  # fmt: skip
+
+
+class RayIndexer(Indexer):
+    """The local indexer with :meth:`_run` spread over Ray actors (see the module's notes)."""
+
+    def __init__(
+        self,
+        store: Store,
+        analyzer: Analyzer,
+        fts_text: Any,
+        video_progress: Any = None,
+        follow_links: bool = False,
+        address: str | None = None,
+        workers: int | None = None,
+    ):
+        super().__init__(store, analyzer, fts_text, video_progress, follow_links)
+        self.address = address
+        self.workers = workers
+        self.partition_pids: list[int] = []  # the process of each partition's result (for tests and benchmarks)
+
+    # --- the driver's part ------------------------------------------------------------------------------
+    def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
+        total, done = len(files), 0
+        stored: list[_Ahead] = []  # content already in the store: linked here
+        fresh: list[_Ahead] = []  # one file per new content: analysed on the cluster
+        duplicates: list[_Ahead] = []  # more files of a new content: linked once it is written
+        shas: set[str] = set()
+        for path in files:
+            item = self._decide(path)
+            if item.sha is None:  # unchanged (at most refreshed), or failed: here, at once
+                report.outcomes[self._index_file(item, report)] += 1
+                done += 1
+                if progress:
+                    progress(done, total, item.key)
+            elif item.sha in shas:
+                duplicates.append(item)
+            elif self.store.content_state(item.sha) is not None:
+                stored.append(item)
+            else:
+                shas.add(item.sha)
+                fresh.append(item)
+        if fresh:
+            done = self._on_cluster(fresh, report, progress, done, total)
+        for item in stored + duplicates:
+            report.outcomes[self._index_file(item, report)] += 1
+            done += 1
+            if progress:
+                progress(done, total, item.key)
+
+    def _decide(self, path: Path) -> _Ahead:
+        """The incremental decision of one file, without models: unchanged (size, mtime), or its hash."""
+        key = str(path)
+        try:
+            stat = _regular_stat(path)
+            limit = self.analyzer.settings.max_file_bytes
+            if stat.st_size > limit:
+                raise MediaError(f"file is {stat.st_size / 1e9:.1f} GB, over the {limit / 1e9:.1f} GB size limit")
+            known = self.store.file(key)
+            if known and known.size == stat.st_size and known.mtime_ns == stat.st_mtime_ns:
+                return _Ahead(key, stat, known_sha=known.sha)
+            return _hashed(path, stat)
+        except Exception as exc:
+            return _Ahead(key, error=exc)
+
+    def _on_cluster(
+        self, fresh: list[_Ahead], report: IndexReport, progress: Progress | None, done: int, total: int
+    ) -> int:
+        """Analyse (and, with a server store, write) new content on Ray actors; returns files done."""
+        import ray
+
+        self._start_ray()
+        direct = getattr(self.store, "url", None)
+        worker_class = ray.remote(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)(IndexWorker)
+        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        work = partitions(fresh)
+        actors = [
+            worker_class.remote(self.analyzer.settings, self.analyzer.aligner, direct)
+            for _ in range(min(count, len(work)))
+        ]
+        try:
+            return self._run_partitions(actors, work, report, progress, done, total)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+
+    def _start_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=self.address, log_to_driver=False, include_dashboard=False, configure_logging=False)
+
+    def _run_partitions(
+        self, actors: list[Any], work: list[list[str]], report: IndexReport, progress: Progress | None, done: int,
+        total: int,
+    ) -> int:  # fmt: skip
+        """Keep every actor busy with one partition (and one queued), applying results as they come."""
+        import ray
+        from ray.util.queue import Empty, Queue
+
+        queue = Queue(actor_options={"num_cpus": 0})
+        pending: dict[Any, tuple[Any, list[str]]] = {}
+        waiting = list(reversed(work))
+
+        def submit(actor: Any) -> None:
+            keys = waiting.pop()
+            pending[actor.index.remote(keys, queue)] = (actor, keys)
+
+        for actor in actors * 2:
+            if waiting:
+                submit(actor)
+        reported: set[str] = set()
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                while True:  # files finished inside partitions still running
+                    try:
+                        key = queue.get_nowait()
+                    except Empty:
+                        break
+                    if key not in reported and progress:
+                        reported.add(key)
+                        progress(done + len(reported) - 1, total, key)
+                for ref in ready:
+                    actor, keys = pending.pop(ref)
+                    self._apply(ray.get(ref), report)
+                    reported.update(keys)
+                    if waiting:
+                        submit(actor)
+        finally:
+            ray.kill(queue.actor)
+        return done + len(reported)
+
+    def _apply(self, result: PartitionResult, report: IndexReport) -> None:
+        """Merge a partition's result into the report, and make its writes (SQLite) here, one file at a time."""
+        self.partition_pids.append(result.pid)
+        for write in result.writes:
+            try:
+                if write.op == "save":
+                    assert write.analysis is not None
+                    self.store.save(write.key, write.sha, write.size, write.mtime_ns, write.analysis, self.fts_text)
+                elif write.op == "link":
+                    self.store.link_file(write.key, write.sha, write.size, write.mtime_ns)
+                else:
+                    self.store.record_error(write.key, write.reason)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                shown = display_path(write.key)
+                report.errors.append((shown, _reason(exc)))
+                report.outcomes[FAILED] += 1
+        report.outcomes.update(result.outcomes)
+        report.per_modality.update(result.per_modality)
+        report.errors += result.errors
+        report.notes += result.notes
+
+
+def partitions(items: list[_Ahead]) -> list[list[str]]:
+    """Files in order, cut into partitions of at most PARTITION_FILES files or PARTITION_BYTES bytes."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for item in items:
+        bytes_ = item.stat.st_size if item.stat is not None else 0
+        if current and (len(current) >= PARTITION_FILES or size + bytes_ > PARTITION_BYTES):
+            out.append(current)
+            current, size = [], 0
+        current.append(item.key)
+        size += bytes_
+    if current:
+        out.append(current)
+    return out
