@@ -68,7 +68,7 @@ class Service:
     def __init__(self, collection: Collection, config: ServeConfig):
         self.collection = collection
         self.config = config
-        self.store_dir = Path(collection.settings.store).absolute()
+        self.store_dir = Path(collection.store.directory).absolute()  # a server store's local files: a cache dir
         self.keys = KeyStore(self.store_dir)
         self.trust = Trust.from_config(config)
         self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
