@@ -1,36 +1,161 @@
-"""The command line: argument parsing and display over :class:`polymodal.Collection`, nothing more.
+"""polymodal: index, search and understand your text, images, audio and video together, offline on a CPU.
 
-Exit codes: 0 success; 1 an unexpected error; 2 bad usage or input (unknown item, missing file);
-3 indexing finished but some files could not be read (they are listed, and recorded in the store).
+Exit codes: 0 success; 1 an internal error (a bug: one line with an incident id, the traceback in the log and with
+--debug) or a failure outside polymodal (a model not installed, a full disk, a remote provider down); 2 bad usage
+or input (unknown option or item, missing file, a file that is not what it claims, a bad setting); 3 indexing
+finished but some files could not be read (they are listed, and recorded in the store).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import logging
 import os
 import re
+import shutil
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
+log = logging.getLogger(__name__)
+
+EXAMPLES = """\
+common commands:
+  polymodal index ~/Pictures ~/Notes          index folders (again: only what changed)
+  polymodal search "a cat on a sofa"          search everything by meaning
+  polymodal search --image photo.jpg          find similar pictures
+  polymodal search --audio question.wav       ask by voice
+  polymodal show photos/coffee.jpg            everything known about one file
+  polymodal status                            counts, models, store size, errors
+  polymodal describe photo.jpg                a caption (or a video's timeline)
+  polymodal ask report.pdf "what is the total?"
+  polymodal transcribe meeting.mp3 --format srt
+  polymodal serve                             the web page and the HTTP API
+
+settings: options > POLYMODAL_* variables > polymodal.toml in the store > ~/.config/polymodal/polymodal.toml
+more help: polymodal COMMAND --help"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that says what was probably meant: "did you mean search?", "--topk is not an option of search"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_with_suggestion(message)}\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = _chosen_parser(self, parsed)
+            command.error(_unrecognized(command, extras))
+        return parsed
+
+
+def _with_suggestion(message: str) -> str:
+    """argparse's "invalid choice" message with the nearest choice: "'serach' is not a polymodal command; did you
+    mean search?"."""
+    found = re.search(r"argument (\S+): invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
+    if not found:
+        return message
+    argument, given, listed = found.groups()
+    choices = [a or b for a, b in re.findall(r"'([^']*)'|([^,\s']+)", listed)]
+    what = "a polymodal command" if argument in ("command", "COMMAND") else f"a choice of {argument}"
+    near = difflib.get_close_matches(given, choices, n=1, cutoff=0.5)
+    hint = f"did you mean {near[0]}?" if near else f"choose from {', '.join(choices)}"
+    return f"{given!r} is not {what}; {hint}"
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser (``keys create``, ``train fusion``), whose options a mistake is about."""
+    for action in parser._actions:  # argparse keeps subparsers there; there is no public way in
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(parsed, action.dest or "", None)
+            if name in action.choices:
+                return _chosen_parser(action.choices[name], parsed)
+    return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    options = [extra for extra in extras if extra.startswith("-") and len(extra) > 1]
+    known = [string for action in parser._actions for string in action.option_strings]
+    if options:
+        given = options[0].split("=", 1)[0]
+        near = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else f"; see {parser.prog} --help"
+        return f"{given} is not an option of {parser.prog}{hint}"
+    words = " ".join(extras)
+    return f"unexpected {words!r}; a query or name of several words goes in quotes: \"a cat on a sofa\""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polymodal")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from polymodal import __version__
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, read from the installed package's metadata only when asked (``--help`` stays instant)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any):
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"polymodal {_version()}")
+        parser.exit()
+
+
+def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """--debug / --log-level / --log-json: before the command, and (``suppress``: unset there does not overwrite
+    what was given before) after it."""
+    hidden = suppress  # told once, in `polymodal --help`
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+
+    def told(text: str) -> str:
+        return argparse.SUPPRESS if hidden else text
+
+    parser.add_argument("--debug", action="store_true", help=told("tracebacks and timings per stage"), **default)
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"],
+        help=told("what polymodal logs to stderr (default: warning, or $POLYMODAL_LOG_LEVEL)"), **default,
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-json", action="store_true", help=told("log as JSON lines (for services; or $POLYMODAL_LOG_JSON=1)"),
+        **default,
+    )  # fmt: skip
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polymodal", description=__doc__.splitlines()[0])
+    description, _ = __doc__.split("\n", 1)
+    parser = Parser(
+        prog="polymodal", description=description, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action=_VersionAction, help="the installed version")
+    _add_global_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", help="store directory (default: $POLYMODAL_STORE or a per-user data dir)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _add_global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = sub.add_parser("index", parents=[common], help="index files and folders (incremental)")
     index.add_argument("paths", nargs="+", type=Path)
     index.add_argument("--ocr", choices=["auto", "always", "never"], help="OCR policy for images")
     index.add_argument("--aligner", help="a trained aligner (folder, or 'none') the collection uses from now on")
+    index.add_argument("--engine", choices=["local", "ray"], default="local", help="where analysis runs")
+    index.add_argument("--ray-address", help="HOST:PORT of a Ray cluster (--engine ray; default: a local one)")
+    index.add_argument("--ray-workers", type=int, help="Ray actors (--engine ray; default: one per CPU)")
     index.add_argument(
         "--follow-links", action="store_true", help="also index what links out of the folders point to (off: skipped)"
     )
@@ -39,13 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
     search.add_argument("--image", type=Path, help="an example image")
     search.add_argument("--audio", type=Path, help="a spoken question or a sound")
-    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--offset", type=int, default=0, help="results to pass over: the next page (default 0)")
     search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
     search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
+    search.add_argument("--long", action="store_true", help="full paths and every reason, not cut to the terminal")
 
     show = sub.add_parser("show", parents=[common], help="everything known about one item")
-    show.add_argument("item", help="item id or path")
+    show.add_argument("item", help="item id or path (absolute, from here, or as search shows it: photos/cat.jpg)")
 
     sub.add_parser("status", parents=[common], help="counts, models, store size, errors")
 
@@ -95,6 +221,7 @@ def _options_after_subcommand() -> argparse.ArgumentParser:
     after = argparse.ArgumentParser(add_help=False)
     after.add_argument("--store", default=argparse.SUPPRESS, help="store directory (as before the subcommand)")
     after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    _add_global_options(after, suppress=True)
     return after
 
 
@@ -131,59 +258,134 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
+        _configure_logging(args)
         from polymodal import cli_understand
+        from polymodal.logs import timed
 
-        return {**COMMANDS, **cli_understand.COMMANDS}[args.command](args)
+        with timed(f"polymodal {args.command}", log):
+            return {**COMMANDS, **cli_understand.COMMANDS}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; what was indexed so far is kept", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return EXIT_OK
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        return _fail(args, str(exc).strip("'\""), EXIT_USAGE)
-    except Exception as exc:  # shown in words, not a traceback
-        return _fail(args, f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    except Exception as exc:
+        return _failed(args, exc)
 
 
-def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+def _configure_logging(args: argparse.Namespace) -> None:
+    from polymodal.logs import configure, default_log_file
+
+    env = os.environ
+    level = args.log_level or env.get("POLYMODAL_LOG_LEVEL", "warning").strip().lower()
+    as_json = args.log_json or env.get("POLYMODAL_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+    configure(level, json_lines=as_json, debug=args.debug, log_file=default_log_file())
+
+
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """One line for any error. The user's to fix: exit 2. A failure outside polymodal (a model not installed, a full
+    disk): exit 1. Anything else is a bug: exit 1 with an incident id that finds its traceback in the log file."""
+    from polymodal.errors import is_outside_error, is_user_error, new_incident_id
+
+    debug = getattr(args, "debug", False)
+    if is_user_error(exc) or is_outside_error(exc):
+        if debug:
+            log.debug("the error's traceback", exc_info=exc)
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and type(exc).__str__ is KeyError.__str__ else str(exc)
+        return _fail(args, message, EXIT_USAGE if is_user_error(exc) else EXIT_ERROR)
+    incident = new_incident_id()
+    log.error("internal error %s in `polymodal %s`", incident, args.command, exc_info=exc,
+              extra={"incident": incident, "told": True})  # fmt: skip
+    from polymodal.logs import log_file_path
+
+    where = "run again with --debug for the traceback" if not debug else "the traceback is above"
+    logged = log_file_path()
+    if logged is not None and not debug:
+        where = f"the traceback is in {logged} (or run again with --debug)"
+    message = f"internal error (incident {incident}), a bug in polymodal: {type(exc).__name__}: {exc}; {where}"
+    return _fail(args, message, EXIT_ERROR, incident=incident)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int, incident: str | None = None) -> int:
     if getattr(args, "json", False):
-        print(_dumps({"error": message}, indent=None))
+        print(_dumps({"error": message, **({"incident": incident} if incident else {})}, indent=None))
     else:
         print(f"error: {printable(message)}", file=sys.stderr)
     return code
 
 
-class BadStore(ValueError):
-    """The store given (``--store``, ``$POLYMODAL_STORE``) is missing, damaged, or not a polymodal store."""
+def usage_error(message: str) -> NoReturn:
+    """Stop with a user error (exit 2, the message as is)."""
+    from polymodal.errors import UsageError
+
+    raise UsageError(message)
 
 
 @contextmanager
-def naming(path: object | Callable[[], object]) -> Iterator[None]:
+def naming(path: object | Callable[[], object], expects: tuple[str, ...] = ()) -> Iterator[None]:
     """Media errors raised inside name ``path`` (or the file a callable says is being read): the media layer says
-    what is wrong ("empty file"), the CLI says with which file."""
+    what is wrong ("empty file"), the CLI says with which file. When the file is of another kind than the command
+    reads (``expects``: "audio", "video"...; or an image given where a recording is read), it says so: "this is an
+    image"."""
     from polymodal.media.errors import MediaError
 
     try:
         yield
     except MediaError as exc:
         name = path() if callable(path) else path
-        if not name or str(name) in str(exc):
+        if not name:
+            raise
+        other = _other_kind(Path(str(name)), str(exc), expects)
+        if other:
+            raise MediaError(f"{name}: this is {other}") from exc
+        if str(name) in str(exc):
             raise
         raise MediaError(f"{name}: {exc}") from exc
 
 
-def _collection(args: argparse.Namespace, create: bool = False, **settings: Any):
-    from polymodal.collection import Collection
-    from polymodal.config import Settings
-    from polymodal.store.sqlite import StoreError, StoreUnavailable
+_ARTICLES = {"image": "an image", "text": "a text document", "audio": "a recording", "video": "a video"}
+
+
+def _other_kind(path: Path, message: str, expects: tuple[str, ...]) -> str | None:
+    """"an image, not a recording or a video", when a file read as one kind is another; None when it is not that."""
+    if not expects and "audio" not in message:
+        return None
+    wanted = expects or ("audio", "video")
+    from polymodal.media.detect import detect
+    from polymodal.media.errors import MediaError
 
     try:
-        return Collection(settings=Settings.from_env(store=args.store, **settings), create=create)
-    except StoreUnavailable:  # the machine's fault (disk full, locked), not the store given
-        raise
-    except StoreError as exc:
-        raise BadStore(str(exc)) from exc
+        kind = detect(path).modality
+    except (MediaError, OSError):
+        return None
+    if kind in wanted:
+        return None
+    return f"{_ARTICLES.get(kind, kind)}, not {' or '.join(_ARTICLES.get(w, w) for w in wanted)}"
+
+
+def expect_kind(path: Path, *kinds: str) -> None:
+    """Stop with "X: this is an image, not a recording" before a command reads ``path`` as one of ``kinds``."""
+    from polymodal.media.errors import MediaError
+
+    other = _other_kind(Path(path), "", kinds)
+    if other:
+        raise MediaError(f"{path}: this is {other}")
+
+
+def _collection(args: argparse.Namespace, create: bool = False, **settings: Any):
+    from polymodal.collection import Collection
+    from polymodal.logs import timed
+
+    with timed("open the store", log):
+        return Collection(settings=_settings(args, **settings), create=create)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any):
+    """The settings: ``overrides`` from options > ``POLYMODAL_*`` > polymodal.toml files > defaults."""
+    from polymodal.config import Settings
+
+    return Settings.from_env(store=getattr(args, "store", None), **overrides)
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -192,7 +394,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     with _ProgressBar(enabled=not args.json) as bar:
         report = collection.index(
             *args.paths, progress=bar.update, aligner=args.aligner, video_progress=bar.video,
-            follow_links=args.follow_links,
+            follow_links=args.follow_links, engine=args.engine, ray_address=args.ray_address, workers=args.ray_workers,
         )  # fmt: skip
     if args.json:
         print(_dumps(report.to_dict()))
@@ -226,25 +428,57 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result.hits:
         print("no good matches" + (f"; the {len(result.weaker)} best weaker matches:" if result.weaker else ""))
     shown = result.hits or result.weaker
-    rows = [
-        (
-            str(rank),
-            f"{hit.score:.0%}",
-            hit.modality,
-            _short_path(hit.path) + ("" if hit.start is None else f" @{_clock(hit.start)}"),
-            "; ".join(_describe(e) for e in hit.why[:2]),
-        )
-        for rank, hit in enumerate(shown, args.offset + 1)
-    ]
-    if rows:
-        _table(["#", "relevance", "kind", "path", "why"], rows)
+    if args.long:
+        _long_listing(shown, args.offset)
+    elif shown:
+        base = _shared_folder([hit.path for hit in shown])
+        rows = [
+            (
+                str(rank),
+                f"{hit.score:.0%}",
+                hit.modality,
+                _relative(hit.path, base) + ("" if hit.start is None else f" @{_clock(hit.start)}"),
+                "; ".join(_describe(e) for e in hit.why[:2]),
+            )
+            for rank, hit in enumerate(shown, args.offset + 1)
+        ]
+        _table(["#", "relevance", "kind", "path", "why"], rows, flexible=(3, 4))
+        if base:
+            print(f"(paths under {printable(_short_path(base))}; --long: full paths and every reason)")
     more = f"; more: --offset {args.offset + len(result.hits)}" if result.more else ""
     print(f"({result.milliseconds:.0f} ms{', approximate' if result.approximate else ''}{more})")
     return EXIT_OK
 
 
+def _long_listing(hits: list[Any], offset: int) -> None:
+    """Every hit with its full path and all its reasons, nothing cut."""
+    for rank, hit in enumerate(hits, offset + 1):
+        at = "" if hit.start is None else f" @{_clock(hit.start)}"
+        print(f"{rank}. {hit.score:.0%} {hit.modality} {printable(hit.path)}{at}")
+        for evidence in hit.why:
+            print(f"     {_describe(evidence, full=True)}")
+
+
+def _shared_folder(paths: list[str]) -> str | None:
+    """The folder the paths share, one level up when that would leave bare file names (a folder name says what a
+    file is: photos/cat.jpg); None when they share nothing but / (then paths are shown from ~ or /)."""
+    folders = [os.path.dirname(path) for path in paths]
+    try:
+        shared = os.path.commonpath(folders)
+    except ValueError:  # relative and absolute mixed
+        return None
+    if all(folder == shared for folder in folders):
+        shared = os.path.dirname(shared)
+    return shared if shared not in ("", "/") and shared != str(Path.home()).rstrip("/") else None
+
+
+def _relative(path: str, base: str | None) -> str:
+    return path[len(base) + 1 :] if base and path.startswith(base + "/") else _short_path(path)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    item = _collection(args).item(args.item)
+    collection = _collection(args)
+    item = _find_item(collection, args.item)
     if args.json:
         print(_dumps(item.to_dict()))
         return EXIT_OK
@@ -260,6 +494,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     for evidence in item.evidence:
         print(f"  {_describe(evidence)}")
     return EXIT_OK
+
+
+def _find_item(collection: Any, ref: str) -> Any:
+    """An item by id, by path (absolute or from the current folder), or by the end of its path as search and the
+    web page show it ("photos/coffee.jpg"): one match is the item, several are listed."""
+    from polymodal.collection import ItemNotFound
+
+    try:
+        return collection.item(ref)
+    except ItemNotFound:
+        if ref.isdigit():
+            raise
+    tail = "/" + os.path.normpath(ref).lstrip("./")
+    matches = [row.path for row in collection.store.files_under("/") if row.path.endswith(tail)]
+    if len(matches) == 1:
+        return collection.item(matches[0])
+    if not matches:
+        raise ItemNotFound(ref)
+    listed = "; ".join(printable(_short_path(path)) for path in sorted(matches)[:5])
+    more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+    usage_error(f"{ref!r} matches {len(matches)} items: {listed}{more}; give more of the path, or an id")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -299,7 +554,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from polymodal.api.config import MB, ServeConfig
     except ImportError as exc:
         hint = f"serving needs the `serve` extra: pip install 'polymodal[serve]' ({exc.name} missing)"
-        raise ValueError(hint) from exc
+        from polymodal.errors import OutsideError
+
+        raise OutsideError(hint) from exc
     config = ServeConfig(
         host=args.host, port=args.port, auth=args.auth, rate_per_minute=args.rate_limit,
         max_upload_bytes=args.max_upload_mb * MB, max_files=args.max_files, search_workers=max(1, args.workers),
@@ -344,9 +601,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _key_store(args: argparse.Namespace):
     from polymodal.api.security import KeyStore
-    from polymodal.config import Settings
 
-    return KeyStore(Settings.from_env(store=args.store).store)
+    return KeyStore(_settings(args).store)
 
 
 def _when(timestamp: float) -> str:
@@ -411,12 +667,12 @@ def _train_settings(args: argparse.Namespace) -> tuple[Any, Path | None]:
     """Settings, and the store to cache features in: only when --store is given."""
     import importlib.util
 
-    from polymodal.config import Settings
-
     if importlib.util.find_spec("torch") is None:
-        raise ValueError("training needs the `train` extra: pip install 'polymodal[train]'")
+        from polymodal.errors import OutsideError
 
-    settings = Settings.from_env(store=args.store)
+        raise OutsideError("training needs the `train` extra: pip install 'polymodal[train]'")
+
+    settings = _settings(args)
     return settings, settings.store if args.store else None
 
 
@@ -460,9 +716,9 @@ COMMANDS = {
 
 
 # --- display ----------------------------------------------------------------------------------------
-def _describe(evidence: Any) -> str:
+def _describe(evidence: Any, full: bool = False) -> str:
     text = " ".join(evidence.text.split())
-    text = text if len(text) <= 90 else text[:87] + "…"
+    text = text if full or len(text) <= 90 else text[:87] + "…"
     if evidence.start is not None:
         text = f"{_clock(evidence.start)}–{_clock(evidence.end or evidence.start)} “{text}”"
     elif evidence.kind in ("label", "tag") and evidence.score is not None:
@@ -490,13 +746,38 @@ def _short_path(path: str) -> str:
     return "~" + path[len(home) :] if path.startswith(home + "/") else path
 
 
-def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
-    width = os.get_terminal_size().columns if sys.stdout.isatty() else 160
+def _table(header: list[str], rows: list[tuple[str, ...]], flexible: tuple[int, ...] = ()) -> None:
+    """Rows in columns as wide as the terminal (160 when not a terminal); the ``flexible`` columns (the last one cut
+    at its end, the others at their start: a path's end is what tells it) share what the others leave."""
+    width = shutil.get_terminal_size((160, 24)).columns
     rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in [tuple(header), *rows]) for i in range(len(header))]
+    if flexible and sum(widths) + 2 * (len(widths) - 1) > width:
+        widths = _fit(widths, flexible, width - sum(w for i, w in enumerate(widths) if i not in flexible)
+                      - 2 * (len(widths) - 1))  # fmt: skip
     for row in [tuple(header), *rows]:
-        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
+        cells = [_cut(cell, widths[i], at_start=i in flexible and i != len(row) - 1) for i, cell in enumerate(row)]
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells))
         print(line[:width].rstrip())
+
+
+def _fit(widths: list[int], flexible: tuple[int, ...], room: int) -> list[int]:
+    """Widths for the flexible columns within ``room``: each at least a fair share, a narrow one keeps its own."""
+    room = max(room, 12 * len(flexible))
+    fitted = list(widths)
+    pending = sorted(flexible, key=lambda i: widths[i])
+    while pending:
+        share = room // len(pending)
+        column = pending.pop(0)
+        fitted[column] = min(widths[column], share if pending else room)
+        room -= fitted[column]
+    return fitted
+
+
+def _cut(cell: str, width: int, at_start: bool) -> str:
+    if len(cell) <= width:
+        return cell
+    return "…" + cell[len(cell) - width + 1 :] if at_start else cell[: width - 1] + "…"
 
 
 class _ProgressBar:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polymodal.errors import InputNotFound
+
 if TYPE_CHECKING:
     from polymodal.analysis import Analyzer
 
@@ -67,5 +69,5 @@ class Understanding:
 def _path(source: str | Path) -> Path:
     path = Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"file not found: {source}")
+        raise InputNotFound(f"file not found: {source}")
     return path

@@ -4,8 +4,9 @@ Every error body is ``{"error": "<what went wrong, in words>", "code": "<short n
 through :func:`scrub`, which keeps only the last component of anything that looks like an absolute path.
 :class:`Guard` (outermost ASGI middleware) enforces the request-size limit while the body streams in and
 turns any unexpected exception into a 500 JSON answer with an incident id (the traceback goes to the server
-log only). Only the project's own user-error types become 4xx answers: a ``ValueError`` or an ``OSError``
-from somewhere inside is a fault of the service, never "bad input".
+log only), as the command line does (exit 1 with an incident id). Only the project's own user-error types
+(:mod:`polymodal.errors`, and the domain errors handled below) become 4xx answers: a ``ValueError`` or an
+``OSError`` from somewhere inside is a fault of the service, never "bad input".
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def install_handlers(app: Any) -> None:
     from polymodal.api.security import KeyFileError
     from polymodal.api.uploads import UploadError
     from polymodal.collection import ItemNotFound
+    from polymodal.errors import UserError
     from polymodal.media.errors import MediaError
     from polymodal.models.base import ModelError
 
@@ -192,6 +194,7 @@ def install_handlers(app: Any) -> None:
         (MediaError, lambda r, e: answer(415, f"cannot read that file: {e}")),
         (ModelError, lambda r, e: answer(503, f"a model is not available: {e}")),
         (KeyFileError, keys_unreadable),
+        (UserError, lambda r, e: answer(400, str(e))),  # a task's own check ("give at least two labels")
     ]
     for kind, handler in handlers:
         app.add_exception_handler(kind, _async(handler))

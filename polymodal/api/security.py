@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from polymodal.errors import UsageError
+
 KEYS_FILE = "api-keys.json"
 
 
@@ -75,7 +77,7 @@ class KeyStore:
         """A new key: (its record, the secret shown once)."""
         name = name.strip()
         if not name or len(name) > 64:
-            raise ValueError("a key needs a name of 1 to 64 characters")
+            raise UsageError("a key needs a name of 1 to 64 characters")
         key_id = secrets.token_hex(4)
         secret = f"pm_{key_id}_{secrets.token_urlsafe(24)}"
         record = ApiKey(key_id, name, _digest(secret), round(time.time(), 3))
@@ -87,7 +89,7 @@ class KeyStore:
         keys = self.list()
         matches = [k for k in keys if k.revoked is None and ref in (k.id, k.name)]
         if not matches:
-            raise KeyError(f"no active key with id or name {ref!r}")
+            raise UsageError(f"no active key with id or name {ref!r}; see: polymodal keys list")
         for key in matches:
             key.revoked = round(time.time(), 3)
         self._write(keys)

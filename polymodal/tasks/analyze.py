@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import LABEL, OCR, TAG, TRANSCRIPT, Analyzer
+from polymodal.errors import UsageError
 from polymodal.providers import AUTO, Phraser, resolve, stream_text
 from polymodal.tasks.describe import describe, document_text
 from polymodal.tasks.facts import COLOUR, META, PICTURE, SIZE, Facts, gather, language_name
@@ -171,7 +172,7 @@ def analyze(
     ``on_token`` hears the overall summary as the LLM writes it; ``stop`` set stops the LLM
     (:class:`polymodal.providers.Cancelled` is raised)."""
     if not sources:
-        raise ValueError("nothing to analyze: give at least one file")
+        raise UsageError("nothing to analyze: give at least one file")
     started = time.perf_counter()
     phraser = resolve(phraser, analyzer)
     items = []

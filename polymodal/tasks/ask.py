@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, Analyzer
+from polymodal.errors import UsageError
 from polymodal.providers import AUTO, Phraser, encode_image, resolve, stream_text
 from polymodal.tasks import grounding, questions
 from polymodal.tasks.facts import Fact, Facts, gather
@@ -150,7 +151,7 @@ def ask(
     """
     question = " ".join(question.split())
     if not question:
-        raise ValueError("the question is empty")
+        raise UsageError("the question is empty")
     facts = facts or gather(analyzer, Path(source), analysis)
     phraser = resolve(phraser, analyzer)
     sees = bool(phraser and phraser.sees_images and facts.image is not None)

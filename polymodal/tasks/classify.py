@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import Analyzer, Evidence, media_vector
+from polymodal.errors import UsageError
 from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.models.text import normalize
@@ -132,7 +133,7 @@ def classify(
     """
     labels = _check_labels(labels)
     if template is not None and "{}" not in template:
-        raise ValueError("a template must contain {} where the label goes, e.g. 'a drawing of a {}'")
+        raise UsageError("a template must contain {} where the label goes, e.g. 'a drawing of a {}'")
     modality, vector, evidence = represent(analyzer, source, text)
     prompts = label_prompts(labels, modality, template)
     similarities = analyzer.model("text").encode(prompts) @ vector
@@ -154,10 +155,10 @@ def represent(analyzer: Analyzer, source: Path | None, text: str | None = None) 
     """(modality, unit vector in the text space, evidence) for a file or a piece of text."""
     if text is not None:
         if not text.strip():
-            raise ValueError("the text to classify is empty")
+            raise UsageError("the text to classify is empty")
         return "text", analyzer.model("text").encode([text])[0], []
     if source is None:
-        raise ValueError("give a file or a text to classify")
+        raise UsageError("give a file or a text to classify")
     if detect(Path(source)).modality == "video":  # no calibrated temperature: not worth a whole video's analysis
         raise MediaError("classify takes an image, a recording or a document; describe or search a video instead")
     analysis = analyzer.analyze_file(Path(source))  # perceive + embed
@@ -202,7 +203,7 @@ def softmax(x: np.ndarray) -> np.ndarray:
 def _check_labels(labels: Sequence[str]) -> list[str]:
     cleaned = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
     if len(cleaned) < 2:
-        raise ValueError("give at least two different labels, e.g. --labels 'cat,dog'")
+        raise UsageError("give at least two different labels, e.g. --labels 'cat,dog'")
     return cleaned
 
 

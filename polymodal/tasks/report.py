@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polymodal.errors import UsageError
 from polymodal.tasks.facts import clock
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def format_for(path: Path) -> str:
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
-        raise ValueError(f"unknown report format {path.suffix or '(none)'}: use .md, .html or .json") from None
+        raise UsageError(f"unknown report format {path.suffix or '(none)'}: use .md, .html or .json") from None
 
 
 def render(report: Report, fmt: str, debug: bool = False) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.analysis import Analyzer
+from polymodal.errors import UsageError
 from polymodal.media.audio import iter_audio
 from polymodal.models.speech import Segment, Word
 
@@ -68,7 +69,7 @@ class Transcription:
             return to_vtt(self.segments)
         if fmt == "json":
             return json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def transcribe(

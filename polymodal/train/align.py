@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.config import Settings
+from polymodal.errors import UsageError
 from polymodal.models.text import normalize
 from polymodal.space.aligner import Aligner, AlignerHead, weights_digest
 from polymodal.train import report as reports
@@ -194,7 +195,7 @@ def train_align(
     found, problems, parsed = load_pairs(extractor, manifest, verbose)
     usable = {m: p for m, p in found.items() if len(np.unique(p.groups)) >= MIN_GROUPS}
     if not usable:
-        raise ValueError(f"need pairs with at least {MIN_GROUPS} distinct texts; found "
+        raise UsageError(f"need pairs with at least {MIN_GROUPS} distinct texts; found "
                          + (", ".join(f"{m}: {len(np.unique(p.groups))}" for m, p in found.items()) or "none"))
     heads, sections, curves = {}, {}, {}
     for modality, pairs in usable.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from polymodal.config import Settings
+from polymodal.errors import InputNotFound, UsageError
 from polymodal.train import report as reports
 from polymodal.train.features import FeatureExtractor, FeatureTable
 from polymodal.train.fusion import Experiment, FusionConfig, FusionModel, evaluate, run_experiment
@@ -91,7 +92,7 @@ def evaluate_fusion(
     table, problems = features(extractor, rows, verbose, model.modalities)
     problems = sorted(parsed.problems + unknown + problems, key=lambda p: p.line)
     if not len(table):
-        raise ValueError(f"no usable row in {manifest}" + (f" (first problem: {problems[0]})" if problems else ""))
+        raise UsageError(f"no usable row in {manifest}" + (f" (first problem: {problems[0]})" if problems else ""))
     results = evaluate(model, table)
     experiment = Experiment(model.classes, model.config.fusion, results, {}, model,
                             {"rows": len(table), "seed": model.config.seed})  # fmt: skip
@@ -117,10 +118,10 @@ def predict(
     model = FusionModel.load(model_dir, extractor)
     row = Row(0, None, text or None, _existing(image, "image"), _existing(audio, "audio"))
     if not row.modalities:
-        raise ValueError("give at least one of --text, --image, --audio")
+        raise UsageError("give at least one of --text, --image, --audio")
     table, problems = extractor.table([row], modalities=model.modalities)
     if problems:
-        raise ValueError(problems[0].reason)
+        raise UsageError(problems[0].reason)
     result = model.explain(table)[0]
     ignored = [m for m in row.modalities if m not in model.modalities]
     if ignored:
@@ -133,16 +134,16 @@ def _existing(value: str | Path | None, modality: str) -> Path | None:
         return None
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{modality} file not found: {value}")
+        raise InputNotFound(f"{modality} file not found: {value}")
     return path
 
 
 def _check_trainable(table: FeatureTable) -> None:
     counts = Counter(table.labels)
     if len(counts) < 2:
-        raise ValueError(f"need at least two labels to train a classifier; found {dict(counts) or 'no usable row'}")
+        raise UsageError(f"need at least two labels to train a classifier; found {dict(counts) or 'no usable row'}")
     if len(table) < 2 * len(counts):
-        raise ValueError(f"{len(table)} usable rows are too few for {len(counts)} labels")
+        raise UsageError(f"{len(table)} usable rows are too few for {len(counts)} labels")
 
 
 def _report(title: str, manifest: Manifest, table: FeatureTable, problems: list[Problem],

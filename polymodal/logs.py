@@ -1,0 +1,121 @@
+"""Logging for the command line and the service: the standard library's ``logging``, set up in one place.
+
+Modules log with ``logging.getLogger(__name__)`` (loggers under ``polymodal``). Nothing is set up on import: a
+program that imports polymodal as a library keeps its own logging. :func:`configure` (called by the CLI) sends
+records to stderr as text, or as one JSON object per line for services (``--log-json``), and keeps a log file
+(``polymodal.log`` in the user log folder) where internal errors leave their traceback under an incident id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = "polymodal"
+LEVELS = ("debug", "info", "warning", "error")
+_FILE_HANDLER_NAME = "polymodal-file"
+
+log = logging.getLogger(__name__)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("incident", "stage", "seconds", "path", "status"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(
+    level: str = "warning", json_lines: bool = False, debug: bool = False, log_file: Path | None = None
+) -> None:
+    """Send polymodal's records at ``level`` or above to stderr (text or JSON lines); with ``debug``, everything
+    (timings per stage, tracebacks). Records of ERROR and above also go to ``log_file`` when it can be written."""
+    if level not in LEVELS:
+        from polymodal.errors import ConfigError
+
+        raise ConfigError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+    root = logging.getLogger(ROOT)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setLevel(logging.DEBUG if debug else getattr(logging, level.upper()))
+    stderr.setFormatter(JsonFormatter() if json_lines else _TextFormatter(tracebacks=debug or json_lines))
+    if not debug and not json_lines:
+        stderr.addFilter(lambda record: not getattr(record, "told", False))
+    root.addHandler(stderr)
+    root.setLevel(logging.DEBUG if debug else min(stderr.level, logging.ERROR))
+    root.propagate = False
+    if log_file is not None:
+        _add_file_handler(root, log_file)
+
+
+class _TextFormatter(logging.Formatter):
+    """``LEVEL logger: message``; the traceback only when asked (``--debug``), else it is the log file's."""
+
+    def __init__(self, tracebacks: bool):
+        super().__init__()
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname.lower()} {record.name}: {record.getMessage()}"
+        if self.tracebacks and record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _add_file_handler(root: logging.Logger, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    except OSError:  # a read-only home: the terminal still gets the message
+        return
+    handler.set_name(_FILE_HANDLER_NAME)
+    handler.setLevel(logging.ERROR)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+
+
+def log_file_path() -> Path | None:
+    """Where internal errors leave their tracebacks, if a log file is set up."""
+    for handler in logging.getLogger(ROOT).handlers:
+        if handler.get_name() == _FILE_HANDLER_NAME and isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
+
+
+def default_log_file() -> Path:
+    """``$POLYMODAL_LOG_FILE``, else ``polymodal.log`` in the user log folder (``~/.local/state/polymodal/log``)."""
+    if os.environ.get("POLYMODAL_LOG_FILE"):
+        return Path(os.environ["POLYMODAL_LOG_FILE"]).expanduser()
+    from platformdirs import user_log_dir
+
+    return Path(user_log_dir("polymodal")) / "polymodal.log"
+
+
+@contextmanager
+def timed(stage: str, logger: logging.Logger | None = None) -> Iterator[None]:
+    """Log how long ``stage`` took, at DEBUG (shown with ``--debug``)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        (logger or log).debug("%s took %.3f s", stage, seconds, extra={"stage": stage, "seconds": round(seconds, 4)})
