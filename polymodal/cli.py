@@ -91,7 +91,7 @@ def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
         hint = f"; did you mean {near[0]}?" if near else f"; see {parser.prog} --help"
         return f"{given} is not an option of {parser.prog}{hint}"
     words = " ".join(extras)
-    return f"unexpected {words!r}; a query or name of several words goes in quotes: \"a cat on a sofa\""
+    return f'unexpected {words!r}; a query or name of several words goes in quotes: "a cat on a sofa"'
 
 
 def _version() -> str:
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--offset", type=int, default=0, help="results to pass over: the next page (default 0)")
     search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
     search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
+    search.add_argument("--person", help="only items showing this person (id or name: `polymodal people`)")
     search.add_argument("--long", action="store_true", help="full paths and every reason, not cut to the terminal")
 
     show = sub.add_parser("show", parents=[common], help="everything known about one item")
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     from polymodal import cli_understand
 
     cli_understand.add_parsers(sub, common)
+    __import__("polymodal.cli_models").cli_models.add_parsers(sub, common)  # models add|list|remove
+    __import__("polymodal.cli_people").cli_people.add_parsers(sub, common)  # people list|name|merge|forget
     _add_train_parsers(sub, common)
     return parser
 
@@ -348,7 +351,7 @@ _ARTICLES = {"image": "an image", "text": "a text document", "audio": "a recordi
 
 
 def _other_kind(path: Path, message: str, expects: tuple[str, ...]) -> str | None:
-    """"an image, not a recording or a video", when a file read as one kind is another; None when it is not that."""
+    """What a file is when it is not what a command reads ("an image, not a recording or a video"); else None."""
     if not expects and "audio" not in message:
         return None
     wanted = expects or ("audio", "video")
@@ -417,7 +420,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with naming(args.image or args.audio):
         result = collection.search(
             args.text, image=args.image, audio=args.audio, k=args.k, offset=args.offset, modality=args.modality,
-            path=args.path,
+            path=args.path, **({"person": args.person} if args.person else {}),
         )
     if args.json:
         print(_dumps(result.to_dict()))

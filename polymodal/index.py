@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import stat as stats
 import time
@@ -29,6 +30,8 @@ from polymodal.media.audio import audio_duration
 from polymodal.media.detect import SUPPORTED_EXTENSIONS, detect
 from polymodal.media.errors import MediaError
 from polymodal.store.base import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 # Images are classified in batches of this many, decoded ahead by the indexer's threads (at most WINDOW files
 # ahead of the one being written, which bounds memory); two thirds of a photo's CPU time is decoding.
@@ -297,6 +300,7 @@ class Indexer:
         if found.failed:
             report.outcomes[FAILED] += found.failed
         files = found.files
+        log.info("indexing %d files (%d folders) into %s", len(files), len(found.folders), self.store.location)
         try:
             self.store.clean_orphans()
             self._record_scan_errors(found)
@@ -307,7 +311,10 @@ class Indexer:
         except StoreUnavailable as exc:  # disk full, read-only store: what was written stays, the rest next time
             report.stopped = str(exc)
             report.errors.append((self.store.location, f"indexing stopped: {exc}"))
+            log.error("indexing stopped: %s", exc)
         report.seconds = time.perf_counter() - started
+        log.info("indexed %d files in %.1f s: %s; %d errors", len(files), report.seconds, dict(report.outcomes),
+                 len(report.errors))  # fmt: skip
         return report
 
     def _record_scan_errors(self, found: Scan) -> None:
@@ -482,6 +489,7 @@ class Indexer:
 
     def _fail(self, key: str, reason: str, report: IndexReport) -> str:
         shown = display_path(key)
+        log.info("could not index %s: %s", shown, reason)
         report.errors.append((shown, reason))
         self.store.record_error(shown, reason)
         return FAILED

@@ -7,12 +7,15 @@ and obtained with :func:`get_model`, which caches one instance per (family, name
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from polymodal.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(RuntimeError):
@@ -45,7 +48,9 @@ class LazyModel:
         if runtime is None:
             with self._lock:
                 if self._runtime is None:
+                    started = time.perf_counter()
                     self._runtime = self.load()
+                    log.info("loaded model %s/%s in %.2f s", self.family, self.model_id, time.perf_counter() - started)
                     _watch(self)
                 runtime = self._runtime
         self.last_used = time.monotonic()
@@ -57,6 +62,8 @@ class LazyModel:
     def unload(self) -> None:
         """Drop the loaded runtime (a call already running keeps its reference); the next use loads it again."""
         with self._lock:
+            if self._runtime is not None:
+                log.info("unloaded model %s/%s", self.family, self.model_id)
             self._runtime = None
 
     def override_path(self) -> str | None:

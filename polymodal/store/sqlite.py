@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -31,6 +32,8 @@ import numpy as np
 
 from polymodal.analysis import Analysis, Evidence, Vector
 from polymodal.store.base import FileRow, ItemRow, StoreError, StoreUnavailable, too_new
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 # What each version adds to the one before (a store of an older version is brought up to date when opened for
@@ -119,7 +122,9 @@ class SqliteStore:
         if found is None:
             self._migrate()
         elif int(found) < SCHEMA_VERSION and self.writable:
+            log.info("upgrading the store %s from schema %s to %d", self.directory, found, SCHEMA_VERSION)
             self._upgrade(int(found))
+        log.debug("opened the store %s (%s)", self.directory, self.mode)
 
     @property
     def location(self) -> str:
@@ -130,6 +135,7 @@ class SqliteStore:
         return int(self.get_meta("schema") or 0)
 
     def _create(self) -> None:
+        log.info("creating a store in %s", self.directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
