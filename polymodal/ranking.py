@@ -17,8 +17,14 @@ Features of one (query, item) pair:
 - ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
   the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
   all label-bridge vectors sit fairly near each other;
+- ``alike``: for a query by example (an image, a sound), the cosine of the query's and the item's features from
+  the same image classifier or sound tagger: how much it looks or sounds alike, beside what it is labelled;
 - ``cjk``: the query is written in Chinese (or Japanese) characters: its cosines with English evidence and
-  labels run lower, so it gets its own bias and cosine weight.
+  labels run lower, so it gets its own bias and cosine weight;
+- ``open``: in a collection with an open-vocabulary space (CLIP, SigLIP, CLAP: :mod:`polymodal.spaces`), how
+  far the item's cosine with the query in that space stands above the space's mean, in standard deviations
+  (0 without one). Until weights are fitted with such a model (``bench/eval_relevance.py --with-models DIR``
+  then ``bench/fit_ranking.py``), it weighs ``UNFITTED_WEIGHTS['open']``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 
 QUERY_KINDS = ("text", "image", "speech", "sound")
 VECTOR_KINDS = ("content", "bridge")
+ALIKE_KINDS = ("image", "sound")  # query kinds by example, whose media have classifier / tagger features
 WEIGHTS_FILE = Path(__file__).with_name("ranking_weights.json")
 
 STOPWORDS_EN = frozenset(
@@ -122,6 +129,8 @@ class Candidate:
     name: float = 0.0
     gap: float = 0.0  # best cosine of this vector kind among the query's candidates minus this one's (>= 0)
     cjk: bool = False  # the query's words are Chinese or Japanese characters
+    alike: float = 0.0  # cosine of the query media's and the item's classifier / tagger features
+    open: float = 0.0  # standing of the item in an open-vocabulary space for this query (polymodal.spaces)
 
     def features(self, query_kind: str) -> list[float]:
         """The model's inputs, in the order of :func:`feature_names`."""
@@ -136,7 +145,10 @@ class Candidate:
         if self.cosine is not None:
             row[tail + 3 + VECTOR_KINDS.index(self.vector_kind)] = self.gap
         if self.cjk:
-            row[-2:] = [1.0, self.cosine or 0.0]
+            row[-4:-2] = [1.0, self.cosine or 0.0]
+        if query_kind in ALIKE_KINDS:
+            row[-2 + ALIKE_KINDS.index(query_kind)] = self.alike
+        row[feature_names().index("open")] = self.open
         return row
 
 
@@ -145,7 +157,8 @@ def feature_names() -> tuple[str, ...]:
     biases = [f"bias:{q}" for q in QUERY_KINDS]
     cosines = [f"cosine:{q}:{v}" for q in QUERY_KINDS for v in VECTOR_KINDS]
     gaps = [f"gap:{v}" for v in VECTOR_KINDS]
-    return (*biases, *cosines, "words", "phrase", "name", *gaps, "bias:cjk", "cosine:cjk")
+    alike = [f"alike:{q}" for q in ALIKE_KINDS]
+    return (*biases, *cosines, "words", "phrase", "name", *gaps, "open", "bias:cjk", "cosine:cjk", *alike)
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,8 @@ class RankingModel:
 
     def relevance(self, candidate: Candidate, query_kind: str) -> float:
         row = candidate.features(query_kind)
-        z = sum(self.weights.get(name, 0.0) * x for name, x in zip(feature_names(), row, strict=True))
+        weights = {**UNFITTED_WEIGHTS, **self.weights}
+        z = sum(weights.get(name, 0.0) * x for name, x in zip(feature_names(), row, strict=True))
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
 
     def save(self, path: Path = WEIGHTS_FILE) -> None:
@@ -173,6 +187,10 @@ class RankingModel:
 
 
 # Used only until weights are fitted: a cosine of ~0.45 with content text, or a word match, is an even bet.
+# Features a weights file may not have yet, and their weight until it does: an item 4 standard deviations above
+# an open-vocabulary space's mean for the query (a clear match among thousands) gains 4 in log-odds.
+UNFITTED_WEIGHTS = {"open": 1.0}
+
 HAND_SET = RankingModel(
     weights={
         **{f"bias:{q}": -4.0 for q in QUERY_KINDS},

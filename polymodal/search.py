@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal import ranking
+from polymodal import people, ranking, spaces
 from polymodal.analysis import (
     EVENT,
     LABEL,
@@ -34,6 +34,7 @@ from polymodal.analysis import (
     media_vector,
     shot_features_key,
 )
+from polymodal.errors import UsageError
 from polymodal.models.text import normalize
 from polymodal.store.sqlite import SqliteStore
 from polymodal.store.vectors import VectorIndex
@@ -55,6 +56,7 @@ class Query:
     offset: int = 0  # hits to pass over (paging)
     modality: str | None = None  # only items of this modality
     path: str | None = None  # only items whose path matches this glob
+    person: str | None = None  # only items showing this person (id or name; polymodal.people)
 
 
 @dataclass
@@ -142,7 +144,7 @@ class Searcher:
     def search(self, query: Query) -> SearchResult:
         started = time.perf_counter()
         if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
-            raise ValueError("give a text, an image or an audio query")
+            raise UsageError("give a text, an image or an audio query")
         if query.image is None and query.audio is None and not ranking.tokens(query.text or ""):
             return SearchResult([], offset=query.offset)  # punctuation alone means nothing to match
         scored, by_vector, by_words, understood, looks = self._gather(query)
@@ -161,28 +163,38 @@ class Searcher:
         query_terms = ranking.terms(self.fts_text(words))
         by_words = self._word_matches(query_terms)
         named = self._named(query_terms)
+        extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)  # open-vocabulary spaces
         filtered = bool(query.modality or query.path)
         wanted = query.offset + query.k
         candidates = max(CANDIDATES, wanted * 20) * (FILTERED_WIDER if filtered else 1)
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
-            scored = self._score(by_vector, by_words, named, query_terms, kind, query)
+            scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
             candidates *= FILTERED_WIDER
+        if query.image is not None or query.person:  # the query image's faces, the person filter
+            scored = people.refine_search(self, query, scored, by_words)
         return scored, by_vector, by_words, understood, looks
 
     def search_vector(
-        self, vector: np.ndarray, k: int = 10, exclude: str | None = None, kind: str = "image"
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        exclude: str | None = None,
+        kind: str = "image",
+        looks: dict[str, np.ndarray] | None = None,
     ) -> SearchResult:
         """Items nearest to a vector already in the shared space (e.g. an item's own), by vectors only;
-        ``kind`` is the query kind the vector stands for (see :data:`polymodal.ranking.QUERY_KINDS`)."""
+        ``kind`` is the query kind the vector stands for (see :data:`polymodal.ranking.QUERY_KINDS`), ``looks``
+        the item's classifier / tagger features."""
         started = time.perf_counter()
         by_vector = self._vector_ranking(vector, max(CANDIDATES, k * 20))
         by_vector.pop(exclude, None)
         query = Query(k=k)
-        scored = self._score(by_vector, {}, [], [], kind, query)
+        extra = spaces.similar_scores(self.store, self.analyzer.settings, exclude) if exclude else None
+        scored = self._score(by_vector, {}, [], [], kind, query, looks, extra)
         result = self._page(scored, by_vector, {}, query, cut_off=False)
         result.milliseconds = (time.perf_counter() - started) * 1000
         return result
@@ -190,7 +202,8 @@ class Searcher:
     # --- the query in the shared space ------------------------------------------------------------
     def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray], str]:
         """The query's vector, its words for the word matches, what its media were read as, how a query
-        image looks (its classifier features), and the query's kind (see ``ranking.QUERY_KINDS``)."""
+        image looks or a query sound sounds (its classifier's or tagger's features), and the query's kind (see
+        ``ranking.QUERY_KINDS``)."""
         parts: list[np.ndarray] = []
         words: list[str] = []
         understood: list[Evidence] = []
@@ -218,6 +231,7 @@ class Searcher:
                 parts.append(media_vector(analysis))
                 tags = [e.text for e in analysis.evidence if e.kind == TAG]
                 words += [t for t in tags if SOUND_TAG_WEIGHTS.get(t, 1.0) >= 1.0][:3]
+                looks = {**looks, **analysis.features}
                 kind = "sound"
             understood += analysis.evidence
         if query.text and query.text.strip():
@@ -282,10 +296,13 @@ class Searcher:
         query_terms: list[str],
         kind: str,
         query: Query,
+        looks: dict[str, np.ndarray] | None = None,
+        extra: dict[str, float] | None = None,
     ) -> list[Scored]:
         """Every candidate file that passes the filters, with its relevance, most relevant first."""
         cjk = ranking.is_cjk(query.text or "")
-        shas = list(dict.fromkeys([*by_vector, *by_words, *named]))
+        extra = extra or {}  # item -> its standing in the open-vocabulary spaces (polymodal.spaces)
+        shas = list(dict.fromkeys([*by_vector, *by_words, *named, *extra]))
         nearest: dict[str, float] = {}  # vector kind -> best cosine among the candidates
         for cosine, _, vector_kind in by_vector.values():
             nearest.setdefault(_vector_kind(vector_kind), cosine)
@@ -309,10 +326,22 @@ class Searcher:
                     name=self._name_share(query_terms, row.path),
                     gap=0.0 if vector_match is None else nearest[vector_kind] - vector_match[0],
                     cjk=cjk,
+                    alike=self._alike(sha, looks) if looks else 0.0,
+                    open=extra.get(sha, 0.0),
                 )
                 scored.append(Scored(self.model.relevance(candidate, kind), sha, row, modality, candidate, kind))
         scored.sort(key=lambda s: -s.relevance)
         return scored
+
+    def _alike(self, sha: str, looks: dict[str, np.ndarray]) -> float:
+        """How much the item looks (or sounds) like the query's media: the cosine of their features from the same
+        image classifier or sound tagger, 0 when the item has none."""
+        for model, query in looks.items():
+            item = self.store.feature(sha, model)
+            if item is not None and item.shape == query.shape:
+                norms = float(np.linalg.norm(item)) * float(np.linalg.norm(query))
+                return float(item @ query) / norms if norms > 0 else 0.0
+        return 0.0
 
     def _event(self, sha: str, tags: list[str], text: str | None) -> Evidence | None:
         """The sound event of a recording that the query names, else the strongest of its matching tags, else

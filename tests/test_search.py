@@ -68,7 +68,7 @@ def test_a_bark_finds_the_dog_recording_above_other_animals(indexed):
 def test_filters_modality_and_path(indexed):
     only_text = indexed.search("cat", modality="text", k=10).hits
     assert only_text and all(h.modality == "text" for h in only_text)
-    only_sounds = indexed.search("an animal", path="*/sounds/*", k=5).hits
+    only_sounds = indexed.search("the sound of an animal", path="*/sounds/*", k=5).hits
     assert only_sounds and all("/sounds/" in h.path for h in only_sounds)
     assert len(indexed.search("cat", k=2).hits) == 2
 
