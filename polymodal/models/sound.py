@@ -9,7 +9,6 @@ quantised logits, which are dequantised and passed through a sigmoid.
 from __future__ import annotations
 
 import csv
-import struct
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -306,77 +305,21 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * float(np.log10(1.0 + hz / 700.0))
 
 
-# ---- reading a few constants out of an ONNX file without the onnx package --------------------------
-
-_TENSOR_DTYPES = {1: "<f4", 2: "u1", 3: "i1", 4: "<u2", 5: "<i2", 6: "<i4", 7: "<i8", 10: "<f2", 11: "<f8"}
-
-
+# ---- reading a few constants out of the ONNX file -----------------------------------------------------
 def onnx_initializers(path: Path, names: tuple[str, ...]) -> dict[str, float]:
-    """Scalar initializers ``names`` stored inline in an ONNX file (ModelProto.graph.initializer)."""
+    """Scalar initializers ``names`` of an ONNX graph (the quantisation constants, stored inline: the external
+    weights file is not read)."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises protobuf's DecodeError and its own types
+        raise ModelError(f"could not read the ONNX graph of {path}: {exc}") from exc
     found: dict[str, float] = {}
-    model = path.read_bytes()
-    for field, graph in _fields(model):
-        if field != 7:  # ModelProto.graph
-            continue
-        for gfield, tensor in _fields(graph):
-            if gfield == 5:  # GraphProto.initializer
-                name, value = _scalar(tensor)
-                if name in names and value is not None:
-                    found[name] = value
+    for tensor in model.graph.initializer:
+        if tensor.name in names:
+            values = numpy_helper.to_array(tensor)
+            if values.size == 1:
+                found[tensor.name] = float(values.reshape(-1)[0])
     return found
-
-
-def _scalar(tensor: bytes) -> tuple[str, float | None]:
-    name, dtype, raw, floats, ints = "", 0, b"", b"", b""
-    for field, value in _fields(tensor):
-        if field == 8:
-            name = value.decode("utf-8", "replace")
-        elif field == 2:
-            dtype = value
-        elif field == 9:
-            raw = value
-        elif field == 4:
-            floats = value
-        elif field == 5:
-            ints = value
-    if raw and dtype in _TENSOR_DTYPES:
-        values = np.frombuffer(raw, dtype=_TENSOR_DTYPES[dtype])
-        return name, float(values[0]) if values.size == 1 else None
-    if floats:
-        return name, struct.unpack("<f", floats[:4])[0]
-    if ints:
-        return name, float(_varint(ints, 0)[0])
-    return name, None
-
-
-def _fields(buffer: bytes) -> list[tuple[int, Any]]:
-    """Top-level (field number, value) pairs of a protobuf message: ints for varints, bytes otherwise."""
-    out: list[tuple[int, Any]] = []
-    pos = 0
-    while pos < len(buffer):
-        key, pos = _varint(buffer, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buffer, pos)
-        elif wire == 1:
-            value, pos = buffer[pos : pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _varint(buffer, pos)
-            value, pos = buffer[pos : pos + length], pos + length
-        elif wire == 5:
-            value, pos = buffer[pos : pos + 4], pos + 4
-        else:
-            raise ModelError(f"unsupported protobuf wire type {wire} in ONNX file")
-        out.append((field, value))
-    return out
-
-
-def _varint(buffer: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = buffer[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
