@@ -1,81 +1,68 @@
-"""Prometheus metrics in the text exposition format, without a client library."""
+"""Prometheus metrics of the service, kept and written in the text exposition format by ``prometheus_client``.
+
+Each service has its own registry (several apps in one process, as in the tests, never share counts).
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PREFIX = "polymodal"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.started = time.time()
+        disable_created_metrics()  # no `*_created` series: the start time is `uptime_seconds` already
+        self.registry = CollectorRegistry()
         self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self._durations: dict[str, list[float]] = {}  # route -> bucket counts..., sum, count
-        self._gauges: dict[str, Callable[[], float]] = {}
-        self._counters: dict[str, int] = defaultdict(int)
+        self._requests = Counter(
+            f"{PREFIX}_http_requests", "HTTP requests by method, route and status.", ["method", "route", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._durations = Histogram(
+            f"{PREFIX}_http_request_duration_seconds", "Time to answer, by route.", ["route"], buckets=BUCKETS,
+            registry=self.registry,
+        )  # fmt: skip
+        self._counters: dict[str, Counter] = {}
+        self._gauges: dict[str, Gauge] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self._requests[(method, route, str(status))] += 1
-            row = self._durations.setdefault(route, [0.0] * (len(BUCKETS) + 2))
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    row[i] += 1
-            row[-2] += seconds
-            row[-1] += 1
+        self._requests.labels(method, route, str(status)).inc()
+        self._durations.labels(route).observe(seconds)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
-            self._counters[name] += n
+            counter = self._counters.get(name)
+            if counter is None:
+                counter = Counter(f"{PREFIX}_{name}", f"{name.replace('_', ' ')}.", registry=self.registry)
+                self._counters[name] = counter
+        counter.inc(n)
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
-        self._gauges[name] = read
+        with self._lock:
+            gauge = self._gauges.get(name)
+            if gauge is None:
+                gauge = Gauge(f"{PREFIX}_{name}", f"{name.replace('_', ' ')}.", registry=self.registry)
+                self._gauges[name] = gauge
+        gauge.set_function(lambda: _number(read))
 
     def render(self) -> str:
-        lines = [
-            "# HELP polymodal_http_requests_total HTTP requests by method, route and status.",
-            "# TYPE polymodal_http_requests_total counter",
-        ]
-        with self._lock:
-            requests = dict(self._requests)
-            durations = {k: list(v) for k, v in self._durations.items()}
-            counters = dict(self._counters)
-        for (method, route, status), n in sorted(requests.items()):
-            labels = f'method="{method}",route="{_esc(route)}",status="{status}"'
-            lines.append(f"polymodal_http_requests_total{{{labels}}} {n}")
-        lines += [
-            "# HELP polymodal_http_request_duration_seconds Time to answer, by route.",
-            "# TYPE polymodal_http_request_duration_seconds histogram",
-        ]
-        for route, row in sorted(durations.items()):
-            label = f'route="{_esc(route)}"'
-            for bound, n in zip(BUCKETS, row, strict=False):
-                lines.append(f'polymodal_http_request_duration_seconds_bucket{{{label},le="{bound}"}} {int(n)}')
-            lines.append(f'polymodal_http_request_duration_seconds_bucket{{{label},le="+Inf"}} {int(row[-1])}')
-            lines.append(f"polymodal_http_request_duration_seconds_sum{{{label}}} {row[-2]:.6f}")
-            lines.append(f"polymodal_http_request_duration_seconds_count{{{label}}} {int(row[-1])}")
-        for name, n in sorted(counters.items()):
-            lines += [f"# TYPE polymodal_{name}_total counter", f"polymodal_{name}_total {n}"]
-        for name, read in sorted(self._gauges.items()):
-            lines += [f"# TYPE polymodal_{name} gauge", f"polymodal_{name} {_number(read)}"]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
 
-def _number(read: Callable[[], Any]) -> str:
+def _number(read: Callable[[], Any]) -> float:
     try:
-        return f"{float(read()):g}"
+        return float(read())
     except Exception:  # a gauge that cannot be read is reported as not-a-number, never an error
-        return "NaN"
-
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return math.nan
 
 
 def rss_bytes() -> int:
