@@ -122,10 +122,15 @@ class IndexWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def index(self, keys: list[str], progress: Any = None) -> PartitionResult:
+    def index(self, keys: list[str], progress: Any = None, faces: tuple[bool, bool] | None = None) -> PartitionResult:
+        """Index the files ``keys``; ``faces``: (enabled, off) of the driver's face hook, for the recorded store
+        (which cannot tell whether the real one keeps people)."""
         started = time.perf_counter()
         recorder = RecordingStore() if self.store is None else None
         indexer = Indexer(recorder or self.store, self.analyzer, self.fts_text)  # type: ignore[arg-type]
+        hook = getattr(indexer, "faces", None)
+        if recorder is not None and hook is not None and faces is not None:
+            hook.enabled, hook.off = faces
         report = IndexReport()
 
         def tell(done: int, total: int, current: str) -> None:
@@ -239,12 +244,14 @@ class RayIndexer(Indexer):
         from ray.util.queue import Empty, Queue
 
         queue = Queue(actor_options={"num_cpus": 0})
+        hook = getattr(self, "faces", None)  # the driver's face hook (polymodal.perceivers.faces)
+        faces = (hook.enabled, hook.off) if hook is not None else None
         pending: dict[Any, tuple[Any, list[str]]] = {}
         waiting = list(reversed(work))
 
         def submit(actor: Any) -> None:
             keys = waiting.pop()
-            pending[actor.index.remote(keys, queue)] = (actor, keys)
+            pending[actor.index.remote(keys, queue, faces)] = (actor, keys)
 
         for actor in actors * 2:
             if waiting:
