@@ -29,6 +29,7 @@ from polymodal.analysis import Analysis, Analyzer, PreparedAudio, PreparedImage
 from polymodal.media.audio import audio_duration
 from polymodal.media.detect import SUPPORTED_EXTENSIONS, detect
 from polymodal.media.errors import MediaError
+from polymodal.perceivers.faces import FACES_UPDATED, FaceHook
 from polymodal.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ class Indexer:
         self.follow_links = follow_links
         # Threads that hash and decode ahead of the models (0: one file at a time, all in the calling thread).
         self.decode_threads = analyzer.settings.threads
+        self.faces = FaceHook(store, analyzer, fts_text)  # faces and people (polymodal.perceivers.faces)
 
     def index(self, paths: Iterable[Path], progress: Progress | None = None) -> IndexReport:
         started = time.perf_counter()
@@ -308,6 +310,7 @@ class Indexer:
             if progress:
                 progress(len(files), len(files), "")
             self._forget_removed(found, report)
+            self.faces.finish()
         except StoreUnavailable as exc:  # disk full, read-only store: what was written stays, the rest next time
             report.stopped = str(exc)
             report.errors.append((self.store.location, f"indexing stopped: {exc}"))
@@ -438,6 +441,7 @@ class Indexer:
                 self._refresh(key, item.sha, report, attempt)
                 return LINKED
             analysis = self._analyze(item, analysis)
+            self.faces.perceive(key, analysis)
             if not _still_hashed(item):  # changed since it was hashed: what was analysed may not be that content
                 return self._again(key, report, attempt)
             self.store.save(key, item.sha, item.stat.st_size, item.stat.st_mtime_ns, analysis, self.fts_text)
@@ -475,13 +479,14 @@ class Indexer:
         wanted = self.analyzer.perception_ids(modality)
         if any(stored.get(stage) not in (None, model) for stage, model in wanted.items()):
             return self._again(key, report, attempt - 1, fresh=True)  # hashed again: the bytes analysed are known
+        faces = self.faces.refresh(key, sha, modality, stored)  # stored before faces, or by another face model
         if stored.get("text") != self.analyzer.embedding_id(modality):
             analysis = self.store.load_analysis(sha)
             assert analysis is not None
             self.analyzer.embed(analysis)
             self.store.replace_vectors(sha, analysis)
             return REEMBEDDED
-        return UNCHANGED
+        return FACES_UPDATED if faces else UNCHANGED
 
     def _progress_of(self, key: str) -> Callable[[float, float], None] | None:
         report = self.video_progress
