@@ -171,10 +171,11 @@ class Collection(Understanding):
         offset: int = 0,
         modality: str | None = None,
         path: str | None = None,
+        person: str | None = None,
     ) -> SearchResult:
         """The ``k`` most relevant items above the cut-off after the first ``offset`` (``result.more``: there are
         more), and the best few below it (``result.weaker``)."""
-        query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path)
+        query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path, person)
         return self.searcher().search(query)
 
     def searcher(self) -> Searcher:
