@@ -35,7 +35,8 @@ from polymodal.space import bridge as bridges
 # found by their words, and say when and what.
 PASSAGE, LABEL, OCR, TRANSCRIPT, TAG = "passage", "label", "ocr", "transcript", "tag"
 VISUAL, EVENT = "visual", "event"
-EMBEDDED_KINDS = (PASSAGE, OCR, TRANSCRIPT)
+# faces: how many people a picture shows; person: their names (polymodal/perceivers/faces.py, polymodal/people.py)
+EMBEDDED_KINDS = (PASSAGE, OCR, TRANSCRIPT, "faces", "person")
 BRIDGED_KINDS = (LABEL, TAG)
 
 # ImageNet classes whose presence suggests readable text (menu, website, plaque, ...): OCR is run then.
