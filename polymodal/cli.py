@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_understand.add_parsers(sub, common)
     __import__("polymodal.cli_models").cli_models.add_parsers(sub, common)  # models add|list|remove
     __import__("polymodal.cli_people").cli_people.add_parsers(sub, common)  # people list|name|merge|forget
+    __import__("polymodal.cli_generate").cli_generate.add_parsers(sub, common)  # speak, generate text|image|speech
     _add_train_parsers(sub, common)
     return parser
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from polymodal.config import Settings
+from polymodal.errors import ConfigError, OutsideError, UsageError
 
 ENV = "POLYMODAL_IMAGE_PROVIDER_"
 KINDS = ("openai", "sdwebui")
@@ -51,17 +52,18 @@ _STOP_WORDS = frozenset(
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-class GenerateError(RuntimeError):
-    """The image provider is not configured, unreachable, refused, or answered something unusable."""
+class GenerateError(OutsideError, RuntimeError):
+    """The image provider is unreachable, refused, timed out, or answered something unusable."""
 
     def __init__(self, message: str, status: int = 502):
         super().__init__(message)
         self.status = status  # the HTTP status the API answers with: 503 not configured, 502 failed, 504 timed out
 
 
-class NotConfigured(GenerateError):
-    def __init__(self, message: str):
-        super().__init__(message, 503)
+class NotConfigured(ConfigError):
+    """No image provider is configured, or its settings are wrong: the message says which variable to set."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -170,19 +172,19 @@ def generate_image(
 def parse_size(size: str) -> tuple[int, int]:
     match = SIZE.match(size.strip().lower())
     if not match:
-        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT, e.g. 1024x1024")
+        raise UsageError(f"size {size!r} is not WIDTHxHEIGHT, e.g. 1024x1024")
     width, height = int(match.group(1)), int(match.group(2))
     if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE):
-        raise ValueError(f"size {size}: each side must be between 64 and {MAX_SIDE} pixels")
+        raise UsageError(f"size {size}: each side must be between 64 and {MAX_SIDE} pixels")
     return width, height
 
 
 def _checked_prompt(prompt: str) -> str:
     prompt = " ".join((prompt or "").split())
     if not prompt:
-        raise ValueError("the prompt is empty: say what to generate")
+        raise UsageError("the prompt is empty: say what to generate")
     if len(prompt) > MAX_PROMPT:
-        raise ValueError(f"the prompt is {len(prompt):,} characters, over the limit of {MAX_PROMPT:,}")
+        raise UsageError(f"the prompt is {len(prompt):,} characters, over the limit of {MAX_PROMPT:,}")
     return prompt
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from polymodal.config import Settings
+from polymodal.errors import UsageError
 from polymodal.models.base import LazyModel, ModelError, get_model, register
 
 ESPEAK_SECONDS = 60.0  # one sentence: espeak-ng speaks ~20x real time; a hung process is stopped
@@ -38,7 +39,7 @@ ESPEAK_VOICES = {
 }  # fmt: skip
 
 
-class UnknownVoice(ValueError):
+class UnknownVoice(UsageError):
     """A voice or language the user asked for that no installed voice has."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.config import Settings
+from polymodal.errors import UsageError
 from polymodal.models import tts
 
 RATE = 24_000  # every voice's audio is brought to this rate (Opus takes 24 kHz; hibari speaks at it)
@@ -45,7 +46,7 @@ _LATIN_RUN = re.compile(r"([A-Za-z][A-Za-z0-9'’.\- ]*[A-Za-z0-9]|[A-Za-z]{2,})
 _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|vs|etc|e\.g|i\.e|No|Fig)|\b[A-Z])\.$")
 
 
-class SpeechError(ValueError):
+class SpeechError(UsageError):
     """Text that cannot be spoken as asked: empty, too long, an unknown format."""
 
 
