@@ -1,0 +1,275 @@
+"""Write the README's figure tables from the measurements in ``bench/results/*.json``, so they cannot drift.
+
+Each table sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->`` in README.md; this script
+rewrites what is between them from the JSON the benchmark wrote. ``--check`` changes nothing and fails (exit 1,
+naming the tables) when the README says something else: CI runs it (``tests/test_readme_figures.py``).
+
+    python scripts/readme_figures.py            # rewrite the tables
+    python scripts/readme_figures.py --check    # exit 1 when the README disagrees with the JSON
+    python scripts/readme_figures.py --list     # the tables this script knows and the JSON each reads
+
+Text in the tables that no JSON holds (what a figure was before a change, the FINDINGS.md baselines, why a
+result is what it is) is written here beside the figure it explains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+
+class FiguresError(Exception):
+    """A results file is missing or lacks a figure a table needs; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Table:
+    sources: tuple[str, ...]  # JSON files under bench/results
+    render: Callable[[dict[str, Any]], list[str]]  # the JSON (by file stem) -> the table's lines
+
+
+# --- number formats ----------------------------------------------------------------------------------------
+def pct(fraction: float, digits: int = 1) -> str:
+    return f"{fraction * 100:.{digits}f}"
+
+
+def one(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}"
+
+
+def thousands(n: int) -> str:
+    return f"{n:,}"
+
+
+def recalls(r: dict[str, float]) -> str:
+    return " / ".join(one(r[k]) for k in ("R@1", "R@5", "R@10"))
+
+
+def row(*cells: object) -> str:
+    return ("| " + " | ".join(str(c) for c in cells) + " |").replace("|  |", "| |")
+
+
+def header(*names: str) -> list[str]:
+    return [row(*names), "|" + "---|" * len(names)]
+
+
+# --- the tables ----------------------------------------------------------------------------------------------
+def foundation(data: dict[str, Any]) -> list[str]:
+    fashion, tux, wer, sounds = data["fashion_mnist"], data["tuxpaint"], data["asterisk_wer"], data["sounds"]
+    best = fashion["best"]
+    bare = next(r for r in fashion["rows"] if r["input"] == best["input"] and r["prompts"] == "bare class names"
+                and r["bridge_top_k"] == best["bridge_top_k"])  # fmt: skip
+    results = tux["results"]
+    bridge = next(v for k, v in results.items() if k.startswith("bridge vector"))
+    full = next(v for k, v in results.items() if k.startswith("full search"))
+    findings = next(v for k, v in results.items() if k.startswith("FINDINGS.md"))
+    folders = wer["by_folder"]
+    silent = wer["non_speech_files"]
+    invented = "no words invented" if silent["inserted_words"] == 0 else f"{silent['inserted_words']} words invented"
+    right = round(sounds["accuracy"][sounds["main_prompt"]] * sounds["n"])
+    return [
+        *header("what", "n", "result", "command"),
+        row("Fashion-MNIST zero-shot top-1 through the label bridge (test set; chance 10 %)", thousands(fashion["n"]),
+            f"**{pct(best['accuracy'])} %** (descriptive prompts averaged; bare class names {pct(bare['accuracy'])} %; "
+            "FINDINGS.md had 19 %)", "`python bench/eval_fashion_mnist.py`"),
+        row("Tux Paint text→image R@1 / R@5 / R@10, English captions as queries, identical captions grouped",
+            f"{tux['n_queries']} captions × {tux['n_images']} photos",
+            f"bridge vector **{recalls(bridge)}** (before the WordNet phrasings 18.7 / 29.7 / 36.5); full search "
+            f"**{recalls(full)}** — inflated: Tux Paint file names often are the caption's word, and names are now "
+            f"searchable (before: 17.5 / 31.3 / 38.0) (FINDINGS.md: {recalls(findings)})",
+            "`python bench/eval_tuxpaint.py`"),
+        row("Asterisk English prompts, word error rate (Whisper base int8)",
+            f"{wer['corpus']['n']} utterances, {thousands(wer['corpus']['ref_words'])} words",
+            f"**{wer['corpus']['wer']:.2f} %** corpus WER (full sentences {one(folders['(top level)']['wer'])} %, "
+            f"single digits {folders['digits']['wer']:.0f} %, letters {folders['letters']['wer']:.0f} %); {invented} "
+            f"on the {silent['n']} silence/beep files", "`python bench/eval_asterisk_wer.py`"),
+        row("ovos animal sounds, zero-shot animal through the sound bridge", sounds["n"],
+            f"**{right}/{sounds['n']}** (`cat.mp3` sounds like a rooster to every model: likely mislabelled)",
+            "`python bench/eval_sounds.py`"),
+    ]  # fmt: skip
+
+
+def understanding(data: dict[str, Any]) -> list[str]:
+    calibration, wer, packing = data["calibration"], data["asterisk_wer"], data["speech_packing"]
+    image, audio, text = (calibration["modalities"][m] for m in ("image", "audio", "text"))
+    ovos = {key: round(s["accuracy"] * s["n"]) for key, s in audio["sets"].items() if key.startswith("ovos")}
+    english = max(ovos["ovos-en-names"], ovos["ovos-en-actions"])
+    chinese = max(ovos["ovos-zh-names"], ovos["ovos-zh-actions"])
+    return [
+        *header("what", "n", "result", "command"),
+        row("zero-shot sound labels (`classify`) on the ovos animal sounds", audio["sets"]["ovos-en-names"]["n"],
+            f"{english}/10 with English labels (names or \"dog barking\"), {chinese}/10 Chinese",
+            "`pytest tests/test_understand_perception.py`, `bench/calibrate_temperature.py`"),
+        row("calibrated softmax temperatures (min NLL)",
+            f"{thousands(image['sets']['en']['n'])} Fashion-MNIST train images; 95 Tux Paint sound effects + 10 "
+            f"animals; {thousands(sum(s['n'] for s in text['sets'].values()))} Tux Paint captions",
+            f"image {image['temperature']:.3f}, audio {audio['temperature']:.3f}, text {text['temperature']:.3f}",
+            "`python bench/calibrate_temperature.py`"),
+        row("Asterisk real-time factor of transcription", f"{thousands(round(wer['audio_seconds']))} s of audio",
+            f"{wer['rtf']:.2f} on a loaded machine (short prompts pay Whisper's 30 s window); 0.13 on the 44 s "
+            "`two_cities.wav` with beam 5, 0.06 with beam 1", "`python bench/eval_asterisk_wer.py`"),
+        row("short clips packed into shared Whisper windows (as indexing does) vs one window each",
+            f"{packing['prompts']} Asterisk prompts, {packing['audio_seconds']:.0f} s",
+            f"WER {pct(packing['packed']['wer'])} % vs {pct(packing['alone']['wer'])} %, RTF "
+            f"{packing['packed']['rtf']:.2f} vs {packing['alone']['rtf']:.2f} (greedy, language detected)",
+            "`python bench/speech_packing.py`"),
+        row("`analyze` on the test bundle (document + photo with text + 44 s speech)", 1,
+            "13–15 s extractive (`--llm none`); 67–96 s with the 0.5B LLM on the loaded machine",
+            "`pytest tests/test_understand_language.py`"),
+    ]  # fmt: skip
+
+
+FUSIONS = ("early", "late", "hybrid")
+
+
+def fusion(data: dict[str, Any]) -> list[str]:
+    results = data["fusion_tuxpaint"]["results"]
+
+    def cell(fusion_kind: str, entry: str) -> str:
+        r = results[fusion_kind][entry]
+        return f"{pct(r['accuracy'])} / {pct(r['macro_f1'])}"
+
+    best = max(FUSIONS, key=lambda f: (results[f]["fusion"]["accuracy"], results[f]["fusion"]["macro_f1"]))
+    rows = [
+        ("all", "fusion", "text only", "image only"),
+        ("no sound (text + image)", "fusion, rows with exactly text+image"),
+        ("with sound", "fusion, rows with audio", "audio only"),
+        ("caption removed at test time", "fusion without text"),
+    ]
+    lines = header("rows", "n", "early", "late", "hybrid", "single modality")
+    for name, entry, *alone in rows:
+        cells = [cell(f, entry) for f in FUSIONS]
+        if entry == "fusion":
+            cells[FUSIONS.index(best)] = f"**{cells[FUSIONS.index(best)]}**"
+        singles = ", ".join(f"{a.split()[0]} {cell('early', a)}" for a in alone)
+        lines.append(row(name, results["early"][entry]["n"], *cells, singles))
+    return lines
+
+
+def aligner(data: dict[str, Any]) -> list[str]:
+    result = data["aligner_tuxpaint"]
+    mean, findings = result["mean"], result["findings"]
+    averaged = next(k for k in mean if k.startswith("aligner + bridge"))
+
+    def listed(values: list[float]) -> str:
+        return " / ".join(one(v) for v in values)
+
+    return [
+        *header("", "ours", "FINDINGS.md"),
+        row("label bridge", recalls(mean["label bridge"]), listed(findings["label bridge"])),
+        row("aligner alone", recalls(mean["aligner alone"]), listed(findings["aligner alone"])),
+        row("aligner + bridge averaged", f"**{recalls(mean[averaged])}**", listed(findings["average"])),
+    ]
+
+
+INDEXING_ROWS = {
+    "audio": "audio (3 read-speech recordings, 10 animal clips: tagging, VAD, Whisper where speech)",
+    "image": "image (incl. the probe and OCR of the scanned page)",
+    "text": "text (md, txt, html; EN + ZH)",
+}
+SEARCH_ROWS = {"voice question": "voice question (Whisper on the query)"}
+
+
+def index_and_search(data: dict[str, Any]) -> list[str]:
+    result = data["index_and_search"]
+    lines = header("indexing", "items", "items/s")
+    for kind, measured in result["indexing"].items():
+        lines.append(row(INDEXING_ROWS.get(kind, kind), measured["items"], one(measured["items_per_s"])))
+    lines += ["", *header("search (one process, warm; includes reading the query media)", "p50 ms", "p95 ms")]
+    for kind, ms in result["search_ms"].items():
+        lines.append(row(SEARCH_ROWS.get(kind, kind), _ms(ms["p50"]), _ms(ms["p95"])))
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else one(value)
+
+
+TABLES: dict[str, Table] = {
+    "foundation": Table(("fashion_mnist", "tuxpaint", "asterisk_wer", "sounds"), foundation),
+    "understanding": Table(("calibration", "asterisk_wer", "speech_packing"), understanding),
+    "fusion": Table(("fusion_tuxpaint",), fusion),
+    "aligner": Table(("aligner_tuxpaint",), aligner),
+    "index-and-search": Table(("index_and_search",), index_and_search),
+}
+
+
+# --- reading, writing, checking --------------------------------------------------------------------------------
+def load(stem: str, results: Path) -> dict[str, Any]:
+    path = results / f"{stem}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FiguresError(f"{path} is missing: run the benchmark that writes it") from None
+    except json.JSONDecodeError as exc:
+        raise FiguresError(f"{path} is not valid JSON: {exc}") from None
+
+
+def render(name: str, results: Path) -> str:
+    table = TABLES[name]
+    data = {stem: load(stem, results) for stem in table.sources}
+    try:
+        return "\n".join(table.render(data)) + "\n"
+    except (KeyError, StopIteration, TypeError) as exc:
+        files = ", ".join(f"{s}.json" for s in table.sources)
+        raise FiguresError(f"table {name}: {files} lacks a figure it needs ({type(exc).__name__}: {exc})") from None
+
+
+def regenerate(readme: str, results: Path) -> tuple[str, list[str]]:
+    """The README with every marked table rewritten, and the names of those that changed."""
+    changed: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise FiguresError(f"README.md marks a table {name!r} this script does not know: {', '.join(TABLES)}")
+        body = render(name, results)
+        if body != match["body"]:
+            changed.append(name)
+        return match.group(1) + body + match.group(4)
+
+    return MARKER.sub(replace, readme), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when the README disagrees")
+    parser.add_argument("--list", action="store_true", help="the tables and the JSON each is made from")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, table in TABLES.items():
+            print(f"{name}: {', '.join(f'bench/results/{s}.json' for s in table.sources)}")
+        return 0
+    try:
+        text = args.readme.read_text(encoding="utf-8")
+        updated, changed = regenerate(text, args.results)
+    except FiguresError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    marked = [m["name"] for m in MARKER.finditer(text)]
+    if args.check:
+        if changed:
+            print(f"README.md disagrees with bench/results for: {', '.join(changed)}; "
+                  "run: python scripts/readme_figures.py", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"README.md figures agree with bench/results ({len(marked)} tables: {', '.join(marked)})")
+        return 0
+    if changed:
+        args.readme.write_text(updated, encoding="utf-8")
+    print(f"rewrote {', '.join(changed) or 'nothing'} ({len(marked)} tables marked)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The README's figure tables say what bench/results/*.json say (scripts/readme_figures.py writes them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "readme_figures.py"
+
+
+def figures(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_readme_figures_agree_with_the_results() -> None:
+    done = figures("--check")
+    assert done.returncode == 0, done.stderr
+    marked = done.stdout
+    for table in ("foundation", "understanding", "fusion", "aligner", "index-and-search"):
+        assert table in marked, marked
+
+
+def test_a_changed_result_is_caught_and_rewritten(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "bench" / "results", results)
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    wer = json.loads((results / "asterisk_wer.json").read_text(encoding="utf-8"))
+    wer["corpus"]["wer"] = 5.5
+    (results / "asterisk_wer.json").write_text(json.dumps(wer), encoding="utf-8")
+
+    stale = figures("--check", "--readme", readme, "--results", results)
+    assert stale.returncode == 1 and "foundation" in stale.stderr, (stale.stdout, stale.stderr)
+    assert figures("--readme", readme, "--results", results).returncode == 0
+    assert "**5.50 %** corpus WER" in readme.read_text(encoding="utf-8")
+    assert figures("--check", "--readme", readme, "--results", results).returncode == 0
+
+
+def test_a_missing_results_file_is_named(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "bench" / "results", results)
+    (results / "sounds.json").unlink()
+    done = figures("--check", "--results", results)
+    assert done.returncode == 2 and "sounds.json is missing" in done.stderr, done.stderr
