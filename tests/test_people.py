@@ -1,0 +1,197 @@
+"""People (real dlib models, real faces): the astronaut photo and its mirrored, reduced copy are one person, a
+different real face (Labeled Faces in the Wild, from scikit-image's ``lfw_subset``, 25 px upscaled 4x) another;
+naming makes a name search find both photos; corrections survive re-indexing; ``forget`` removes the embeddings;
+a query image's face finds the person; ``--person`` filters; the API never hands out an embedding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polymodal.collection import Collection
+from polymodal.models import faces as face_models
+
+pytestmark = pytest.mark.skipif(not face_models.installed(), reason="the faces extra (dlib) is not installed")
+FACES_KEY = "dlib-resnet-v1@1/faces"
+
+
+def write_photos(folder: Path, samples: Path) -> Path:
+    """astronaut.jpg, its mirrored half-size copy, another real face, and the cat (no face)."""
+    from PIL import Image
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(samples / "photos" / "astronaut.jpg", folder / "astronaut.jpg")
+    shutil.copy(samples / "photos" / "chelsea_cat.jpg", folder / "chelsea_cat.jpg")
+    astronaut = Image.open(samples / "photos" / "astronaut.jpg")
+    astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((256, 256)).save(folder / "mirrored_small.jpg")
+    face = Image.fromarray((data.lfw_subset()[0] * 255).astype(np.uint8)).resize((100, 100), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (200, 200), 128)
+    canvas.paste(face, (50, 50))
+    canvas.convert("RGB").save(folder / "someone_else.png")
+    return folder
+
+
+@pytest.fixture()
+def collection(samples: Path, tmp_path: Path) -> tuple[Collection, Path]:
+    folder = write_photos(tmp_path / "photos", samples)
+    collection = Collection(tmp_path / "store")
+    report = collection.index(folder)
+    assert not report.errors, report.errors
+    return collection, folder
+
+
+def people_of(collection: Collection):
+    from polymodal.people import People
+
+    return People(collection.store, collection.settings)
+
+
+def by_file(collection: Collection, folder: Path) -> dict[str, int | None]:
+    """File name -> the person its (only) face belongs to."""
+    people = people_of(collection)
+    out: dict[str, int | None] = {}
+    for name in ("astronaut.jpg", "mirrored_small.jpg", "someone_else.png", "chelsea_cat.jpg"):
+        faces = people.faces_of(collection.item(str(folder / name)).id)
+        out[name] = faces[0]["person"] if faces else None
+    return out
+
+
+def test_same_face_is_one_person_and_another_face_another(collection) -> None:
+    collection, folder = collection
+    found = by_file(collection, folder)
+    assert found["astronaut.jpg"] is not None and found["astronaut.jpg"] == found["mirrored_small.jpg"]
+    assert found["someone_else.png"] not in (None, found["astronaut.jpg"])
+    assert found["chelsea_cat.jpg"] is None
+    listed = people_of(collection).list()
+    assert [len(p.faces) for p in listed] == [2, 1]
+    assert listed[0].crop and Path(listed[0].crop).is_file()  # a representative face crop
+
+
+def test_naming_makes_a_name_search_find_both_photos(collection) -> None:
+    collection, folder = collection
+    person = by_file(collection, folder)["astronaut.jpg"]
+    people_of(collection).name(person, "Anna")
+    hits = {Path(h.path).name for h in collection.search("Anna", k=5).hits}
+    assert {"astronaut.jpg", "mirrored_small.jpg"} <= hits and "someone_else.png" not in hits
+    only = collection.search("a photo", k=10, person="anna")  # the filter, by name
+    assert {Path(h.path).name for h in [*only.hits, *only.weaker]} == {"astronaut.jpg", "mirrored_small.jpg"}
+
+
+def test_a_query_face_finds_the_person(collection, tmp_path: Path) -> None:
+    from PIL import Image
+
+    collection, folder = collection
+    crop = tmp_path / "her_face.jpg"
+    Image.open(folder / "astronaut.jpg").crop((150, 50, 300, 200)).save(crop)
+    result = collection.search(image=crop, k=5)
+    top = [Path(h.path).name for h in result.hits[:2]]
+    assert sorted(top) == ["astronaut.jpg", "mirrored_small.jpg"]
+
+
+def test_corrections_survive_reindexing(collection) -> None:
+    collection, folder = collection
+    people = people_of(collection)
+    person = by_file(collection, folder)["astronaut.jpg"]
+    people.name(person, "Anna")
+    mirrored = collection.item(str(folder / "mirrored_small.jpg")).id
+    people.not_this(person, people.face_keys(mirrored))
+    assert by_file(collection, folder)["mirrored_small.jpg"] != person
+    moved = folder.parent / "away.jpg"
+    (folder / "mirrored_small.jpg").rename(moved)  # removed from the collection, then back
+    collection.index(folder)
+    moved.rename(folder / "mirrored_small.jpg")
+    collection.index(folder)
+    again = by_file(collection, folder)
+    assert again["astronaut.jpg"] == person and again["mirrored_small.jpg"] not in (None, person)
+    hits = {Path(h.path).name for h in collection.search("Anna", k=5).hits}
+    assert "astronaut.jpg" in hits and "mirrored_small.jpg" not in hits
+
+
+def test_merge_survives_another_face_model(collection, monkeypatch: pytest.MonkeyPatch) -> None:
+    collection, folder = collection
+    people = people_of(collection)
+    found = by_file(collection, folder)
+    people.merge(found["astronaut.jpg"], found["someone_else.png"])
+    monkeypatch.setattr(face_models.DlibFaces, "version", "2")  # every face perceived again
+    assert collection.index(folder).outcomes["faces updated"] == 4
+    again = by_file(collection, folder)
+    assert again["astronaut.jpg"] == again["someone_else.png"] == again["mirrored_small.jpg"]
+
+
+def test_forget_removes_the_embeddings(collection, monkeypatch: pytest.MonkeyPatch) -> None:
+    collection, folder = collection
+    people = people_of(collection)
+    person = people.person(by_file(collection, folder)["astronaut.jpg"])
+    crop = Path(person.crop or "")
+    assert people.forget(person.id) == 2
+    for name in ("astronaut.jpg", "mirrored_small.jpg"):
+        sha = collection.item(str(folder / name)).sha256
+        assert not collection.store.feature(sha, FACES_KEY).any()  # zeros: no embedding left
+    assert not crop.exists() and [len(p.faces) for p in people.list()] == [1]
+    monkeypatch.setattr(face_models.DlibFaces, "version", "2")  # perceived again: still forgotten
+    collection.index(folder)
+    sha = collection.item(str(folder / "astronaut.jpg")).sha256
+    assert not collection.store.feature(sha, "dlib-resnet-v1@2/faces").any()
+    assert [len(p.faces) for p in people.list()] == [1]
+    assert collection.item(str(folder / "astronaut.jpg")).meta["faces"] == 1  # the count stays: not biometric
+
+
+def test_api_people_without_embeddings(collection) -> None:
+    from fastapi.testclient import TestClient
+
+    from polymodal.api.app import create_app
+    from polymodal.api.config import ServeConfig
+
+    collection, folder = collection
+    config = ServeConfig(warm=False, allowed_hosts=("testserver",))
+    with TestClient(create_app(collection, config), raise_server_exceptions=False) as client:
+        listed = client.get("/api/people").json()
+        assert listed["enabled"] and [p["faces"] for p in listed["people"]] == [2, 1]
+        first = listed["people"][0]
+        face = client.get(first["face_url"])
+        assert face.status_code == 200 and face.headers["content-type"] == "image/jpeg"
+        named = client.post(f"/api/people/{first['person']}/name", json={"name": "Anna"}).json()
+        assert named["name"] == "Anna"
+        item = collection.item(str(folder / "astronaut.jpg")).id
+        faces = client.get(f"/api/items/{item}/faces").json()["faces"]
+        assert faces[0]["name"] == "Anna" and len(faces[0]["box"]) == 4
+        body = json.dumps([listed, client.get(f"/api/people/{first['person']}").json(), faces])
+        assert "embedding" not in body and all(len(v) < 20 for v in _number_lists(json.loads(body)))
+        assert client.get("/api/people/999").status_code == 404
+        assert client.post("/api/people/1/not", json={"faces": ["x"]}).status_code == 422
+        gone = client.delete(f"/api/people/{first['person']}").json()
+        assert gone["faces"] == 2 and len(client.get("/api/people").json()["people"]) == 1
+
+
+def _number_lists(value) -> list[list]:
+    """Every list of numbers inside a JSON value (an embedding would be one of 128)."""
+    if isinstance(value, list):
+        own = [value] if value and all(isinstance(v, int | float) for v in value) else []
+        return own + [x for v in value for x in _number_lists(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _number_lists(v)]
+    return []
+
+
+def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
+    from polymodal.cli import main
+
+    collection, folder = collection
+    store = str(collection.store.directory)
+    assert main(["people", "--store", store, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["people"]
+    first = str(listed[0]["person"])
+    assert main(["people", "name", first, "Anna", "--store", store]) == 0
+    assert main(["people", "show", "anna", "--store", store]) == 0
+    shown = capsys.readouterr().out
+    assert "Anna" in shown and "astronaut.jpg" in shown and "mirrored_small.jpg" in shown
+    assert main(["people", "name", "nobody", "X", "--store", store]) == 2
+    assert "no person 'nobody'" in capsys.readouterr().err
+    assert main(["search", "Anna", "--person", "Anna", "--store", store, "--json"]) == 0
+    hits = {Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]}
+    assert hits == {"astronaut.jpg", "mirrored_small.jpg"}
