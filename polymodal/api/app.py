@@ -96,6 +96,7 @@ def _routes(app: FastAPI) -> None:
             router = getattr(module, name, None)
             if router is not None:
                 app.include_router(router)
+    app.include_router(__import__("polymodal.api.routes.people", fromlist=["router"]).router)  # faces and people
 
 
 def _page(app: FastAPI) -> None:
