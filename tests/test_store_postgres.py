@@ -167,3 +167,29 @@ def _search(port: int, text: str, deadline: float) -> str:
             if time.monotonic() > until:
                 raise
             time.sleep(0.5)
+
+
+def test_a_deadlocked_write_is_retried(postgres) -> None:
+    import psycopg
+
+    store = PostgresStore(postgres("retry"))
+    calls = []
+
+    def work(conn) -> None:
+        calls.append(1)
+        conn.execute("INSERT INTO meta VALUES ('x', 'y')")
+        if len(calls) == 1:  # what Postgres raises on one of two writers that wait on each other
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    store._write(work, ["/a", "b" * 64])
+    assert len(calls) == 2 and store.get_meta("x") == "y"  # the first attempt rolled back, the second kept
+    store.close()
+
+
+def test_an_unreachable_server_is_said_at_once(tmp_path) -> None:
+    from polymodal.store.base import StoreError, open_store
+
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"cannot reach the store postgresql://u:\*\*\*@127\.0\.0\.1:"):
+        open_store(f"postgresql://u:secret@127.0.0.1:{free_port()}/db")
+    assert time.monotonic() - started < 10

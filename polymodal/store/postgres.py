@@ -132,6 +132,7 @@ class PostgresStore:
     ):
         """Open the store in the database at ``url`` (its tables made or migrated unless ``readonly``). Local files
         (aligners, keys, cached thumbnails) live under ``cache``."""
+        import psycopg
         from psycopg_pool import ConnectionPool
 
         self.url = url
@@ -141,11 +142,15 @@ class PostgresStore:
         self._local = threading.local()
         self._dim: int | None = None
         self._count: tuple[int, int] = (-1, 0)  # (generation, vector count) last read
+        try:  # at once, with the server's words: a pool would retry until its timeout
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot reach the store {self.location}: {str(exc).strip()}") from exc
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}, configure=self._configure
         )
         try:
-            self.pool.open(wait=True, timeout=30)
+            self.pool.open(wait=True, timeout=15)
         except Exception as exc:
             self.pool.close()
             raise StoreError(f"cannot reach the store {self.location}: {exc}") from exc
@@ -226,7 +231,9 @@ class PostgresStore:
             with self.pool.connection() as conn:
                 yield conn
         except _operational() as exc:
-            raise StoreUnavailable(f"the store {self.location} cannot be reached: {exc}") from exc
+            if not _cannot_write(exc):  # a deadlock or a conflict: the writer retries
+                raise
+            raise StoreUnavailable(f"the store {self.location} cannot be reached or written: {exc}") from exc
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
@@ -719,6 +726,12 @@ class PgVectorIndex:
 
     def wait_for_rebuild(self) -> None:
         """No background rebuild here."""
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """A failure of the connection or of the server's resources (disk full, shut down), not of one transaction."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "53", "57P"))
 
 
 def _operational() -> tuple[type[BaseException], ...]:
