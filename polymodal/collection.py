@@ -134,6 +134,9 @@ class Collection(Understanding):
         report = indexer.index([Path(p) for p in paths], progress)
         if aligner is not None and report.stopped is None:
             self.reembed()  # items outside ``paths`` move to the new space too
+        from polymodal import spaces
+
+        spaces.index_report(self.store, self.settings, report)  # vectors of the open-vocabulary spaces, if any
         self._index.prepare()  # a large store's search snapshot is built now, not by the first search
         return report
 

@@ -134,6 +134,9 @@ def classify(
     labels = _check_labels(labels)
     if template is not None and "{}" not in template:
         raise UsageError("a template must contain {} where the label goes, e.g. 'a drawing of a {}'")
+    opened = _open_vocabulary(analyzer, source, labels, template, top_k, temperature) if text is None else None
+    if opened is not None:  # the collection has an open-vocabulary model (CLIP, SigLIP, CLAP) for this file
+        return opened
     modality, vector, evidence = represent(analyzer, source, text)
     prompts = label_prompts(labels, modality, template)
     similarities = analyzer.model("text").encode(prompts) @ vector
@@ -149,6 +152,36 @@ def classify(
     return Classification(
         None if source is None else str(source), modality, scores[: top_k or None], t, warnings, evidence
     )
+
+
+def _open_vocabulary(
+    analyzer: Analyzer,
+    source: Path | None,
+    labels: list[str],
+    template: str | None,
+    top_k: int | None,
+    temperature: float | None,
+) -> Classification | None:
+    """Scores from the open-vocabulary space that reads the file's modality (:mod:`polymodal.spaces`), at the
+    model's own trained temperature; None when there is none. Its vocabulary is open: no coverage warnings."""
+    from polymodal import spaces
+
+    if source is None or (modality := detect(Path(source)).modality) not in ("image", "audio"):
+        return None
+    prompts = label_prompts(labels, modality, template)
+    found = spaces.zero_shot(analyzer.settings, modality, Path(source), prompts)
+    if found is None:
+        return None
+    similarities, scale, model = found
+    t = temperature or 1.0 / scale
+    probabilities = softmax(similarities / t)
+    scores = [
+        LabelScore(label, float(p), float(s), prompt)
+        for label, p, s, prompt in zip(labels, probabilities, similarities, prompts, strict=True)
+    ]
+    scores.sort(key=lambda s: -s.score)
+    scored_by = [Evidence("model", f"open-vocabulary model {model}")]
+    return Classification(str(source), modality, scores[: top_k or None], t, [], scored_by)
 
 
 def represent(analyzer: Analyzer, source: Path | None, text: str | None = None) -> tuple[str, np.ndarray, list]:
