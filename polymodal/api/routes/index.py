@@ -122,3 +122,23 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def error_event(exc: BaseException, where: str) -> dict[str, Any]:
+    """The body of an ``error`` event for an exception met after a stream started: the project's own kinds in
+    words, with the status they would have had; anything else an internal error with an incident id."""
+    from polymodal.api.errors import body, internal_message, log_incident
+    from polymodal.media.errors import MediaError
+    from polymodal.models.base import ModelError
+
+    if isinstance(exc, ApiError):
+        status, message = exc.status, exc.message
+    elif isinstance(exc, UploadError):
+        status, message = exc.status, str(exc)
+    elif isinstance(exc, MediaError):
+        status, message = 415, f"cannot read that file: {exc}"
+    elif isinstance(exc, ModelError):
+        status, message = 503, f"a model is not available: {exc}"
+    else:
+        status, message = 500, internal_message(log_incident(exc, "POST", where))
+    return {**body(status, message), "status": status}
