@@ -195,3 +195,49 @@ def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
     assert main(["search", "Anna", "--person", "Anna", "--store", store, "--json"]) == 0
     hits = {Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]}
     assert hits == {"astronaut.jpg", "mirrored_small.jpg"}
+
+
+def test_web_people_view_and_face_boxes(collection) -> None:
+    """The People page lists the faces, renames a person, and an image's item page shows its face box."""
+    import os
+    import subprocess
+    import sys
+
+    from test_browser import ARGS, CHROMIUM, free_port, wait_until_up
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (make setup)")
+    from playwright.sync_api import sync_playwright
+
+    collection, folder = collection
+    store = collection.store.directory
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POLYMODAL_CACHE": str(collection.settings.cache)}
+    log = open(store / "server.log", "w")  # noqa: SIM115 (closed below)
+    command = [sys.executable, "-m", "polymodal.cli", "serve", "--store", str(store), "--port", str(port), "--no-warm"]
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, server, store / "server.log")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page()
+            page.goto(f"{base}/#/people")
+            page.wait_for_selector(".person-card img", timeout=60_000)
+            assert page.locator(".person-card").count() == 2
+            assert page.locator("nav a[data-nav=people]").get_attribute("aria-current") == "page"
+            assert page.locator("#view-search").is_hidden()
+            name = page.locator(".person-card input[type=text]").first
+            name.fill("Anna")
+            with page.expect_response(lambda r: r.url.endswith("/name") and r.ok):
+                name.dispatch_event("change")
+            item = collection.item(str(folder / "astronaut.jpg")).id
+            page.goto(f"{base}/#/item/{item}")
+            page.wait_for_selector(".face-box span", timeout=60_000)
+            assert page.locator(".face-box span").first.inner_text() == "Anna"
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+    assert people_of(collection).person("anna").faces
