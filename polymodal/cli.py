@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("polymodal.cli")  # not __name__: that is "__main__" under `python -m polymodal.cli`
 
 EXAMPLES = """\
 common commands:
