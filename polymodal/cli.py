@@ -279,10 +279,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    from polymodal.logs import configure, default_log_file
+    from polymodal.logs import LEVELS, configure, default_log_file
 
     env = os.environ
-    level = args.log_level or env.get("POLYMODAL_LOG_LEVEL", "warning").strip().lower()
+    default = "info" if args.command == "serve" else "warning"  # a service says what it does; a command is quiet
+    level = args.log_level or env.get("POLYMODAL_LOG_LEVEL", default).strip().lower()
+    if level not in LEVELS:  # only the variable can be wrong: argparse checked the option
+        from polymodal.errors import ConfigError
+
+        raise ConfigError(f"POLYMODAL_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
     as_json = args.log_json or env.get("POLYMODAL_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
     configure(level, json_lines=as_json, debug=args.debug, log_file=default_log_file())
 

@@ -10,6 +10,7 @@ deep inside is never taken for bad input: only the explicit types below (and the
 
 from __future__ import annotations
 
+import errno
 import secrets
 
 
@@ -68,7 +69,13 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, user_error_types()) and not is_outside_error(exc)
 
 
+# The machine refused (a full disk, a read-only one, no permission): said in words, not taken for a bug.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 def is_outside_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:
+        return True
     return isinstance(exc, outside_error_types())
 
 
