@@ -263,3 +263,33 @@ def test_expect_kind_stops_before_reading(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="note.txt: this is a text document, not an image"):
         cli.expect_kind(note, "image")
     cli.expect_kind(note, "text")  # the right kind passes
+
+
+# --- the HTTP API draws the same line ------------------------------------------------------------------------
+def test_the_api_answers_a_user_error_400_and_a_bug_500_with_an_incident(caplog: pytest.LogCaptureFixture) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from polymodal.api.errors import Guard, install_handlers
+    from polymodal.errors import UsageError
+
+    app = FastAPI()
+    install_handlers(app)
+
+    @app.get("/user")
+    def user() -> None:
+        raise UsageError("give at least two different labels, e.g. --labels 'cat,dog'")
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise ValueError("an internal slip: never 'bad input'")
+
+    app.add_middleware(Guard, max_request_bytes=1024, max_form_bytes=1024, max_json_bytes=1024)  # as create_app does
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR, "polymodal"):
+        refused = client.get("/user")
+        assert refused.status_code == 400 and refused.json()["error"].startswith("give at least two different labels")
+        failed = client.get("/bug")
+        assert failed.status_code == 500 and failed.json()["code"] == "internal"
+        incident = re.search(r"incident ([0-9a-f]{8})", failed.json()["error"])
+        assert incident and "internal slip" not in failed.text
+    assert any(incident.group(1) in r.getMessage() and r.exc_info for r in caplog.records)
