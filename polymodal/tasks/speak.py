@@ -101,9 +101,7 @@ def speak(
     """``text`` as speech (written to ``out`` when given). ``voice``: "hibari" or "espeak-ng" (default: the best
     installed for each sentence's language); ``language``: "en", "zh", ... (default: by each sentence's script)."""
     plan = planned(text, voice, language, settings or Settings.from_env())
-    pieces = [audio for audio, _ in _spoken(plan)]
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    speech = Speech(text, audio, RATE, [(s, lang, v.name) for s, lang, v in plan])
+    speech = Speech(text, joined(plan), RATE, [(s, lang, v.name) for s, lang, v in plan])
     if out is not None:
         speech.save(out)
     return speech
@@ -145,9 +143,20 @@ def _mixed(sentence: str, lang: str, chosen: tts.Voice, settings: Settings) -> l
 
 
 def _spoken(plan: list[tuple[str, str, tts.Voice]]) -> Iterator[tuple[np.ndarray, str]]:
-    for sentence, lang, chosen in plan:
-        audio = chosen.synthesize(sentence, lang)
-        yield resample(audio, chosen.sample_rate, RATE), sentence
+    for part in plan:
+        yield voiced(part), part[0]
+
+
+def voiced(part: tuple[str, str, tts.Voice]) -> np.ndarray:
+    """One planned part (sentence, language, voice) spoken, at :data:`RATE`."""
+    sentence, lang, chosen = part
+    return resample(chosen.synthesize(sentence, lang), chosen.sample_rate, RATE)
+
+
+def joined(plan: list[tuple[str, str, tts.Voice]]) -> np.ndarray:
+    """Every planned part spoken, one after the other."""
+    pieces = [voiced(part) for part in plan]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
 def sentences(text: str) -> list[str]:
