@@ -38,6 +38,7 @@ VISUAL, EVENT = "visual", "event"
 # faces: how many people a picture shows; person: their names (polymodal/perceivers/faces.py, polymodal/people.py)
 EMBEDDED_KINDS = (PASSAGE, OCR, TRANSCRIPT, "faces", "person")
 BRIDGED_KINDS = (LABEL, TAG)
+OCR_BLOCK_WORDS = 24  # OCR lines are embedded in blocks of about this many words (see embedding_units)
 
 # ImageNet classes whose presence suggests readable text (menu, website, plaque, ...): OCR is run then.
 TEXT_LIKELY_CLASSES = (
@@ -257,7 +258,7 @@ class Analyzer:
         from polymodal.space import vocabulary
 
         phrasings = f"vocab{vocabulary.TABLE_VERSION}{'-wn' if vocabulary.WORDNET_DIR.is_dir() else ''}"
-        return f"{self.model('text').model_id}/bridge3-{phrasings}-top{self.settings.bridge_top_k}"
+        return f"{self.model('text').model_id}/bridge3-{phrasings}-top{self.settings.bridge_top_k}-ocrblocks"
 
     @property
     def encoder_id(self) -> str:
@@ -582,9 +583,11 @@ class Analyzer:
     def embed(self, analysis: Analysis) -> None:
         """(Re)compute ``analysis.vectors`` from its evidence alone."""
         encoder = self.model("text")
-        indices = [i for i, e in enumerate(analysis.evidence) if e.kind in EMBEDDED_KINDS]
-        matrix = encoder.encode([analysis.evidence[i].text for i in indices])
-        analysis.vectors = [Vector(analysis.evidence[i].kind, row, i) for i, row in zip(indices, matrix, strict=True)]
+        units = embedding_units(analysis.evidence)
+        matrix = encoder.encode([text for _, text in units])
+        analysis.vectors = [
+            Vector(analysis.evidence[i].kind, row, i) for (i, _), row in zip(units, matrix, strict=True)
+        ]
         for kind, family, vector_kind in ((LABEL, "image", "labels"), (TAG, "sound", "tags")):
             for first, weighted in bridge_groups(analysis.evidence, kind):
                 vector = self.bridge(family).vector(weighted)
@@ -592,6 +595,33 @@ class Analyzer:
                     vector = self.aligner.blend_vector(analysis.modality, analysis.features, vector)
                 analysis.vectors.append(Vector(vector_kind, vector, first))
         analysis.models["text"] = self.embedding_id(analysis.modality)
+
+
+def embedding_units(evidence: list[Evidence]) -> list[tuple[int, str]]:
+    """The texts that get a vector each, as (index of the first evidence, text): every passage, sentence, face
+    count and name; an image's (or a video shot's) OCR lines joined into blocks of about OCR_BLOCK_WORDS words,
+    each line once per item. One short line ("Apply", "Normal") alone lands near every query, and a screen
+    recording repeats the same lines in every shot."""
+    units: list[tuple[int, str]] = []
+    blocks: dict[tuple[float | None, float | None], list[tuple[int, str]]] = {}
+    seen: set[str] = set()
+    for index, e in enumerate(evidence):
+        if e.kind == OCR:
+            if e.text not in seen:
+                seen.add(e.text)
+                blocks.setdefault((e.start, e.end), []).append((index, e.text))
+        elif e.kind in EMBEDDED_KINDS:
+            units.append((index, e.text))
+    for lines in blocks.values():
+        block: list[tuple[int, str]] = []
+        for index, text in lines:
+            block.append((index, text))
+            if sum(len(t.split()) for _, t in block) >= OCR_BLOCK_WORDS:
+                units.append((block[0][0], "\n".join(t for _, t in block)))
+                block = []
+        if block:
+            units.append((block[0][0], "\n".join(t for _, t in block)))
+    return units
 
 
 def bridge_groups(evidence: list[Evidence], kind: str) -> list[tuple[int | None, list[tuple[str, float]]]]:
