@@ -17,7 +17,7 @@ Also measured (unless ``--no-floor``): the ``floor`` text queries on the sample 
 the figure ``tests/test_relevance_floor.py`` holds the code to.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_relevance.py [--split test|dev|all] [--json PATH]
-        [--label NAME] [--reuse] [--no-floor] [--save-baseline] [--show RUN.json]
+        [--label NAME] [--reuse] [--no-floor] [--save-baseline] [--show RUN.json] [--with-models DIR ...]
 """
 
 from __future__ import annotations
@@ -453,12 +453,17 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="keep stores built by other polymodal code")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor queries on the sample collection")
     parser.add_argument("--show", type=Path, help="print a stored run's table against the baseline; run nothing")
+    parser.add_argument("--with-models", action="append", type=Path, default=[], metavar="DIR",
+                        help="an open-vocabulary model (CLIP, SigLIP, Chinese-CLIP, CLAP) beside the bundled space")
     args = parser.parse_args()
     if args.show:
         print(report(json.loads(args.show.read_text(encoding="utf-8")), load_json(args.baseline)))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("POLYMODAL_CACHE", str(REPO / ".cache" / "polymodal"))
+    from polymodal import spaces
+
+    os.environ.update(spaces.environment_for(args.with_models))  # POLYMODAL_MODEL_PATH_IMAGE_TEXT / _AUDIO_TEXT
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
         run = evaluate(args, say)

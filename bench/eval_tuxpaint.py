@@ -12,7 +12,7 @@ Two figures:
 - **full search**: the PNGs indexed with ``Collection.index`` into a temporary store, queried with
   ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_tuxpaint.py [--limit N]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_tuxpaint.py [--limit N] [--with-models DIR ...]
 """
 
 from __future__ import annotations
@@ -141,7 +141,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, help="only the first N distinct captions (and their images)")
     parser.add_argument("--include-alphabets", action="store_true", help="keep the 158 letter glyphs")
+    parser.add_argument("--with-models", action="append", type=Path, default=[], metavar="DIR",
+                        help="an open-vocabulary model (CLIP, SigLIP, Chinese-CLIP, CLAP) beside the bundled space")
     args = parser.parse_args()
+    from polymodal import spaces
+
+    os.environ.update(spaces.environment_for(args.with_models))  # POLYMODAL_MODEL_PATH_IMAGE_TEXT / _AUDIO_TEXT
     stamps = limit_queries(collect(STAMPS, args.include_alphabets), args.limit)
     queries = list(dict.fromkeys(s.caption for s in stamps))
     with tempfile.TemporaryDirectory(prefix="pm-tuxpaint-") as store:
@@ -166,6 +171,7 @@ def write_json(args: argparse.Namespace, analyzer: Analyzer, results: dict, cate
                n_images: int, n_queries: int) -> None:
     RESULTS.mkdir(exist_ok=True)
     suffix = ("-alphabets" if args.include_alphabets else "") + (f"-limit{args.limit}" if args.limit else "")
+    suffix += "-with-models" if args.with_models else ""
     path = RESULTS / f"tuxpaint{suffix}.json"
     report = {
         "benchmark": "tuxpaint text->image recall@k", "date": date.today().isoformat(),

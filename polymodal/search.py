@@ -377,6 +377,7 @@ class Searcher:
             vector_match = by_vector.get(s.sha)
             similarity = None if vector_match is None else vector_match[0]
             why = self._why(s.sha, vector_match, by_words.get(s.sha), s.row.path, query.text)
+            why += spaces.evidence(s.candidate.open)  # its standing in an open-vocabulary space, if any
             alike = self._shot_that_looks_alike(s.sha, looks) if s.modality == "video" and looks else []
             if alike:
                 why = alike + [e for e in why if e.kind != LABEL]

@@ -366,3 +366,42 @@ def index_report(store: Any, settings: Settings, report: Any) -> None:
             report.errors += [(path, f"not embedded in the {kind} space: {why}") for path, why in done["errors"]]
     except (OpenVocabError, ModelError) as exc:
         report.errors.append((str(settings.store), f"open-vocabulary space not updated: {exc}"))
+
+
+def unload() -> None:
+    """Drop the loaded open-vocabulary models (their memory goes back once collected); the next use loads again."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+    with _MATRICES_LOCK:
+        _MATRICES.clear()
+
+
+def environment_for(directories: list[Path]) -> dict[str, str]:
+    """``POLYMODAL_MODEL_PATH_IMAGE_TEXT`` / ``..._AUDIO_TEXT`` settings naming these model directories, each kind
+    told from its files (what the evaluations' ``--with-models DIR`` sets)."""
+    found: dict[str, str] = {}
+    for directory in directories:
+        errors = []
+        for kind in KINDS:
+            try:
+                detect_layout(directory, kind)
+            except OpenVocabError as exc:
+                errors.append(str(exc))
+                continue
+            found["POLYMODAL_MODEL_PATH_" + kind.upper().replace("-", "_")] = str(Path(directory).resolve())
+            break
+        else:
+            raise OpenVocabError(f"{directory}: not an image-text or audio-text model ({'; '.join(errors)})")
+    return found
+
+
+OPEN = "open-vocabulary"  # evidence kind of a hit's standing in an open-vocabulary space
+
+
+def evidence(standing: float) -> list[Any]:
+    """What a hit's standing in an open-vocabulary space says, as evidence (none when it has none)."""
+    from polymodal.analysis import Evidence
+
+    if standing <= 0:
+        return []
+    return [Evidence(OPEN, f"{standing:.1f} standard deviations above the mean in the model's space")]

@@ -266,8 +266,11 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
         assert standing["coffee.md"] == 0.0  # a text is in neither space
         assert max(v for n, v in standing.items() if n.endswith(".jpg")) > 0  # images stand out in image-text
         assert max(v for n, v in standing.items() if n.endswith(".mp3")) > 0  # recordings in audio-text
-        with_spaces = {q: _ranked(collection.search(q)) for q in QUERIES}
+        results = {q: collection.search(q) for q in QUERIES}
+        with_spaces = {q: _ranked(result) for q, result in results.items()}
         assert any(with_spaces[q] != before[q] for q in QUERIES)  # rankings fused from both spaces
+        said = [e.text for r in results.values() for h in [*r.hits, *r.weaker] for e in h.why if e.kind == spaces.OPEN]
+        assert said and all("standard deviations above the mean" in text for text in said)  # the hits say why
         assert collection.similar(str(folder / "astronaut.jpg")).hits
 
     assert main(["models", "list", "--store", str(store), "--json"]) == 0

@@ -258,7 +258,8 @@ class OpenVocabModel:
         self.tokenizer = _Tokenizer(layout, self.config)
         self._backend: _Backend | None = None
         self._lock = threading.Lock()
-        self._texts: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._texts: OrderedDict[str, np.ndarray] = OrderedDict()  # query text -> vector, most recent last
+        self._texts_lock = threading.Lock()
 
     @property
     def backend(self) -> _Backend:
@@ -276,15 +277,19 @@ class OpenVocabModel:
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of ``texts``; single texts (queries) are remembered."""
-        if len(texts) == 1 and texts[0] in self._texts:
-            self._texts.move_to_end(texts[0])
-            return self._texts[texts[0]][None]
+        if len(texts) == 1:
+            with self._texts_lock:
+                known = self._texts.get(texts[0])
+                if known is not None:
+                    self._texts.move_to_end(texts[0])
+                    return known[None]
         inputs = self.tokenizer(texts)
         vectors = _unit(self.backend.text({k: v for k, v in inputs.items() if k in TEXT_INPUTS[self.architecture]}))
         if len(texts) == 1:
-            self._texts[texts[0]] = vectors[0]
-            while len(self._texts) > TEXT_CACHE:
-                self._texts.popitem(last=False)
+            with self._texts_lock:
+                self._texts[texts[0]] = vectors[0]
+                while len(self._texts) > TEXT_CACHE:
+                    self._texts.popitem(last=False)
         return vectors
 
     def encode_images(self, images: list[Any]) -> np.ndarray:
