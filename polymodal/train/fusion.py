@@ -358,15 +358,21 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """``k`` disjoint test folds, each class spread evenly over them."""
-    rng = np.random.default_rng(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    offset = 0
-    for c in np.unique(y):
-        for j, i in enumerate(rng.permutation(np.flatnonzero(y == c))):
-            folds[(offset + j) % k].append(int(i))
-        offset += len(np.flatnonzero(y == c))
-    return [np.sort(np.array(f, np.int64)) for f in folds]
+    """``k`` disjoint test folds, each class spread evenly over them (scikit-learn's ``StratifiedKFold``; a class
+    with fewer than ``k`` rows is in fewer folds)."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    from polymodal.errors import UsageError
+
+    largest = int(np.bincount(y).max(initial=0)) if len(y) else 0
+    if largest < k:
+        raise UsageError(f"{k} folds need at least {k} rows of some label; the largest label has {largest}")
+    with warnings.catch_warnings():  # "the least populated class has only n members": small classes are expected
+        warnings.simplefilter("ignore", UserWarning)
+        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        return [np.sort(test.astype(np.int64)) for _, test in splits]
 
 
 # --- experiments: the fusion model, single-modality baselines, ablations -----------------------------

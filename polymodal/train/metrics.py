@@ -1,4 +1,4 @@
-"""Classification metrics in numpy: accuracy, macro-F1, per-class precision / recall / F1, confusion matrix."""
+"""Classification metrics (scikit-learn): accuracy, macro-F1, per-class precision / recall / F1, confusion matrix."""
 
 from __future__ import annotations
 
@@ -35,22 +35,22 @@ class Metrics:
 
 def compute(y_true: Sequence[int], y_pred: Sequence[int], classes: list[str]) -> Metrics:
     """Metrics over class indices; macro-F1 averages the classes that occur in truth or prediction."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
     truth, pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
-    k = len(classes)
-    matrix = np.zeros((k, k), np.int64)
-    np.add.at(matrix, (truth, pred), 1)
-    support, predicted, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
-    precision = np.divide(hits, predicted, out=np.zeros(k), where=predicted > 0)
-    recall = np.divide(hits, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
-    seen = (support > 0) | (predicted > 0)
+    every = list(range(len(classes)))
+    matrix = confusion_matrix(truth, pred, labels=every) if len(truth) else np.zeros((len(every),) * 2, np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, pred, labels=every, zero_division=0.0
+    ) if len(truth) else (np.zeros(len(every)),) * 4  # fmt: skip
     per_class = {
         c: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
             "f1": round(float(f1[i]), 4), "n": int(support[i])}
         for i, c in enumerate(classes) if support[i] > 0
     }  # fmt: skip
-    accuracy = float(hits.sum() / max(1, len(truth)))
-    macro = float(f1[seen].mean()) if seen.any() else 0.0
+    seen = sorted(set(truth.tolist()) | set(pred.tolist()))
+    accuracy = float(np.trace(matrix) / max(1, len(truth)))
+    macro = float(f1_score(truth, pred, labels=seen, average="macro", zero_division=0.0)) if seen else 0.0
     return Metrics(len(truth), accuracy, macro, per_class, matrix.tolist(), list(classes))
 
 
