@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.perceivers.faces import features_key
-from polymodal.store.faces import FORGOTTEN, IS, NOT, PERSON, FaceKey, FaceStore
+from polymodal.store.faces import FORGOTTEN, IS, NOT, PERSON, FaceKey, FaceStore, NameRow
 
 THRESHOLD = 0.6
 CROP_SIDE = 160  # pixels a side of a face crop
@@ -106,16 +106,25 @@ class People:
             self._write_names(db)
 
     def _write_names(self, db: Any) -> None:
+        """Each named person's name as evidence of the items showing them (of each video shot showing them)."""
         names = self.faces.people()
-        wanted: dict[str, list[str]] = {}
-        for (sha, _), person in self.faces.assignments().items():
+        wanted: dict[str, list[NameRow]] = {}
+        pictures: dict[str, list] = {}
+        for (sha, n), person in sorted(self.faces.assignments().items()):
             name = names.get(person)
-            if name and name not in wanted.setdefault(sha, []):
-                wanted[sha].append(name)
+            if not name:
+                continue
+            if sha not in pictures:
+                pictures[sha] = _boxes(self.faces.face_evidence(sha))
+            page, start, end = pictures[sha][n][:3] if n < len(pictures[sha]) else (None, None, None)
+            row = (name, page, start, end)
+            if row not in wanted.setdefault(sha, []):
+                wanted[sha].append(row)
         written = self.faces.name_evidence()
         for sha in set(wanted) | set(written):
-            if sorted(wanted.get(sha, [])) != sorted(written.get(sha, [])) and self.faces.has_content(db, sha):
-                self.faces.write_names(db, sha, sorted(wanted.get(sha, [])), self.fts_text, self._encode)
+            rows = sorted(wanted.get(sha, []), key=_order)
+            if rows != sorted(written.get(sha, []), key=_order) and self.faces.has_content(db, sha):
+                self.faces.write_names(db, sha, rows, self.fts_text, self._encode)
 
     def _encode(self, texts: list[str]) -> Any:
         """Name vectors, as :meth:`Analyzer.embed` would make them (when names are embedded evidence)."""
@@ -376,6 +385,11 @@ class _Grouping:
 def _boxes(pictures: list[tuple[Any, Any, Any, list]]) -> list[tuple[Any, Any, Any, list]]:
     """One (shot, start, end, box) per face, in face order."""
     return [(page, start, end, box) for page, start, end, boxes in pictures for box in boxes]
+
+
+def _order(row: NameRow) -> tuple:
+    name, page, start, _ = row
+    return (start if start is not None else -1.0, page if page is not None else -1, name)
 
 
 def _central(keys: list[FaceKey], embeddings: dict[str, np.ndarray]) -> FaceKey | None:

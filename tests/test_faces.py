@@ -111,3 +111,41 @@ def test_phrases_by_count_and_size() -> None:
     assert "portrait" not in count_texts([20], 500)[0]
     assert count_texts([50, 60], 500) == ("two people, two persons, two faces", "两个人，两张人脸")
     assert "a group of people" in count_texts([30] * 4, 500)[0] and "一群人" in count_texts([30] * 4, 500)[1]
+
+
+def test_faces_in_video_shots_and_when_a_named_person_appears(samples: Path, tmp_path: Path) -> None:
+    """A video showing the cat, the astronaut, then the coffee (3 s each): her face is evidence of the second shot,
+    and once she is named, a search for her name plays from that shot."""
+    import av
+    from PIL import Image
+
+    from polymodal.people import People
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    pictures = []
+    for name in ("chelsea_cat.jpg", "astronaut.jpg", "coffee.jpg"):
+        photo = Image.open(samples / "photos" / name).convert("RGB")
+        photo.thumbnail((640, 480))  # kept in proportion, on black
+        frame = Image.new("RGB", (640, 480))
+        frame.paste(photo, ((640 - photo.width) // 2, (480 - photo.height) // 2))
+        pictures.append(frame)
+    with av.open(str(folder / "three_shots.mp4"), "w") as out:
+        video = out.add_stream("mpeg4", rate=5, options={"qscale": "3"})
+        video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+        for index in range(45):
+            frame = av.VideoFrame.from_image(pictures[index // 15])
+            frame.pts = index
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    collection = Collection(tmp_path / "store")
+    assert not collection.index(folder).errors
+    item = collection.item(str(folder / "three_shots.mp4"))
+    rows = [e for e in item.evidence if e.kind == "faces"]
+    assert item.meta["faces"] == 1 and rows and all(2.5 <= e.start < 3.5 and e.end > 5.5 for e in rows)
+    people = People(collection.store, collection.settings)
+    (person,) = people.list(crops=False)
+    people.name(person.id, "Anna")
+    hit = collection.search("Anna", k=3).hits[0]
+    assert Path(hit.path).name == "three_shots.mp4" and 2.5 <= (hit.start or 0) < 3.5
+    assert people.crop(person.faces[0]) is not None  # the crop comes from the shot's frame

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS face_corrections (
 PERSON = "person"  # evidence kind of a person's name
 IS, NOT, FORGOTTEN = "is", "not", "forgotten"
 FaceKey = tuple[str, int]  # (content sha, face number within it)
+NameRow = tuple[str, Any, Any, Any]  # (name, video shot, start, end): None for an image
 
 
 class FaceStore:
@@ -57,10 +58,9 @@ class FaceStore:
         self._ready = True
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        self._tables()
         try:
             return self.store.db.execute(sql, tuple(params)).fetchall()
-        except Exception as exc:  # a read-only store made before faces: no tables, no people
+        except Exception as exc:  # a store without people yet (tables are made by the first write)
             if "no such table" in str(exc):
                 return []
             raise
@@ -147,18 +147,19 @@ class FaceStore:
         return self.store.transaction()
 
     # --- names as evidence ------------------------------------------------------------------------
-    def name_evidence(self) -> dict[str, list[str]]:
-        """sha -> the person names written as its evidence."""
-        out: dict[str, list[str]] = {}
-        for sha, text in self._read("SELECT sha, text FROM evidence WHERE kind=? ORDER BY ord", (PERSON,)):
-            out.setdefault(sha, []).append(text)
+    def name_evidence(self) -> dict[str, list[NameRow]]:
+        """sha -> the person names written as its evidence, with their shot and times (a video's)."""
+        out: dict[str, list[NameRow]] = {}
+        rows = self._read("SELECT sha, text, page, start, end FROM evidence WHERE kind=? ORDER BY ord", (PERSON,))
+        for sha, text, page, start, end in rows:
+            out.setdefault(sha, []).append((text, page, start, end))
         return out
 
     def write_names(
-        self, db: Any, sha: str, names: list[str], fts_text: Callable[[str], str], encode: Callable | None = None
+        self, db: Any, sha: str, names: list[NameRow], fts_text: Callable[[str], str], encode: Callable | None = None
     ) -> None:
-        """Replace the person-name evidence of content ``sha`` (after its other evidence), with a vector per name
-        from ``encode`` (the content's text encoder) when given."""
+        """Replace the person-name evidence of content ``sha`` (after its other evidence): (name, shot, start, end)
+        rows, a vector per row from ``encode`` (the content's text encoder) when given."""
         old = [r[0] for r in db.execute("SELECT id FROM evidence WHERE sha=? AND kind=?", (sha, PERSON))]
         db.executemany("DELETE FROM vectors WHERE evidence_id=?", [(i,) for i in old])
         db.executemany("DELETE FROM evidence_fts WHERE rowid=?", [(i,) for i in old])
@@ -166,10 +167,11 @@ class FaceStore:
         last = db.execute("SELECT coalesce(max(ord), -1) FROM evidence WHERE sha=?", (sha,)).fetchone()[0]
         models = db.execute("SELECT models FROM contents WHERE sha=?", (sha,)).fetchone()
         model = json.loads(models[0]).get("text", "") if models else ""
-        vectors = encode(names) if encode is not None and names else [None] * len(names)
-        for order, (name, vector) in enumerate(zip(names, vectors, strict=True), last + 1):
+        vectors = encode([row[0] for row in names]) if encode is not None and names else [None] * len(names)
+        for order, ((name, page, start, end), vector) in enumerate(zip(names, vectors, strict=True), last + 1):
             cursor = db.execute(
-                "INSERT INTO evidence(sha, ord, kind, text, score) VALUES (?,?,?,?,NULL)", (sha, order, PERSON, name)
+                "INSERT INTO evidence(sha, ord, kind, text, score, start, end, page) VALUES (?,?,?,?,NULL,?,?,?)",
+                (sha, order, PERSON, name, start, end, page),
             )
             db.execute("INSERT INTO evidence_fts(rowid, text) VALUES (?, ?)", (cursor.lastrowid, fts_text(name)))
             if vector is not None:
