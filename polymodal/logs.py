@@ -81,12 +81,19 @@ class _TextFormatter(logging.Formatter):
         return line
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """A log file made (with its folder) only when a record is written: a command that fails nowhere writes nothing."""
+
+    def _open(self):  # noqa: ANN202 (logging's signature)
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass  # a log file that cannot be written (a read-only home): the terminal still has the message
+
+
 def _add_file_handler(root: logging.Logger, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
-    except OSError:  # a read-only home: the terminal still gets the message
-        return
+    handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
     handler.set_name(_FILE_HANDLER_NAME)
     handler.setLevel(logging.ERROR)
     handler.setFormatter(JsonFormatter())
