@@ -236,6 +236,12 @@ class Collection(Understanding):
         stats["recent_errors"] = [{"path": p, "reason": r} for p, r in self.store.errors()[:20]]
         return stats
 
+    def speak(self, text: str, out: str | Path | None = None, **options: Any) -> Any:
+        """``text`` as speech (:func:`polymodal.tasks.speak.speak`; ``voice=``, ``language=``), written to ``out``."""
+        from polymodal.tasks.speak import speak
+
+        return speak(text, out, settings=self.settings, **options)
+
     def close(self) -> None:
         self.store.close()
 

@@ -97,6 +97,7 @@ def _routes(app: FastAPI) -> None:
             if router is not None:
                 app.include_router(router)
     app.include_router(__import__("polymodal.api.routes.people", fromlist=["router"]).router)  # faces and people
+    app.include_router(__import__("polymodal.api.routes.generate", fromlist=["router"]).router)  # speak, generate
 
 
 def _page(app: FastAPI) -> None:

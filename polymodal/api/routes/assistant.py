@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError, body, internal_message, log_incident
+from polymodal.api.routes import generate
 from polymodal.api.routes.index import SSE_HEADERS, sse
 from polymodal.api.routes.tasks import phraser, task
 from polymodal.api.service import Service
@@ -42,13 +43,18 @@ async def assistant(
     files: Annotated[list[UploadFile] | None, File(description="images, recordings, documents")] = None,
     phrase: Annotated[bool, Form(description="let the LLM word it (false: template / extractive)")] = True,
     stream: Annotated[bool, Form(description="answer as server-sent events")] = False,
+    voice: Annotated[UploadFile | None, File(description="a spoken request or question (transcribed)")] = None,
+    speak: Annotated[bool, Form(description="also speak the answer: `speech`, a WAV data URL")] = False,
 ) -> Any:
     files = files or []
+    if voice is not None:  # the words heard are the request (or, with a request given, the text)
+        heard = await generate.heard(svc, voice)
+        ask, text = (heard, text) if not ask.strip() else (ask, text or heard)
     if len(files) > MAX_FILES:
         raise ApiError(413, f"{len(files)} files is over the limit of {MAX_FILES} for the assistant")
     if not ask.strip() and not (text or "").strip() and not files:
         raise ApiError(400, "say what you want (ask) and give text or files")
-    run = task("assist")
+    run = generate.speaking(task("assist"), svc) if speak else task("assist")
     paths, names, kinds = await _receive(svc, files)
     try:
         _check_inputs(ask, text, kinds)
