@@ -20,7 +20,7 @@ def test_readme_figures_agree_with_the_results() -> None:
     done = figures("--check")
     assert done.returncode == 0, done.stderr
     marked = done.stdout
-    for table in ("foundation", "understanding", "fusion", "aligner", "index-and-search", "performance"):
+    for table in ("foundation", "understanding", "fusion", "aligner", "index-and-search", "performance", "indexing"):
         assert table in marked, marked
 
 
