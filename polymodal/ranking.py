@@ -169,9 +169,16 @@ class RankingModel:
     threshold: float = 0.5
     fitted_on: str = "hand-set"  # what the weights were fitted on (the fitting command writes it)
 
+    @functools.cached_property
+    def effective_weights(self) -> dict[str, float]:
+        """The weights with UNFITTED_WEIGHTS for features the file lacks, or fitted to exactly 0 (absent from the
+        fitting data: all zero there, as ``open`` is without an open-vocabulary model)."""
+        fitted = {name: w for name, w in self.weights.items() if w or name not in UNFITTED_WEIGHTS}
+        return {**UNFITTED_WEIGHTS, **fitted}
+
     def relevance(self, candidate: Candidate, query_kind: str) -> float:
         row = candidate.features(query_kind)
-        weights = {**UNFITTED_WEIGHTS, **self.weights}
+        weights = self.effective_weights
         z = sum(weights.get(name, 0.0) * x for name, x in zip(feature_names(), row, strict=True))
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
 
@@ -186,11 +193,11 @@ class RankingModel:
         return cls(dict(data["weights"]), float(data["threshold"]), str(data.get("fitted_on", "")))
 
 
-# Used only until weights are fitted: a cosine of ~0.45 with content text, or a word match, is an even bet.
 # Features a weights file may not have yet, and their weight until it does: an item 4 standard deviations above
 # an open-vocabulary space's mean for the query (a clear match among thousands) gains 4 in log-odds.
 UNFITTED_WEIGHTS = {"open": 1.0}
 
+# Used only until weights are fitted: a cosine of ~0.45 with content text, or a word match, is an even bet.
 HAND_SET = RankingModel(
     weights={
         **{f"bias:{q}": -4.0 for q in QUERY_KINDS},

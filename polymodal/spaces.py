@@ -169,10 +169,16 @@ def embed_space(store: Any, settings: Settings, space: Space, progress: Progress
     errors: list[tuple[str, str]] = []
     done = 0
     started = time.perf_counter()
+    batches = [missing[start : start + BATCH] for start in range(0, len(missing), BATCH)]
     with ThreadPoolExecutor(max(1, settings.threads), thread_name_prefix="polymodal-open-vocab") as pool:
-        for start in range(0, len(missing), BATCH):
-            batch = missing[start : start + BATCH]
-            decoded = list(pool.map(lambda item: _read(item[1], space, model, settings), batch))
+
+        def read(batch: list[tuple[str, list[str]]]) -> list[Any]:
+            return [pool.submit(_read, paths, space, model, settings) for _, paths in batch]
+
+        ahead = read(batches[0]) if batches else []
+        for number, batch in enumerate(batches):
+            decoded = [future.result() for future in ahead]
+            ahead = read(batches[number + 1]) if number + 1 < len(batches) else []  # decoded while the tower runs
             pairs = list(zip(batch, decoded, strict=True))
             good = [(sha, media) for (sha, _), (media, _) in pairs if media is not None]
             errors += [(paths[0], why) for (_, paths), (media, why) in pairs if media is None]

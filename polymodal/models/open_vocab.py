@@ -377,14 +377,15 @@ def image_input(image: Any, preprocessor: dict[str, Any]) -> np.ndarray:
 def _resized(size: tuple[int, int], wanted: Any) -> tuple[int, int]:
     """The (width, height) to resize to: a short side (aspect kept, as transformers rounds it) or a fixed size."""
     width, height = size
+    short = None
     if isinstance(wanted, dict) and "shortest_edge" in wanted:
         short = int(wanted["shortest_edge"])
-        if width <= height:
-            return short, int(short * height / width)
-        return int(short * width / height), short
-    if isinstance(wanted, int | float) and not isinstance(wanted, bool):
+    elif isinstance(wanted, int | float) and not isinstance(wanted, bool):
         short = int(wanted)
-        return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+    if short is not None:  # a panorama's long side is at least one pixel
+        if width <= height:
+            return short, max(1, int(short * height / width))
+        return max(1, int(short * width / height)), short
     crop_height, crop_width = _side_pair(wanted)
     return crop_width, crop_height
 
