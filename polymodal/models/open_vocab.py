@@ -436,7 +436,10 @@ class _Tokenizer:
         return self._with_transformers()
 
     def _with_tokenizers(self, path: Path) -> Any:
-        from tokenizers import Tokenizer
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelError("open-vocabulary models need the tokenizers package: pip install tokenizers") from exc
 
         try:
             tokenizer = Tokenizer.from_file(str(path))
