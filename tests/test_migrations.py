@@ -95,6 +95,9 @@ def test_postgres_store_of_the_previous_version_is_migrated(postgres) -> None:
         assert store.thumbnail("s", 0) is None  # the table version 2 added is there
         store.save("/b.md", "b" * 64, 5, 1, _analysis(), str)
         assert [e.text for e in store.load_analysis("b" * 64).evidence] == ["hello world"]
+        storage = store._one("SELECT attstorage FROM pg_attribute WHERE attrelid = 'vectors'::regclass "
+                             "AND attname = 'vector'")[0]  # fmt: skip
+        assert storage == "p"  # vectors inline (plain), as version 2 keeps them: exact scans 10x faster
     finally:
         store.close()
 
