@@ -67,14 +67,37 @@ def test_a_refusal_says_what_is_known(analyzers, photos) -> None:
     assert refused(answer.answer) and not answer.answerable
     assert answer.answer.startswith("I can't tell who owns this cup;") and "espresso" in answer.answer
     assert answer.reason and clean(answer.answer)
-    count = ask(analyzers["none"], photos / "coffee.jpg", "How many people are there?")
-    assert count.answer.startswith("I can't tell how many people there are;") and "espresso" in count.answer
-    assert "people or faces" in (count.reason or "")
+    count = ask(analyzers["none"], photos / "coffee.jpg", "Who took this picture?")
+    assert count.answer.startswith("I can't tell who took this picture;") and "espresso" in count.answer
+
+
+def test_people_are_counted_by_the_face_detector(analyzers, photos) -> None:
+    one = ask(analyzers["none"], photos / "astronaut.jpg", "How many people are in the photo?")
+    assert one.answer.startswith("1 person") and one.by == "evidence", one.answer
+    none = ask(analyzers["none"], photos / "coffee.jpg", "How many people are there?")
+    assert none.answer.startswith("No one") and "face" in none.answer, none.answer
 
 
 def test_yes_from_a_hypernym(analyzers, photos) -> None:
     answer = ask(analyzers["none"], photos / "chelsea_cat.jpg", "Is there an animal?")
     assert answer.answer.startswith("Yes") and "cat" in answer.answer and answer.by == "evidence"
+
+
+def test_no_when_the_image_model_is_sure_of_something_else(analyzers, photos) -> None:
+    zebra = ask(analyzers["none"], photos / "chelsea_cat.jpg", "Is this a zebra?")
+    assert zebra.answer.startswith("Probably not") and "cat" in zebra.answer, zebra.answer
+    drink = ask(analyzers["none"], photos / "coffee.jpg", "Is this a drink?")
+    assert not drink.answer.startswith("Probably not")  # no class of its own: the labels cannot say no
+
+
+def test_yes_or_no_from_what_is_heard(analyzers, samples) -> None:
+    sounds = samples / "sounds"
+    barking = ask(analyzers["none"], sounds / "dog.mp3", "Is a dog barking in this recording?")
+    assert barking.answer.startswith("Yes") and "dog" in barking.answer.lower(), barking.answer
+    mooing = ask(analyzers["none"], sounds / "cow.mp3", "Is a dog barking in this recording?")
+    assert mooing.answer.startswith("Probably not") and "moo" in mooing.answer.lower(), mooing.answer
+    speech = ask(analyzers["none"], samples / "recordings" / "beckett.wav", "Is anyone speaking?")
+    assert speech.answer.startswith("Yes") and "fail" in speech.answer.lower(), speech.answer
 
 
 # --- routed to the evidence that answers ------------------------------------------------------------------------

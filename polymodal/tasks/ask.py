@@ -26,7 +26,7 @@ from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, A
 from polymodal.errors import UsageError
 from polymodal.providers import AUTO, Phraser, encode_image, resolve, stream_text
 from polymodal.tasks import grounding, questions
-from polymodal.tasks.facts import Fact, Facts, gather
+from polymodal.tasks.facts import PEOPLE, Fact, Facts, gather, people_facts
 
 CANT_TELL = "I can't tell from this"  # what the LLM is told to reply; refusals shown start "I can't tell"
 CONTEXT_TOKENS = 1500  # evidence sent with a question
@@ -153,6 +153,8 @@ def ask(
     if not question:
         raise UsageError("the question is empty")
     facts = facts or gather(analyzer, Path(source), analysis)
+    if questions.PEOPLE_Q.search(question) and not facts.of(PEOPLE):
+        facts.facts += people_facts(facts, analyzer.settings)
     phraser = resolve(phraser, analyzer)
     sees = bool(phraser and phraser.sees_images and facts.image is not None)
     answer = _routed_or_refused(question, facts, sees)

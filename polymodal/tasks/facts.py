@@ -29,6 +29,7 @@ OCR_NUMBERS_FLOOR = 0.9  # ... and lines of mostly digits and signs ("24/7", "$3
 MAX_SINGLE_LETTERS = 0.25  # share of a line's words that may be single letters
 MIN_REAL_WORDS = 0.5  # share of a line's words that must be dictionary words (or short words / numbers)
 COLOUR, SIZE, META, PICTURE = "colour", "size", "meta", "picture"
+PEOPLE = "people"  # how many faces a picture shows (score: the count)
 FORMAT_NAMES = {"txt": "plain-text", "md": "Markdown", "html": "HTML", "pdf": "PDF"}
 
 
@@ -133,6 +134,21 @@ def image_facts(analysis: Analysis, image: Any) -> list[Fact]:
     width, height = analysis.meta.get("width", image.width), analysis.meta.get("height", image.height)
     facts.append(Fact(SIZE, f"{width}×{height} pixels, {orientation(width, height)}"))
     return facts
+
+
+def people_facts(facts: Facts, settings: Any) -> list[Fact]:
+    """How many faces a picture shows: from indexing (``meta["faces"]``), else from the face model when it is
+    installed; none when neither knows. Asked for only by questions about people (detection costs a second)."""
+    if facts.image is None:
+        return []
+    count = facts.analysis.meta.get("faces")
+    if count is None:
+        from polymodal.models import faces
+
+        if not faces.installed():
+            return []
+        count = len(faces.face_model(settings).faces(facts.image))
+    return [Fact(PEOPLE, f"{count} face{'' if count == 1 else 's'} found by the face detector", float(count))]
 
 
 def audio_facts(analysis: Analysis) -> list[Fact]:

@@ -26,7 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT
-from polymodal.tasks.facts import COLOUR, META, PICTURE, Fact, Facts, centre_colours, clock, edge_colours, percent
+from polymodal.tasks.facts import (
+    COLOUR,
+    META,
+    PEOPLE,
+    PICTURE,
+    Fact,
+    Facts,
+    centre_colours,
+    clock,
+    edge_colours,
+    percent,
+)
 from polymodal.tasks.grounding import stem
 from polymodal.tasks.subjects import SURE, Subject, article, class_table, main_subject, terms_of
 
@@ -99,6 +110,14 @@ IS_THERE_Q = re.compile(
     r"(?P<thing2>[a-z][a-z' -]*?)\s*\??\s*$",
     _Q,
 )
+DOING_Q = re.compile(  # "Is a dog barking in this recording?", "Is anyone speaking?"
+    r"^\s*(is|are)\s+(?P<who>(an?|the|any|some)\s+[a-z]+|someone|anyone|somebody|anybody|anything|something)\s+"
+    r"(?P<doing>[a-z]+ing)\b[^?]*\??\s*$",
+    _Q,
+)
+DOING_TAGS = {"speak": "speech", "talk": "speech", "laugh": "laughter", "sing": "singing", "cry": "crying",
+              "meow": "meow", "purr": "purr", "chirp": "chirp", "clap": "clapping", "whistl": "whistling"}  # fmt: skip
+NOBODY = frozenset({"someone", "anyone", "somebody", "anybody", "anything", "something"})
 WHAT_SOUND_Q = re.compile(
     r"\bwhat('s| is) (this|that|the) (sound|noise|recording)\b|\bwhat (do|can) (you|i|we) hear\b"
     r"|\bwhat (is|can be) heard\b|\bwhat sounds?\b|\bwhat is in (this|the) recording\b|这是什么声音|听到什么"
@@ -191,9 +210,14 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
         return _what(q, facts)
     is_there = IS_THERE_Q.search(q)
     if is_there and image:
-        return _is_there((is_there.group("thing") or is_there.group("thing2") or "").strip(), facts)
+        thing = (is_there.group("thing") or is_there.group("thing2") or "").strip()
+        identity = bool(re.match(r"^\s*(is|are)\s+(this|that|it)\b", q, _Q))
+        return _is_there(thing, facts) or (_is_not(thing, facts) if identity else None)
     if WHAT_SOUND_Q.search(q) and speech:
         return _heard(q, facts)
+    doing = DOING_Q.search(q)
+    if doing and speech and facts.of(TAG):
+        return _is_doing(doing.group("who"), doing.group("doing"), facts)
     if is_there and speech and facts.of(TAG):
         return _is_heard((is_there.group("thing") or is_there.group("thing2") or "").strip(), facts)
     if KIND_Q.search(q) and image:
@@ -251,6 +275,22 @@ def _is_there(thing: str, facts: Facts) -> Routed | None:
     return Routed("yes", answer, True, found[:3])
 
 
+def _is_not(thing: str, facts: Facts) -> Routed | None:
+    """ "Is this a zebra?" of a picture the image model is sure shows something else: probably not. Only for
+    things the model has a class of its own for (a zebra, a cup), since it names nothing else."""
+    from polymodal.tasks.grounding import singular
+
+    subject = main_subject(facts)
+    table = class_table(facts.cache)
+    known = {term.lower() for text in table.values() for term in (text.name, *text.synonyms)}
+    wanted = " ".join(singular(w) for w in thing.lower().split() if w not in ("a", "an", "the"))
+    if subject is None or not subject.sure or wanted not in known or _names_thing(thing, subject, facts):
+        return None
+    sentence = _subject_sentence(subject)
+    return Routed("no", f"Probably not; the image model sees {sentence[0].lower()}{sentence[1:]}", True,
+                  subject.labels)  # fmt: skip
+
+
 def _heard(q: str, facts: Facts) -> Routed:
     """What the sound models hear: the specific tags (a cat's "Meow", not "Animal"), speech with its start."""
     tags = [f for f in facts.of(TAG) if (f.score or 0.0) >= MIN_GUESS]
@@ -289,6 +329,34 @@ def _is_heard(thing: str, facts: Facts) -> Routed | None:
     scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in found[:3])
     return Routed("yes", f"Yes, {hedge}{_and([t.text.lower() for t in found[:3]])} (the sound model: {scores}).",
                   True, found[:3])  # fmt: skip
+
+
+def _is_doing(who: str, doing: str, facts: Facts) -> Routed:
+    """Yes when the sound tags (or, for speech, the transcript) name who or what is heard doing it; "probably
+    not" when the tagger is sure of other sounds and hears nothing like it."""
+    from polymodal.tasks.grounding import singular, words
+
+    action = stem(doing)
+    wanted = {DOING_TAGS.get(action, action)}
+    wanted |= {singular(w) for w in words(who)} - NOBODY - {"a", "an", "the", "any", "some"}
+    tags = [t for t in facts.of(TAG) if (t.score or 0.0) >= MIN_GUESS]
+    found = [t for t in tags if wanted & ({stem(w) for w in words(t.text)} | {singular(w) for w in words(t.text)})]
+    segments = facts.of(TRANSCRIPT)
+    if "speech" in wanted and segments:
+        return Routed("yes", f"Yes: speech is heard, starting “{segments[0].text}” ({clock(segments[0].start or 0)}).",
+                      True, segments[:1])  # fmt: skip
+    if found:
+        best = max(t.score or 0.0 for t in found)
+        hedge = "" if best >= SURE else "possibly " if best < POSSIBLY else "probably "
+        scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in found[:3])
+        named = _and([t.text.lower() for t in found[:3]])
+        return Routed("yes", f"Yes, {hedge}{named} (the sound model: {scores}).", True, found[:3])
+    heard = [t for t in tags if t.sure and t.text not in BROAD_TAGS][:3]
+    if not heard:
+        return refuse(f"whether {who} is {doing}", facts, "the sound models hear nothing they are sure of", "yes")
+    scores = ", ".join(f"{t.text} {percent(t.score or 0.0)}" for t in heard)
+    return Routed("no", f"Probably not: the sound model hears {_and([t.text.lower() for t in heard])}"
+                        f" ({scores}), nothing like {who} {doing}.", True, heard)  # fmt: skip
 
 
 # --- colours ------------------------------------------------------------------------------------------------
@@ -658,6 +726,14 @@ def _count(q: str, facts: Facts, image: bool) -> Routed | None:
         where = "; ".join(_timed(f) for f, _ in hits[:MAX_MATCHES])
         return Routed("count", f"{total} time{'s' if total > 1 else ''}: {where}", True, [f for f, _ in hits])
     asks_people = PEOPLE_Q.search(q)
+    people = facts.of(PEOPLE)
+    if asks_people and people:
+        count = int(people[0].score or 0)
+        if not count:
+            return Routed("count", "No one, as far as the face detector can tell: it found no face.", True, people)
+        said = "1 person" if count == 1 else f"{count} people"
+        return Routed("count", f"{said} (the face detector found {count} face{'s' if count > 1 else ''}).",
+                      True, people)  # fmt: skip
     if asks_people and (facts.modality != "audio" or re.search(r"speakers?|voices?|people", q, _Q)):
         what = "speakers or voices" if facts.modality == "audio" else "people or faces"
         return refuse(q, facts, f"no model here detects or counts {what} yet", "count")
