@@ -339,6 +339,8 @@ def naming(path: object | Callable[[], object], expects: tuple[str, ...] = ()) -
     image"."""
     from polymodal.media.errors import MediaError
 
+    if path and not callable(path):
+        _must_be_a_file(Path(str(path)))
     try:
         yield
     except MediaError as exc:
@@ -351,6 +353,16 @@ def naming(path: object | Callable[[], object], expects: tuple[str, ...] = ()) -
         if str(name) in str(exc):
             raise
         raise MediaError(f"{name}: {exc}") from exc
+
+
+def _must_be_a_file(path: Path) -> None:
+    """Stop in words before a reader meets a path that is not there (its own error would look like a bug)."""
+    from polymodal.errors import InputNotFound, UsageError
+
+    if not path.exists():
+        raise InputNotFound(f"file not found: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file (`polymodal index` takes folders)")
 
 
 _ARTICLES = {"image": "an image", "text": "a text document", "audio": "a recording", "video": "a video"}

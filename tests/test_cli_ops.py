@@ -150,6 +150,15 @@ def test_a_user_error_is_still_exit_2_in_words(tmp_path: Path) -> None:
     assert "Traceback" not in item.stderr
 
 
+@pytest.mark.parametrize("command", [["transcribe"], ["read"], ["tag"], ["classify", "--labels", "a,b"]])
+def test_a_missing_file_or_a_folder_is_bad_input_not_a_bug(command: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.wav"
+    done = polymodal(command[0], missing, *command[1:], check_rc=2)
+    assert done.stderr.strip() == f"error: file not found: {missing}", done.stderr
+    folder = polymodal(command[0], tmp_path, *command[1:], check_rc=2)
+    assert f"{tmp_path} is a folder; give a file" in folder.stderr, folder.stderr
+
+
 # --- settings: env and files, validated ----------------------------------------------------------------------
 def test_a_bad_setting_is_rejected_with_its_name(tmp_path: Path) -> None:
     done = polymodal("status", "--store", tmp_path, env={"POLYMODAL_OCR_MODE": "sometimes"}, check_rc=2)
