@@ -19,6 +19,7 @@ the stored analyses are never touched, so removing a space gives back exactly wh
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from polymodal.config import Settings
 from polymodal.models.base import ModelError
 from polymodal.models.open_vocab import KINDS, OpenVocabError, OpenVocabModel, detect_layout, licence
 
+log = logging.getLogger("polymodal.spaces")
 META_PREFIX = "open_vocab:"
 MODALITY = {"image-text": "image", "audio-text": "audio"}
 BATCH = 8  # images (or recordings) per tower call
@@ -118,13 +120,18 @@ def remove_space(store: Any, kind: str) -> bool:
 
 
 def _delete_vectors(store: Any, prefix: str) -> None:
-    """Delete the stored vectors whose feature key starts with ``prefix`` (every model of one space)."""
+    """Delete the stored vectors whose feature key starts with ``prefix`` (every model of one space). A store
+    that cannot keeps them, unused: search reads a space's vectors only while the space is recorded."""
+    from polymodal.store.sqlite import SqliteStore
+
     delete = getattr(store, "delete_features", None)
-    if delete is not None:  # a store that has the method (asked for: the store interface)
+    if delete is not None:  # a store interface with the method (asked for)
         delete(prefix)
-        return
-    with store.transaction() as db:  # the SQLite store of today
-        db.execute("DELETE FROM features WHERE substr(model, 1, ?) = ?", (len(prefix), prefix))
+    elif isinstance(store, SqliteStore):
+        with store.transaction() as db:
+            db.execute("DELETE FROM features WHERE substr(model, 1, ?) = ?", (len(prefix), prefix))
+    else:
+        log.info("the vectors of %s are kept in %s, unused", prefix.rstrip(":"), store.directory)
 
 
 _MODELS: dict[tuple[str, str, int], OpenVocabModel] = {}
