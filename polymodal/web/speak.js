@@ -149,9 +149,23 @@
     box.checked = autoRead();
     box.addEventListener("change", () => localStorage.setItem(AUTO_KEY, box.checked ? "1" : "0"));
     const mic = el("button", { type: "button", id: "ask-voice", class: "secondary", "aria-pressed": "false",
-      title: "Ask a question out loud; the answer is read back" }, "🎤 Ask aloud");
+      title: "Ask a question out loud; the answer is read back" }, micIcon(), " Ask aloud");
     mic.addEventListener("click", () => record(mic));
     row.append(el("label", { class: "check" }, box, " Read answers aloud"), mic);
+  }
+
+  function micIcon() { // the microphone of the search bar (no emoji: not every system has a font for it)
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "icon");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    const rect = document.createElementNS(ns, "rect");
+    for (const [k, v] of Object.entries({ x: 9, y: 3, width: 6, height: 11, rx: 3 })) rect.setAttribute(k, v);
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M5 11a7 7 0 0 0 14 0M12 18v3");
+    svg.append(rect, path);
+    return svg;
   }
 
   let recording = null;
@@ -176,7 +190,7 @@
       stream.getTracks().forEach((track) => track.stop());
       recording = null;
       mic.setAttribute("aria-pressed", "false");
-      mic.textContent = "🎤 Ask aloud";
+      mic.replaceChildren(micIcon(), " Ask aloud");
       const type = recorder.mimeType || "audio/webm";
       const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
       askAloud(new File(chunks, `question.${ext}`, { type }));
