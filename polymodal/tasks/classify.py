@@ -107,6 +107,7 @@ class Classification:
         seen = _seen_as(self.evidence)
         if seen:
             lines.append(f"({self.modality} read as: {seen})")
+        lines += [f"(scores from the {e.text})" for e in self.evidence if e.kind == "model"]  # polymodal.spaces
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
