@@ -394,6 +394,28 @@ def expect_kind(path: Path, *kinds: str) -> None:
         raise MediaError(f"{path}: this is {other}")
 
 
+def provider_option(text: str) -> dict[str, Any]:
+    """``--provider``: JSON, or a JSON file; a bad one is the user's to fix, said with what is wrong."""
+    from polymodal.errors import InputNotFound, UsageError
+
+    source = "--provider"
+    if not text.lstrip().startswith("{"):
+        path = Path(text).expanduser()
+        try:
+            text, source = path.read_text(encoding="utf-8"), str(path)
+        except FileNotFoundError:
+            raise InputNotFound(f"--provider: no such file {path} (give JSON or a JSON file)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--provider: cannot read {path}: {exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f'{source} must be a JSON object such as {{"kind": "openai", "url": ..., "model": ...}}')
+    return value
+
+
 def _collection(args: argparse.Namespace, create: bool = False, **settings: Any):
     from polymodal.collection import Collection
     from polymodal.logs import timed

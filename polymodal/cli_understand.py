@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from polymodal.cli import _dumps, json_safe, naming, printable
+from polymodal.cli import _dumps, json_safe, naming, printable, provider_option
 from polymodal.errors import InputNotFound, UsageError
 
 EXIT_OK = 0
@@ -96,10 +95,7 @@ def _phraser_settings(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "llm", None):
         settings["llm"] = args.llm
     if getattr(args, "provider", None):
-        text = args.provider
-        if not text.lstrip().startswith("{"):
-            text = Path(text).expanduser().read_text(encoding="utf-8")
-        settings["provider"] = json.loads(text)
+        settings["provider"] = provider_option(args.provider)
     return settings
 
 
