@@ -24,6 +24,7 @@ from polymodal.collection import Collection  # noqa: E402
 from polymodal.config import Settings  # noqa: E402
 from polymodal.models import open_vocab  # noqa: E402
 from polymodal.models.open_vocab import OpenVocabError, OpenVocabModel, detect_layout  # noqa: E402
+from polymodal.search import Query  # noqa: E402
 
 ARCHITECTURES = {"clip": "image-text", "siglip": "image-text", "chinese_clip": "image-text", "clap": "audio-text"}
 SENTENCES = [
@@ -261,7 +262,7 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
         report = collection.index(folder, more)
         assert report.outcomes == {"analyzed": 1, "unchanged": 6}, report.outcomes
         assert len(spaces.stored(collection.store, found[0])[0]) == 4
-        fused = collection.searcher().scored(spaces_query("a woman in a space suit"))
+        fused = collection.searcher().scored(Query("a woman in a space suit"))
         standing = {s.row.path.rsplit("/", 1)[-1]: s.candidate.open for s in fused}
         assert standing["coffee.md"] == 0.0  # a text is in neither space
         assert max(v for n, v in standing.items() if n.endswith(".jpg")) > 0  # images stand out in image-text
@@ -272,6 +273,11 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
         said = [e.text for r in results.values() for h in [*r.hits, *r.weaker] for e in h.why if e.kind == spaces.OPEN]
         assert said and all("standard deviations above the mean" in text for text in said)  # the hits say why
         assert collection.similar(str(folder / "astronaut.jpg")).hits
+        for media, name in ((Query(image=folder / "coffee.jpg"), "coffee.jpg"), (Query(audio=folder / "cow.mp3"),
+                                                                                 "cow.mp3")):  # fmt: skip
+            by_example = collection.searcher().scored(media)  # the query's own vector: the most standing
+            best = max(by_example, key=lambda s: s.candidate.open)
+            assert best.row.path.endswith(name) and best.candidate.open > 0
 
     assert main(["models", "list", "--store", str(store), "--json"]) == 0
     listed = {row["kind"]: row for row in json.loads(capsys.readouterr().out)["models"]}
@@ -287,12 +293,6 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
         after = {q: _ranked(collection.search(q)) for q in QUERIES}
         assert after == before  # exactly today's behaviour again
         assert _ranked(collection.similar(str(folder / "astronaut.jpg"))) == similar_before
-
-
-def spaces_query(text: str):
-    from polymodal.search import Query
-
-    return Query(text)
 
 
 def test_changed_files_are_refused(tiny: dict, collection_dir: tuple[Path, Path], tmp_path: Path) -> None:
