@@ -136,6 +136,21 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     )  # fmt: skip
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number not below ``minimum`` ("-k 0" is refused with what is allowed)."""
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+
+    return whole
+
+
 def build_parser() -> argparse.ArgumentParser:
     description, _ = __doc__.split("\n", 1)
     parser = Parser(
@@ -164,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
     search.add_argument("--image", type=Path, help="an example image")
     search.add_argument("--audio", type=Path, help="a spoken question or a sound")
-    search.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="number of results (default 10)")
-    search.add_argument("--offset", type=int, default=0, help="results to pass over: the next page (default 0)")
+    search.add_argument("-k", "--top-k", dest="k", type=at_least(1), default=10, help="number of results (default 10)")
+    search.add_argument("--offset", type=at_least(0), default=0, help="results to pass over: the next page (default 0)")
     search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
     search.add_argument("--path", help="only items whose path matches this glob, e.g. '*/photos/*'")
     search.add_argument("--person", help="only items showing this person (id or name: `polymodal people`)")

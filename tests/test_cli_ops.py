@@ -79,8 +79,9 @@ def test_help_is_a_description_and_examples_and_imports_nothing_heavy() -> None:
         (["index", "--ocr", "alway", "x"], "'alway' is not a choice of --ocr; did you mean always?"),
         (["search", "a", "cat"], "a query or name of several words goes in quotes"),
         (["keys", "create", "laptop", "--sotre", "x"], "did you mean --store?"),
+        (["search", "cats", "-k", "0"], "argument -k/--top-k: must be 1 or more, not 0"),
     ],
-    ids=["command", "option", "choice", "unquoted-query", "nested-command"],
+    ids=["command", "option", "choice", "unquoted-query", "nested-command", "bad-number"],
 )
 def test_usage_errors_suggest_what_was_meant(args: list[str], said: str) -> None:
     done = polymodal(*args, check_rc=2)
