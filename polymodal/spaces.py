@@ -172,7 +172,8 @@ def index_missing(store: Any, settings: Settings, progress: Progress | None = No
 def embed_space(store: Any, settings: Settings, space: Space, progress: Progress | None = None) -> dict[str, Any]:
     model = model_of(space, settings)
     items = _items(store, space.modality)
-    missing = [(sha, paths) for sha, paths in items if store.feature(sha, space.feature_key) is None]
+    have = _vectors(store, space.feature_key, [sha for sha, _ in items])
+    missing = [(sha, paths) for sha, paths in items if sha not in have]
     errors: list[tuple[str, str]] = []
     done = 0
     started = time.perf_counter()
@@ -255,16 +256,26 @@ def stored(store: Any, space: Space) -> tuple[list[str], np.ndarray]:
         cached = _MATRICES.get(key)
     if cached is not None and cached.generation == generation:
         return cached.shas, cached.matrix
-    shas, rows = [], []
-    for sha, _ in _items(store, space.modality):
-        vector = store.feature(sha, space.feature_key)
-        if vector is not None:
-            shas.append(sha)
-            rows.append(vector)
-    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 1), np.float32)
+    items = [sha for sha, _ in _items(store, space.modality)]
+    vectors = _vectors(store, space.feature_key, items)
+    shas = [sha for sha in items if sha in vectors]
+    matrix = np.stack([vectors[sha] for sha in shas]).astype(np.float32) if shas else np.zeros((0, 1), np.float32)
     with _MATRICES_LOCK:
         _MATRICES[key] = _Matrix(generation, shas, matrix)
     return shas, matrix
+
+
+def _vectors(store: Any, key: str, shas: list[str]) -> dict[str, np.ndarray]:
+    """sha -> the vector stored under feature ``key``, for those of ``shas`` that have one: one query on SQLite
+    (a store interface method for it is asked for), one lookup per item elsewhere."""
+    from polymodal.store.sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore):
+        wanted = set(shas)
+        rows = store.db.execute("SELECT sha, vector FROM features WHERE model=?", (key,)).fetchall()
+        return {sha: np.frombuffer(blob, np.float32) for sha, blob in rows if sha in wanted}
+    found = {sha: store.feature(sha, key) for sha in shas}
+    return {sha: vector for sha, vector in found.items() if vector is not None}
 
 
 def extra_space_scores(store: Any, settings: Settings, query: Any) -> dict[str, float]:
