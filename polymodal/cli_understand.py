@@ -203,7 +203,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.out:
         format_for(args.out)  # an unknown extension fails before minutes of work
     live = Live(args, stream_tokens=not args.out)
-    plans = [_plan(args, [path], phrased=True, loads=False) for path in files]
+    plans = []
+    for path in files:
+        with naming(path):  # an unreadable file is named
+            plans.append(_plan(args, [path], phrased=True, loads=False))
     reading: list[str] = []  # the file being analyzed, named in its error
 
     def progress(done: int, total: int, current: str) -> None:
@@ -214,7 +217,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     def work(stop: threading.Event) -> Any:
         return analyze(_analyzer(args), files, progress=progress, on_token=live.token, stop=stop)
 
-    plan = _plan(args, files, phrased=True)
+    plan = _plan(args, [], loads=True)
+    plan.parts += [part for each in plans for part in each.parts]
     with naming(lambda: reading[0] if reading else None):
         if not args.out:
             return live.run(work, plan)

@@ -255,6 +255,9 @@ def test_upload_index_search_delete(client, collection):
     assert "event: done" in events
     job = wait_for(client, job["id"])
     assert job["state"] == "done" and job["report"]["outcomes"]["analyzed"] == 3, job
+    listed = {f["name"]: f for f in client.get(f"/api/jobs/{job['id']}/files").json()["files"]}
+    assert listed["junk.bin"]["status"] == "skipped" and "unrecognised" in listed["junk.bin"]["reason"]
+    assert listed["trip/zebra notes.md"]["status"] == "indexed" and listed["trip/zebra notes.md"]["item"]
     uploads = Path(collection.settings.store) / "uploads"
     stored = sorted(str(p.relative_to(uploads)).split("/", 1)[1] for p in uploads.rglob("*") if p.is_file())
     assert stored == ["tmp/evil.txt", "trip/swatch.jpg", "trip/zebra notes.md"]  # ".." dropped: inside uploads
@@ -264,6 +267,15 @@ def test_upload_index_search_delete(client, collection):
     assert client.delete(f"/api/items/{hit['item']}").json() == {"deleted": hit["item"], "file_deleted": True}
     error(client.get(f"/api/items/{hit['item']}"), 404)
     assert not list(uploads.rglob("zebra notes.md"))
+    assert [p.name for p in uploads.rglob("trip")]  # a folder with files left stays
+    evil = next(i for i in client.get("/api/items?limit=200").json()["items"] if i["name"] == "evil.txt")
+    assert client.delete(f"/api/items/{evil['item']}").json()["file_deleted"] is True
+    assert not list(uploads.rglob("tmp"))  # the folder it emptied went with it
+    again = client.post("/api/index", files=[("files", ("copy.jpg", jpeg(), "image/jpeg"))]).json()
+    wait_for(client, again["id"])
+    (copy,) = client.get(f"/api/jobs/{again['id']}/files").json()["files"]
+    assert copy["status"] == "duplicate" and copy["item"], copy  # the same content as trip/swatch.jpg
+    error(client.get("/api/jobs/nope/files"), 404)
     assert any(j["id"] == job["id"] for j in client.get("/api/jobs").json()["jobs"])
 
 
@@ -379,7 +391,7 @@ def test_assistant_json_and_stream(client, spoken):
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line.removeprefix("event: ") for line in response.iter_lines() if line.startswith("event: ")]
-    assert events[0] == "route" and "step" in events and events[-1] == "answer"
+    assert "route" in events[:2] and "step" in events and events[-1] == "answer"  # after "start" (the estimate)
     error(client.post("/api/assistant", data={"ask": ""}), 400)
     error(client.post("/api/assistant", data={"ask": "transcribe", "text": "no recording here"}), 400)
 

@@ -107,6 +107,17 @@ class Uploads:
     def clear_incoming(self) -> None:
         shutil.rmtree(self.incoming, ignore_errors=True)
 
+    def prune(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents up to the uploads root while they are empty (after a removal)."""
+        root = self.root.resolve()
+        folder = folder.resolve()
+        while folder != root and folder.is_relative_to(root):
+            try:
+                folder.rmdir()  # only an empty folder goes
+            except OSError:
+                return
+            folder = folder.parent
+
 
 def check_kind(path: Path, allowed: tuple[str, ...], what: str) -> Detected:
     """The detected modality of an uploaded file; 415 when it is not one of ``allowed``."""

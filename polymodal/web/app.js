@@ -24,7 +24,10 @@ function h(tag, attrs = {}, ...children) {
   }
   return el;
 }
-const clear = (el) => { el.replaceChildren(); return el; };
+// Children for the DOM: null, undefined and false are skipped (Element.append would show them as "null").
+const kids = (list) => list.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false);
+function add(el, ...children) { el.append(...kids(children)); return el; }
+const clear = (el, ...children) => { el.replaceChildren(...kids(children)); return el; };
 const clock = (s) => { s = Math.max(0, s || 0); const m = Math.floor(s / 60); return `${m}:${(s - m * 60).toFixed(1).padStart(4, "0")}`; };
 const pct = (x) => `${Math.round((x || 0) * 100)}%`;
 const bytes = (n) => n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1e3))} kB`;
@@ -88,7 +91,7 @@ async function readEvents(response, onEvent) {
 function showError(err) {
   if (err && err.name === "AbortError") return;
   const banner = $("#banner");
-  clear(banner).append(
+  clear(banner, 
     h("span", { text: err && err.message ? err.message : String(err) }),
     h("button", { type: "button", "aria-label": "Dismiss", onclick: () => { banner.hidden = true; } }, "×"),
   );
@@ -162,7 +165,7 @@ for (const button of $$(".filters .seg")) {
 }
 function renderWelcome() {
   clear($("#understood"));
-  clear($("#results")).append(h("div", { class: "empty" },
+  clear($("#results"), h("div", { class: "empty" },
     h("strong", { text: "Search your collection any way you like" }),
     h("span", { text: "Type words (English, 中文, …), attach or drop a photo, or press the microphone and ask out loud." })));
 }
@@ -228,8 +231,8 @@ async function runSearch() {
   searchController = new AbortController();
   const results = $("#results");
   results.setAttribute("aria-busy", "true");
-  clear(results).append(...Array.from({ length: 8 }, () => h("div", { class: "skeleton", "aria-hidden": "true" })));
-  clear($("#understood")).append(h("span", { class: "spinner", "aria-hidden": "true" }), " Searching…");
+  clear(results, ...Array.from({ length: 8 }, () => h("div", { class: "skeleton", "aria-hidden": "true" })));
+  clear($("#understood"), h("span", { class: "spinner", "aria-hidden": "true" }), " Searching…");
   state.lastQuery = { text };
   if (!state.image && !state.audio) {
     const hash = `#/?q=${encodeURIComponent(text)}${state.modality ? `&m=${state.modality}` : ""}`;
@@ -242,7 +245,7 @@ async function runSearch() {
     if (err.name === "AbortError") return;
     if (err.status === 415 && (state.image || state.audio)) { state.image = null; state.audio = null; renderChips(); }
     clear($("#understood"));
-    clear(results).append(h("div", { class: "empty" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message })));
+    clear(results, h("div", { class: "empty" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message })));
     showError(err);
   } finally {
     results.setAttribute("aria-busy", "false");
@@ -264,7 +267,7 @@ function renderResults(data, text) {
   const terms = queryTerms(text + " " + data.query_evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" "));
   const seen = understoodText(data.query_evidence);
   const count = `${data.hits.length}${data.more ? "+" : ""} good match${data.hits.length === 1 ? "" : "es"}`;
-  clear($("#understood")).append(`${count} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
+  clear($("#understood"), `${count} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
   if (!data.hits.length) {
     results.append(h("div", { class: "empty" }, h("strong", { text: "No good matches" }),
       h("span", { text: data.weaker.length ? "Only weak matches, below. Try other words, or remove the kind filter." : "Try other words, or remove the kind filter." })));
@@ -543,41 +546,122 @@ function renderEvidence(root, item, audio) {
   }
 }
 function understandPanel(item) {
-  const out = h("div");
+  const out = h("div", { class: "understood-answer", "aria-live": "polite" });
   const panel = h("section", { class: "panel" }, h("h2", { text: "Understand it" }));
   const describeBtn = h("button", { type: "button", class: "secondary" }, "Describe");
   describeBtn.addEventListener("click", async () => {
-    describeBtn.disabled = true;
-    clear(out).append(h("p", { class: "muted" }, h("span", { class: "spinner" }), " Describing (the language model can take a few seconds)…"));
-    try {
-      const form = new FormData();
-      form.append("item", item.item);
-      const data = await api("/api/describe", { method: "POST", form });
-      clear(out).append(h("p", { class: "caption", text: data.caption }), h("p", { class: "note", text: `by ${data.by}; from ${(data.used || []).join(", ") || "no evidence"}` }),
-        ...(data.notes || []).map((n) => h("p", { class: "note", text: n })));
-    } catch (err) { clear(out).append(h("p", { class: "error", text: err.message })); }
-    describeBtn.disabled = false;
+    const form = new FormData();
+    form.append("item", item.item);
+    await streamAnswer(out, "/api/describe", form, { working: "Describing…", render: renderDescription });
   });
   const input = h("input", { type: "text", placeholder: item.modality === "image" ? "Ask about this image…" : "Ask about this item…", "aria-label": "Your question", maxlength: 2000 });
   const askForm = h("form", { class: "inline-form" }, input, h("button", { type: "submit", class: "primary" }, "Ask"));
   askForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!input.value.trim()) { input.focus(); return; }
-    clear(out).append(h("p", { class: "muted" }, h("span", { class: "spinner" }), " Thinking…"));
-    try {
-      const form = new FormData();
-      form.append("item", item.item);
-      form.append("question", input.value.trim());
-      const data = await api("/api/ask", { method: "POST", form });
-      clear(out).append(h("p", { class: "caption", text: data.answer }),
-        data.reason ? h("p", { class: "note", text: `Why: ${data.reason}` }) : null,
-        evidenceList((data.evidence || []).map((e) => ({ ...e, source: "" }))),
-        h("p", { class: "note", text: `answered by ${data.by}` }));
-    } catch (err) { clear(out).append(h("p", { class: "error", text: err.message })); }
+    const form = new FormData();
+    form.append("item", item.item);
+    form.append("question", input.value.trim());
+    await streamAnswer(out, "/api/ask", form, { working: "Thinking…", render: (root, data) => renderAnswer(root, data, item) });
   });
   panel.append(h("div", { class: "row" }, describeBtn), askForm, out);
   return panel;
 }
+function renderDescription(root, data) {
+  const caption = h("p", { class: "caption answer-text", text: data.caption || "" });
+  add(root, caption,
+    (data.timeline || []).length ? h("ul", { class: "evidence" }, data.timeline.map((line) => h("li", { text: line }))) : null,
+    h("p", { class: "note", text: byLine("Worded by", data.by, data.used) }),
+    (data.notes || []).map((n) => h("p", { class: "note", text: n })),
+    detailsToggle(data.diagnostics));
+  announce(data.caption, caption);
+}
+function renderAnswer(root, data, item = null) {
+  const answer = h("p", { class: "caption answer-text", text: data.answer || "" });
+  const evidence = (data.evidence || []).map((e) => ({ ...e, source: "", item: item ? item.item : e.item }));
+  add(root, answer,
+    data.reason ? h("p", { class: "note", text: `Why: ${data.reason}` }) : null,
+    evidence.length ? h("h3", { text: "Evidence" }) : null,
+    evidenceList(evidence, item),
+    h("p", { class: "note", text: byLine("Answered by", data.by) }),
+    (data.notes || []).map((n) => h("p", { class: "note", text: n })),
+    detailsToggle(data.diagnostics));
+  announce(data.answer, answer);
+}
+// "Worded by the qwen2.5-1.5b language model, from label, colour" — in words, never "undefined".
+function byLine(prefix, by, used = null) {
+  const who = !by ? "the evidence" : by === "template" ? "a template (no language model)" : by === "evidence" ? "the evidence directly"
+    : by === "coverage" ? "what the evidence covers" : by === "extractive" ? "the closest evidence (no language model)" : by;
+  const from = used && used.length ? `, from: ${used.join(", ")}` : "";
+  return `${prefix} ${who}${from}`;
+}
+// Internal notes (why a caption was revised, ...) for the curious, folded away: never part of the answer.
+function detailsToggle(diagnostics) {
+  if (!diagnostics || !diagnostics.length) return null;
+  return h("details", { class: "diagnostics" }, h("summary", { text: "Details" }),
+    h("ul", {}, diagnostics.map((d) => h("li", { text: d }))));
+}
+// A finished answer, for whoever listens (e.g. a "speak the answer" button).
+function announce(text, element) {
+  if (!text) return;
+  document.dispatchEvent(new CustomEvent("polymodal:answer", { detail: { text, element } }));
+}
+
+// --- answers as they are written --------------------------------------------------------------------------------------
+const seconds = (s) => s < 90 ? `${Math.max(0, Math.round(s))} s` : `${Math.round(s / 60)} min`;
+const running = new WeakMap();  // output element -> the AbortController of the answer being written there
+// POST a task as server-sent events and show it live in `out`: what it is doing, the time spent against the
+// estimate, the words as the model writes them, and a Cancel button (aborting the request makes the service stop
+// the model). The finished answer replaces the draft through `render(out, data)`; returns the data (null if not).
+async function streamAnswer(out, path, form, { working = "Working…", render, onEvent = null }) {
+  running.get(out)?.abort();
+  const controller = new AbortController();
+  running.set(out, controller);
+  const status = h("span", { class: "status-text", text: working });
+  const time = h("span", { class: "elapsed" });
+  const cancel = h("button", { type: "button", class: "secondary small cancel", onclick: () => controller.abort() }, "Cancel");
+  const bar = h("div", { class: "working", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), status, time, cancel);
+  const draft = h("p", { class: "answer-text draft", "aria-live": "off" });
+  clear(out, bar, draft);
+  const started = performance.now();
+  let estimate = null;
+  const tick = () => {
+    const spent = (performance.now() - started) / 1000;
+    time.textContent = !estimate ? seconds(spent) : spent <= estimate ? `${seconds(spent)} of about ${seconds(estimate)}` : `${seconds(spent)} (longer than the usual ${seconds(estimate)})`;
+  };
+  tick();
+  const timer = setInterval(tick, 500);
+  form.append("stream", "true");
+  let result = null;
+  try {
+    const response = await api(path, { method: "POST", form, accept: "text/event-stream", signal: controller.signal });
+    await readEvents(response, (name, data) => {
+      if (name === "start" && data.estimate_seconds) estimate = data.estimate_seconds;
+      else if ((name === "step" || name === "progress") && data.message) status.textContent = sentence(data.message);
+      else if (name === "route" && data.route) status.textContent = `Routed to ${data.route}…`;
+      if (name === "progress" && typeof data.seconds_left === "number") estimate = (performance.now() - started) / 1000 + data.seconds_left;
+      else if (name === "token" && data.text) draft.append(data.text);
+      else if (name === "error") throw new ApiError(data.error || "The task failed.", data.status || 500);
+      else if (name === "answer") result = data;
+      if (onEvent) onEvent(name, data, { draft, status });
+      tick();
+    });
+  } catch (err) {
+    if (err.name === "AbortError") {
+      add(out, h("p", { class: "note stopped", text: draft.textContent.trim() ? "Stopped. The words above were not checked against the evidence." : "Stopped." }));
+    } else {
+      draft.remove();
+      add(out, h("p", { class: "error", text: err.message }));
+    }
+  } finally {
+    clearInterval(timer);
+    bar.remove();
+    if (running.get(out) === controller) running.delete(out);
+  }
+  if (result) { clear(out); render(out, result); }
+  return result;
+}
+const sentence = (text) => text ? text[0].toUpperCase() + text.slice(1) + (/[.…!?]$/.test(text) ? "" : "…") : "";
 function metaPanel(item) {
   const rows = [];
   for (const [key, value] of Object.entries(item.meta || {})) {
@@ -653,7 +737,7 @@ function jobCard(job) {
   }
   if (job.error) lines.push(job.error);
   const problems = [...(job.rejected || []).map((r) => `${r.name}: ${r.reason}`), ...((job.report?.errors) || []).map((e) => `${e.path}: ${e.reason}`)];
-  clear(el).append(
+  clear(el, 
     h("header", {}, h("strong", { text: job.label }), h("span", { class: `state ${job.state}`, text: job.state }), cancel),
     h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": job.total || 1, "aria-valuenow": job.done, "aria-label": `Indexing ${job.label}` }, bar),
     ...lines.map((line) => h("small", { text: line })),
@@ -677,7 +761,7 @@ async function refreshJobs() {
 
 // --- analyze a bundle -----------------------------------------------------------------------------------------------------
 function fileList(listEl, files, onChange) {
-  clear(listEl).append(...files.map((file, i) => h("li", {}, `${file.name} · ${bytes(file.size)}`,
+  clear(listEl, ...files.map((file, i) => h("li", {}, `${file.name} · ${bytes(file.size)}`,
     h("button", { type: "button", "aria-label": `Remove ${file.name}`, onclick: () => { files.splice(i, 1); onChange(); } }, "×"))));
 }
 function refreshAnalyzeList() {
@@ -688,26 +772,29 @@ clickable($("#drop-analyze"), $("#analyze-files"));
 $("#analyze-files").addEventListener("change", (event) => { state.analyzeFiles.push(...event.target.files); event.target.value = ""; refreshAnalyzeList(); });
 dropTarget($("#drop-analyze"), (files) => { state.analyzeFiles.push(...files.map((f) => f.file)); refreshAnalyzeList(); });
 $("#analyze-run").addEventListener("click", async () => {
-  const out = clear($("#analyze-result"));
+  const out = $("#analyze-result");
   const button = $("#analyze-run");
   button.disabled = true;
-  out.append(h("div", { class: "panel" }, h("span", { class: "spinner" }), ` Reading ${state.analyzeFiles.length} file${state.analyzeFiles.length === 1 ? "" : "s"} and writing the report…`));
-  try {
-    const form = new FormData();
-    for (const file of state.analyzeFiles) form.append("files", file, file.name);
-    form.append("phrase", String($("#analyze-phrase").checked));
-    const report = await api("/api/analyze", { method: "POST", form });
-    renderReport(clear(out), report);
-  } catch (err) {
-    clear(out).append(h("div", { class: "panel" }, h("p", { class: "error", text: err.message })));
-  }
+  const form = new FormData();
+  for (const file of state.analyzeFiles) form.append("files", file, file.name);
+  form.append("phrase", String($("#analyze-phrase").checked));
+  const count = state.analyzeFiles.length;
+  await streamAnswer(out, "/api/analyze", form, {
+    working: `Reading ${count} file${count === 1 ? "" : "s"}…`,
+    render: renderReport,
+    onEvent: (name, data, { draft }) => {
+      if (name === "token" && !draft.dataset.titled) { draft.dataset.titled = "1"; draft.before(h("h3", { text: "Summary (being written)" })); }
+    },
+  });
   button.disabled = !state.analyzeFiles.length;
 });
 function renderReport(out, report) {
   const panel = h("section", { class: "panel md", id: "report" });
   if (report.markdown) panel.append(markdown(report.markdown));
   else panel.append(h("pre", { class: "answer-text", text: report.text || JSON.stringify(report, null, 2) }));
+  add(panel, detailsToggle([...(report.diagnostics || []), ...(report.items || []).flatMap((i) => (i.diagnostics || []).map((d) => `${i.name}: ${d}`))]));
   out.append(panel);
+  announce(report.summary, panel.querySelector("h3 + p") || panel);
 }
 // A small, safe Markdown reader for reports: headings, lists, tables, quotes, code blocks, **bold**, _em_, `code`.
 function markdown(source) {
@@ -761,46 +848,61 @@ function refreshAskList() { fileList($("#ask-list"), state.askFiles, refreshAskL
 $("#ask-attach").addEventListener("click", () => $("#ask-files").click());
 $("#ask-files").addEventListener("change", (event) => { state.askFiles.push(...event.target.files); event.target.value = ""; refreshAskList(); });
 dropTarget($("#ask-form"), (files) => { state.askFiles.push(...files.map((f) => f.file)); refreshAskList(); });
-function evidenceList(items) {
+// Evidence lines; a time plays that moment: of the item (its page, from there), or of the attached file.
+function evidenceList(items, item = null, files = []) {
   if (!items.length) return null;
-  return h("ul", { class: "evidence" }, items.slice(0, 15).map((e) => h("li", {},
+  const player = h("audio", { controls: true, hidden: true, class: "evidence-player" });
+  let playerUrl = null;
+  const play = (e) => {
+    const file = files.find((f) => f.name === e.source);
+    if (!file) return;
+    if (playerUrl) URL.revokeObjectURL(playerUrl);
+    playerUrl = URL.createObjectURL(file);
+    player.src = playerUrl;
+    player.hidden = false;
+    playFrom(player, e.start);
+  };
+  const when = (e) => {
+    if (e.start === undefined || e.start === null) return null;
+    if (item && $("#player")) return h("button", { type: "button", class: "time", title: "Play from this moment", onclick: () => playFrom($("#player"), e.start) }, `▶ ${clock(e.start)}`);
+    const id = e.item ?? (item ? item.item : null);
+    if (id !== null && id !== undefined) return h("a", { class: "time", href: `#/item/${id}?t=${Math.floor(e.start)}`, title: "Play from this moment" }, `▶ ${clock(e.start)}`);
+    if (files.some((f) => f.name === e.source)) return h("button", { type: "button", class: "time", title: "Play from this moment", onclick: () => play(e) }, `▶ ${clock(e.start)}`);
+    return h("span", { class: "src", text: clock(e.start) });
+  };
+  return h("div", {}, h("ul", { class: "evidence" }, items.slice(0, 15).map((e) => h("li", {},
     e.source ? h("span", { class: "src", text: `${e.source} · ` }) : null,
-    h("span", { class: "src", text: `${e.kind}${e.start !== undefined && e.start !== null ? ` ${clock(e.start)}` : ""}: ` }),
-    e.text)));
+    h("span", { class: "src", text: `${e.kind || "evidence"}: ` }), when(e), e.start !== undefined && e.start !== null ? " " : null,
+    e.text || ""))), player);
 }
 $("#ask-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = $("#ask-text").value.trim();
   if (!text && !state.askFiles.length) { $("#ask-text").focus(); return; }
-  const out = clear($("#ask-result"));
-  const steps = h("ol", { class: "steps" });
-  const current = h("li", { class: "current" }, h("span", { class: "spinner" }), " Working…");
-  steps.append(current);
-  const panel = h("section", { class: "panel" }, steps);
-  out.append(panel);
+  const out = $("#ask-result");
+  const panel = h("section", { class: "panel" });
+  clear(out, panel);
   const form = new FormData();
   form.append("ask", state.ask || text || "describe");
   if (text) form.append("text", text);
-  for (const file of state.askFiles) form.append("files", file, file.name);
-  form.append("stream", "true");
-  try {
-    const response = await api("/api/assistant", { method: "POST", form, accept: "text/event-stream" });
-    await readEvents(response, (name, data) => {
-      if (name === "route") steps.insertBefore(h("li", { text: `Routed to ${data.route}${data.question ? `: “${data.question}”` : ""}` }), current);
-      else if (name === "step") steps.insertBefore(h("li", { text: data.message }), current);
-      else if (name === "error") { current.remove(); panel.append(h("p", { class: "error", text: data.error })); }
-      else if (name === "answer") {
-        current.remove();
-        panel.append(h("p", { class: "answer-text", text: data.answer }),
-          h("p", { class: "note", text: `${data.route}, by ${data.by}` }), ...(data.notes || []).map((n) => h("p", { class: "note", text: n })),
-          data.evidence?.length ? h("h3", { text: "Evidence" }) : null, evidenceList(data.evidence || []));
-      }
-    });
-  } catch (err) {
-    current.remove();
-    panel.append(h("p", { class: "error", text: err.message }));
-  }
+  const files = [...state.askFiles];
+  for (const file of files) form.append("files", file, file.name);
+  await streamAnswer(panel, "/api/assistant", form, {
+    working: "Working…",
+    render: (root, data) => renderAssistant(root, data, files),
+  });
 });
+function renderAssistant(root, data, files) {
+  const answer = h("p", { class: "answer-text", text: data.answer || "" });
+  const evidence = (data.evidence || []).map((e) => ({ ...e, item: e.item ?? (data.items || {})[e.source] }));
+  add(root, answer,
+    h("p", { class: "note", text: byLine(data.route ? `${sentence(data.route).replace(/…$/, "")}; answered by` : "Answered by", data.by) }),
+    (data.notes || []).map((n) => h("p", { class: "note", text: n })),
+    evidence.length ? h("h3", { text: "Evidence" }) : null,
+    evidenceList(evidence, null, files),
+    detailsToggle(data.diagnostics));
+  announce(data.answer, answer);
+}
 
 // --- keyboard, stats, start ---------------------------------------------------------------------------------------------------
 document.addEventListener("keydown", (event) => {

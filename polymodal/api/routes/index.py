@@ -7,9 +7,12 @@ Progress is a JSON snapshot (``GET /api/jobs/{id}``) or a live stream of server-
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -19,11 +22,15 @@ from polymodal.api import views
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
 from polymodal.api.jobs import FINISHED
+from polymodal.api.service import Service
 from polymodal.api.uploads import UploadError, check_kind, clean_relative
 
 router = APIRouter(tags=["index"], dependencies=[Depends(caller)])
-INDEXABLE = ("text", "image", "audio")
+INDEXABLE = ("text", "image", "audio", "video")  # videos too: the upload size limit applies
 POLL_SECONDS = 0.25
+PLACED: dict[str, list[dict[str, Any]]] = {}  # job id -> the files its upload placed (for GET .../files)
+REMEMBERED_JOBS = 64
+HASH_CHUNK = 1 << 20
 
 
 @router.post("/api/index", status_code=202, summary="Upload files (or a folder) and index them in the background")
@@ -39,14 +46,16 @@ async def upload_and_index(
     names = paths or [upload.filename or f"file-{n}" for n, upload in enumerate(files)]
     _check_tree(names)
     batch = svc.uploads.new_batch()
-    accepted, rejected = 0, []
+    accepted, rejected, placed = 0, [], []
     try:
         for upload, name in zip(files, names, strict=True):
             try:
                 temp = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
                 try:
                     detected = check_kind(temp, INDEXABLE, name.rsplit("/", 1)[-1])
-                    svc.uploads.place(temp, batch, name, detected)
+                    known = _known_content(svc, temp)
+                    target = svc.uploads.place(temp, batch, name, detected)
+                    placed.append({"name": name[:300], "path": os.path.realpath(target), "duplicate": known})
                     accepted += 1
                 finally:
                     temp.unlink(missing_ok=True)
@@ -61,7 +70,40 @@ async def upload_and_index(
     except BaseException:
         shutil.rmtree(batch, ignore_errors=True)
         raise
+    PLACED[job.id] = placed
+    for old in list(PLACED)[:-REMEMBERED_JOBS]:
+        del PLACED[old]
     return JSONResponse(views.job(svc, job.to_dict()), status_code=202)
+
+
+def _known_content(svc: Service, path: Path) -> bool:
+    """Whether the collection already holds a file with exactly this content (the upload is then a duplicate)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return svc.collection.store.content_state(digest.hexdigest()) is not None
+
+
+@router.get("/api/jobs/{job_id}/files", summary="Each file of an upload: indexed (with its item), duplicate, skipped")
+def job_files(job_id: str, svc: Svc) -> dict[str, Any]:
+    job = svc.jobs.get(job_id)
+    finished = job.state in FINISHED
+    errors = {entry["path"]: entry["reason"] for entry in (job.report or {}).get("errors", [])}
+    files: list[dict[str, Any]] = [
+        {"name": r["name"], "status": "skipped", "reason": r["reason"], "item": None} for r in job.rejected
+    ]
+    for placed in PLACED.get(job_id, []):
+        row = svc.collection.store.file(placed["path"]) if finished else None
+        if row is not None:
+            status, reason = ("duplicate" if placed["duplicate"] else "indexed"), None
+        elif not finished:
+            status, reason = "waiting", None
+        else:
+            reason = errors.get(svc.display_path(placed["path"]), "not indexed (the job was " + job.state + ")")
+            status = "failed"
+        files.append({"name": placed["name"], "status": status, "reason": reason, "item": row.id if row else None})
+    return {"id": job.id, "state": job.state, "files": files}
 
 
 def _check_tree(names: list[str]) -> None:

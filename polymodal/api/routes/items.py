@@ -60,6 +60,7 @@ def delete_item(item_id: ItemId, svc: Svc) -> dict[str, Any]:
     uploaded = svc.upload_file(item.path)  # resolved: "uploads/../../x" is not an upload
     if uploaded is not None:
         uploaded.unlink(missing_ok=True)
+        svc.uploads.prune(uploaded.parent)  # a folder emptied by the removal goes too
     return {"deleted": item_id, "file_deleted": uploaded is not None}
 
 

@@ -380,7 +380,7 @@ async def _answer(
 ) -> Any:
     """Run ``work`` on the task pool: its JSON answer, or (asked for) its events as they happen."""
     if wants_stream(request, stream):
-        events = _events(svc, name, work, finish, release, plan)
+        events = task_events(svc, name, work, finish, release, plan)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     started = time.monotonic()
     try:
@@ -392,7 +392,7 @@ async def _answer(
     return finish(result)
 
 
-async def _events(
+async def task_events(
     svc: Service,
     name: str,
     work: Callable[[Hooks], Any],
