@@ -246,6 +246,7 @@ def _options_after_subcommand() -> argparse.ArgumentParser:
 
 def _add_train_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train a fusion classifier or an aligner on your own data")
+    _add_global_options(train, suppress=True)
     kinds = train.add_subparsers(dest="train_command", required=True)
     fusion = kinds.add_parser("fusion", parents=[common], help="a classifier over text + image + audio")
     fusion.add_argument("manifest", type=Path, help="CSV/JSONL: label, text, image, audio (any may be empty)")
