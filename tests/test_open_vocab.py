@@ -198,6 +198,26 @@ def test_both_layouts_load_and_agree(architecture: str, tiny: dict, samples: Pat
     assert open_vocab.licence(tiny[(architecture, "onnx")]) == "mit"
 
 
+def test_a_vocabulary_without_tokenizer_json_is_read_by_transformers(tiny: dict, tmp_path: Path) -> None:
+    """Chinese-CLIP's own repository ships a BERT vocab.txt, no tokenizer.json: transformers' tokenizer reads it,
+    to the same ids (and vectors) as tokenizer.json gives."""
+    from tokenizers import Tokenizer
+
+    source = tiny[("chinese_clip", "transformers")]
+    folder = tmp_path / "chinese-clip-vocab"
+    shutil.copytree(source, folder)
+    vocabulary = sorted(Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab().items(), key=lambda t: t[1])
+    (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocabulary), encoding="utf-8")
+    (folder / "tokenizer.json").unlink()
+    settings = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 77}
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    with_json, with_vocabulary = (OpenVocabModel(detect_layout(f, "image-text")) for f in (source, folder))
+    assert "tokenizer:vocab.txt" in with_vocabulary.layout.files
+    texts = ["a photo of a cat", "一只猫在沙发上"]
+    assert (with_json.tokenizer(texts)["input_ids"] == with_vocabulary.tokenizer(texts)["input_ids"]).all()
+    assert (with_json.encode_text(texts) * with_vocabulary.encode_text(texts)).sum(axis=1).min() >= 0.9999
+
+
 def test_missing_or_unsupported_files_are_named(tiny: dict, tmp_path: Path, capsys) -> None:
     clip, clip_onnx = tiny[("clip", "transformers")], tiny[("clip", "onnx")]
     cases = [
