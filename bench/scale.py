@@ -12,9 +12,10 @@ the fixed cost of a Ray run (connect, start an actor, load its models) is measur
 
 Search: ``--vectors`` vectors made as bench/perf_search.py makes them (the real vectors of a real store, here the
 relevance store in .cache/relevance/store, plus synthetic ones clustered like them), stored both in the embedded
-store (SQLite + the IVF-SQ8 index the product builds above 50k vectors) and in Postgres (pgvector HNSW, m=16,
-ef_construction=64, loaded with COPY, index built after). Queries are real vectors moved by noise; recall@10 is
-against exact float32 search over the same matrix; latency is one query at a time through each store's search.
+store (SQLite + the IVF-SQ8 index the product builds above 50k vectors) and in Postgres (pgvector HNSW with the
+store's parameters, m=16, ef_construction=200, loaded with COPY, index built after). Queries are real vectors moved
+by noise; recall@10 is against exact float32 search over the same matrix; latency is one query at a time through
+each store's search.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import perf_search  # noqa: E402
 from perf_util import machine, percentiles  # noqa: E402
 
 from polymodal.collection import Collection  # noqa: E402
+from polymodal.store.postgres import HNSW_EF_CONSTRUCTION, HNSW_M  # noqa: E402
 from polymodal.store.sqlite import SqliteStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ def _postgres_load(url: str, matrix: np.ndarray) -> dict:
         conn.execute("SET max_parallel_maintenance_workers = 1")
         started = time.perf_counter()
         conn.execute("CREATE INDEX vectors_hnsw ON vectors USING hnsw (vector vector_ip_ops) "
-                     "WITH (m = 16, ef_construction = 64)")  # fmt: skip
+                     f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")  # fmt: skip
         out["hnsw_build_s"] = round(time.perf_counter() - started, 1)
         conn.execute("ANALYZE vectors")
         out["hnsw_mb"] = round(conn.execute("SELECT pg_relation_size('vectors_hnsw')").fetchone()[0] / 1e6, 1)
@@ -189,7 +191,7 @@ def _halfvec(url: str, dim: int, queries: np.ndarray, truth: list[set[int]], efs
         conn.execute("SET maintenance_work_mem = '4GB'")
         started = time.perf_counter()
         conn.execute(f"CREATE INDEX vectors_hnsw_half ON vectors USING hnsw ((vector::halfvec({dim})) "
-                     "halfvec_ip_ops) WITH (m = 16, ef_construction = 64)")  # fmt: skip
+                     f"halfvec_ip_ops) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")  # fmt: skip
         out["hnsw_build_s"] = round(time.perf_counter() - started, 1)
         out["hnsw_mb"] = round(conn.execute("SELECT pg_relation_size('vectors_hnsw_half')").fetchone()[0] / 1e6, 1)
         conn.execute("DROP INDEX vectors_hnsw")

@@ -38,6 +38,9 @@ from polymodal.store.base import FileRow, ItemRow, StoreError, StoreUnavailable,
 
 SCHEMA_VERSION = 2
 MIGRATION_LOCK = 0x706F6C79  # advisory lock key held while migrating ("poly")
+# HNSW graph: ef_construction 200 (not pgvector's 64): on clustered real-like vectors, 60k, recall@10 0.998 -> 1.0
+# for twice the build time (bench notes in the readme).
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 200
 EF_SEARCH = 100  # HNSW candidates per query at least (more when more neighbours are asked for)
 # Up to this many vectors (or the settings' exact limit, if lower) a query scans them all: ~20 ms at 20k here.
 EXACT_LIMIT = 20_000
@@ -452,7 +455,7 @@ class PostgresStore:
                 conn.execute("ALTER TABLE vectors ALTER COLUMN vector SET STORAGE PLAIN")
                 conn.execute(
                     "CREATE INDEX IF NOT EXISTS vectors_hnsw ON vectors USING hnsw (vector vector_ip_ops) "
-                    "WITH (m = 16, ef_construction = 64)"
+                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
                 )
                 conn.execute("INSERT INTO meta VALUES ('vector_dim', %s)", (str(dim),))
                 found = dim
