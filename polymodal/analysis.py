@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from polymodal.config import Settings
+from polymodal.logs import stage
 from polymodal.media.detect import detect
 from polymodal.media.errors import MediaError
 from polymodal.media.video import shot_at
@@ -289,6 +290,7 @@ class Analyzer:
         self.embed(analysis)
         return analysis
 
+    @stage("read text")
     def perceive_text(self, path: Path, fmt: str) -> Analysis:
         from polymodal.media.text import read_text
 
@@ -303,6 +305,7 @@ class Analyzer:
     def perceive_image(self, source: Path | bytes, fmt: str = "image", ocr_mode: str | None = None) -> Analysis:
         return self.finish_images([self.prepare_image(source, fmt)], ocr_mode)[0]
 
+    @stage("decode image")
     def prepare_image(self, source: Path | bytes, fmt: str = "image") -> PreparedImage:
         """Decode an image (a draft for JPEGs) and make the classifier's input. No model runs here and nothing is
         shared, so the indexer calls it in decoding threads while the classifier works on the previous batch."""
@@ -324,6 +327,7 @@ class Analyzer:
             visual.perceive(image),
         )
 
+    @stage("classify images (and OCR)")
     def finish_images(self, prepared: list[PreparedImage], ocr_mode: str | None = None) -> list[Analysis]:
         """Classify prepared images in batches, then each one's labels and, where the OCR gate sees text, its text
         lines: what :meth:`perceive_image` does for one image."""
@@ -416,6 +420,7 @@ class Analyzer:
         analysis.evidence[:0] = [Evidence(TAG, label, score=score) for label, score in tags]  # tags first, as before
         return analysis
 
+    @stage("decode audio")
     def prepare_audio(self, source: Path | bytes, fmt: str = "audio") -> PreparedAudio:
         """Decode a recording to 16 kHz mono (no model: the indexer calls this in its decoding threads)."""
         from polymodal.media.audio import decode_audio
@@ -424,6 +429,7 @@ class Analyzer:
         audio = decode_audio(source, 16000, self.settings.max_audio_seconds, notes=notes)
         return PreparedAudio(source, fmt, audio, notes)
 
+    @stage("tag and transcribe audio")
     def finish_audio(self, prepared: list[PreparedAudio], language: str | None = None) -> list[Analysis]:
         """Tags, voice activity and, where there is speech, transcripts of decoded recordings; short ones with
         speech share Whisper windows (:meth:`WhisperBase.transcribe_many`)."""
@@ -496,6 +502,7 @@ class Analyzer:
             analysis.evidence.append(Evidence(TRANSCRIPT, s.text, s.confidence, **where))
         analysis.models["speech"] = self.model("speech").model_id
 
+    @stage("video")
     def perceive_video(
         self,
         path: Path,
@@ -580,6 +587,7 @@ class Analyzer:
             ]
 
     # --- embed -------------------------------------------------------------------------------------
+    @stage("embed")
     def embed(self, analysis: Analysis) -> None:
         """(Re)compute ``analysis.vectors`` from its evidence alone."""
         encoder = self.model("text")

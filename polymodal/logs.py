@@ -8,14 +8,16 @@ records to stderr as text, or as one JSON object per line for services (``--log-
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 ROOT = "polymodal"
 LEVELS = ("debug", "info", "warning", "error")
@@ -126,3 +128,25 @@ def timed(stage: str, logger: logging.Logger | None = None) -> Iterator[None]:
     finally:
         seconds = time.perf_counter() - started
         (logger or log).debug("%s took %.3f s", stage, seconds, extra={"stage": stage, "seconds": round(seconds, 4)})
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stage(name: str) -> Callable[[F], F]:
+    """Decorate a pipeline stage: each call's time is logged at DEBUG under its module's logger (``--debug``
+    shows them); nothing is measured when DEBUG is off."""
+
+    def decorate(function: F) -> F:
+        logger = logging.getLogger(function.__module__)
+
+        @functools.wraps(function)
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            if not logger.isEnabledFor(logging.DEBUG):
+                return function(*args, **kwargs)
+            with timed(name, logger):
+                return function(*args, **kwargs)
+
+        return timed_call  # type: ignore[return-value]
+
+    return decorate
