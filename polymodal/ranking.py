@@ -23,8 +23,8 @@ Features of one (query, item) pair:
   labels run lower, so it gets its own bias and cosine weight;
 - ``open``: in a collection with an open-vocabulary space (CLIP, SigLIP, CLAP: :mod:`polymodal.spaces`), how
   far the item's cosine with the query in that space stands above the space's mean, in standard deviations
-  (0 without one). Until weights are fitted with such a model (``bench/eval_relevance.py --with-models DIR``
-  then ``bench/fit_ranking.py``), it weighs ``UNFITTED_WEIGHTS['open']``.
+  (0 without one), its own weight per query kind. Until weights are fitted with such a model
+  (``POLYMODAL_MODEL_PATH_IMAGE_TEXT=DIR bench/fit_ranking.py``), it weighs ``UNFITTED_WEIGHTS``.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class Candidate:
             row[-4:-2] = [1.0, self.cosine or 0.0]
         if query_kind in ALIKE_KINDS:
             row[-2 + ALIKE_KINDS.index(query_kind)] = self.alike
-        row[feature_names().index("open")] = self.open
+        row[feature_names().index(f"open:{query_kind}")] = self.open
         return row
 
 
@@ -158,7 +158,8 @@ def feature_names() -> tuple[str, ...]:
     cosines = [f"cosine:{q}:{v}" for q in QUERY_KINDS for v in VECTOR_KINDS]
     gaps = [f"gap:{v}" for v in VECTOR_KINDS]
     alike = [f"alike:{q}" for q in ALIKE_KINDS]
-    return (*biases, *cosines, "words", "phrase", "name", *gaps, "open", "bias:cjk", "cosine:cjk", *alike)
+    opens = [f"open:{q}" for q in QUERY_KINDS]
+    return (*biases, *cosines, "words", "phrase", "name", *gaps, *opens, "bias:cjk", "cosine:cjk", *alike)
 
 
 @dataclass(frozen=True)
@@ -193,9 +194,10 @@ class RankingModel:
         return cls(dict(data["weights"]), float(data["threshold"]), str(data.get("fitted_on", "")))
 
 
-# Features a weights file may not have yet, and their weight until it does: an item 4 standard deviations above
-# an open-vocabulary space's mean for the query (a clear match among thousands) gains 4 in log-odds.
-UNFITTED_WEIGHTS = {"open": 1.0}
+# Features a weights file may not have yet, and their weight until it does. Of 10,000 photos unrelated to a query,
+# the nearest stands ~3.9 standard deviations above their mean: 0.8 x 3.9 keeps a text query that nothing else
+# matches below the fitted cut-off (relevance 0.13); a clear match, 5 and more above (0.27), is a hit on its own.
+UNFITTED_WEIGHTS = {f"open:{q}": 0.8 for q in QUERY_KINDS}
 
 # Used only until weights are fitted: a cosine of ~0.45 with content text, or a word match, is an even bet.
 HAND_SET = RankingModel(

@@ -40,7 +40,7 @@ MODALITY = {"image-text": "image", "audio-text": "audio"}
 BATCH = 8  # images (or recordings) per tower call
 # Items of a space that join a query's candidates: the nearest this many, and only above the space's mean.
 CANDIDATES = 200
-STANDOUT_CAP = 6.0  # standard deviations: one item far out in a tiny collection cannot dominate everything
+STANDOUT_CAP = 8.0  # standard deviations: one item far out in a tiny collection cannot dominate everything
 Progress = Callable[[int, int], None]  # (done, total)
 
 
