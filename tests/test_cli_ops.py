@@ -141,6 +141,16 @@ def test_debug_shows_the_traceback_and_timings(
     assert err.strip().splitlines()[-1].startswith("error: internal error (incident ")
 
 
+def test_debug_times_each_stage_of_a_real_index(tmp_path: Path) -> None:
+    note = tmp_path / "notes" / "boats.md"
+    note.parent.mkdir()
+    note.write_text("# Boats\nFishing boats come into the harbour at dawn.\n", encoding="utf-8")
+    done = polymodal("index", note.parent, "--store", tmp_path / "store", "--json", "--debug", check_rc=0)
+    for stage in ("open the store took", "read text took", "embed took", "polymodal index took"):
+        assert re.search(rf"debug polymodal\.\w+: {stage} \d+\.\d+ s", done.stderr), (stage, done.stderr[-2000:])
+    assert re.search(r"info polymodal\.models\.base: loaded model text/\S+ in \d", done.stderr)
+
+
 def test_a_user_error_is_still_exit_2_in_words(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such"
     done = polymodal("status", "--store", missing, check_rc=2)
