@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from polymodal.store.base import Store, StoreUnavailable
 PARTITION_FILES = 4  # files per partition: the unit of dispatch and of retry
 PARTITION_BYTES = 64 * 1024**2  # a partition of big files holds fewer
 MAX_RETRIES = 3  # restarts of a dead actor, and re-runs of its partition
+CHUNK_FILES = 5_000  # files decided at a time on the driver
 
 
 @dataclass
@@ -164,18 +166,27 @@ class RayIndexer(Indexer):
 
     # --- the driver's part ------------------------------------------------------------------------------
     def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
-        total, done = len(files), 0
+        """Files a chunk at a time (bounded memory on the driver for any archive): decide, send the new content to
+        the actors (started once, on the first new content), link the rest."""
+        self._counts = [0, len(files)]  # files done, in all
+        self._actors: list[Any] = []
+        shas: set[str] = set()  # new content already sent
+        try:
+            with ThreadPoolExecutor(max(1, self.decode_threads), thread_name_prefix="polymodal-decide") as pool:
+                for start in range(0, len(files), CHUNK_FILES):
+                    # stat and hash in threads: hashing reads every new file
+                    decided = list(pool.map(self._decide, files[start : start + CHUNK_FILES]))
+                    self._run_chunk(decided, shas, report, progress)
+        finally:
+            self._stop_actors()
+
+    def _run_chunk(self, decided: list[_Ahead], shas: set[str], report: IndexReport, progress: Progress | None) -> None:
         stored: list[_Ahead] = []  # content already in the store: linked here
         fresh: list[_Ahead] = []  # one file per new content: analysed on the cluster
         duplicates: list[_Ahead] = []  # more files of a new content: linked once it is written
-        shas: set[str] = set()
-        for path in files:
-            item = self._decide(path)
+        for item in decided:
             if item.sha is None:  # unchanged (at most refreshed), or failed: here, at once
-                report.outcomes[self._index_file(item, report)] += 1
-                done += 1
-                if progress:
-                    progress(done, total, item.key)
+                self._finish_here(item, report, progress)
             elif item.sha in shas:
                 duplicates.append(item)
             elif self.store.content_state(item.sha) is not None:
@@ -184,12 +195,15 @@ class RayIndexer(Indexer):
                 shas.add(item.sha)
                 fresh.append(item)
         if fresh:
-            done = self._on_cluster(fresh, report, progress, done, total)
+            self._on_cluster(fresh, report, progress)
         for item in stored + duplicates:
-            report.outcomes[self._index_file(item, report)] += 1
-            done += 1
-            if progress:
-                progress(done, total, item.key)
+            self._finish_here(item, report, progress)
+
+    def _finish_here(self, item: _Ahead, report: IndexReport, progress: Progress | None) -> None:
+        report.outcomes[self._index_file(item, report)] += 1
+        self._counts[0] += 1
+        if progress:
+            progress(self._counts[0], self._counts[1], item.key)
 
     def _decide(self, path: Path) -> _Ahead:
         """The incremental decision of one file, without models: unchanged (size, mtime), or its hash."""
@@ -206,26 +220,28 @@ class RayIndexer(Indexer):
         except Exception as exc:
             return _Ahead(key, error=exc)
 
-    def _on_cluster(
-        self, fresh: list[_Ahead], report: IndexReport, progress: Progress | None, done: int, total: int
-    ) -> int:
-        """Analyse (and, with a server store, write) new content on Ray actors; returns files done."""
+    def _on_cluster(self, fresh: list[_Ahead], report: IndexReport, progress: Progress | None) -> None:
+        """Analyse (and, with a server store, write) new content on Ray actors."""
         import ray
 
-        self._start_ray()
-        direct = getattr(self.store, "url", None)
-        worker_class = ray.remote(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)(IndexWorker)
-        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         work = partitions(fresh)
-        actors = [
-            worker_class.remote(self.analyzer.settings, self.analyzer.aligner, direct)
-            for _ in range(min(count, len(work)))
-        ]
-        try:
-            return self._run_partitions(actors, work, report, progress, done, total)
-        finally:
-            for actor in actors:
+        if not self._actors:
+            self._start_ray()
+            direct = getattr(self.store, "url", None)
+            options = {"num_cpus": 1, "max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
+            worker_class = ray.remote(**options)(IndexWorker)
+            count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            settings, aligner = self.analyzer.settings, self.analyzer.aligner
+            self._actors = [worker_class.remote(settings, aligner, direct) for _ in range(min(count, len(work)))]
+        self._counts[0] = self._run_partitions(self._actors, work, report, progress, *self._counts)
+
+    def _stop_actors(self) -> None:
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
                 ray.kill(actor)
+            self._actors = []
 
     def _start_ray(self) -> None:
         import ray
