@@ -277,8 +277,9 @@ def _add_train_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    restore_logging: Callable[[], None] | None = None
     try:
-        _configure_logging(args)
+        restore_logging = _configure_logging(args)
         from polymodal import cli_understand
         from polymodal.logs import timed
 
@@ -292,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         return _failed(args, exc)
+    finally:
+        if restore_logging is not None:
+            restore_logging()
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
     from polymodal.logs import LEVELS, configure, default_log_file
 
     env = os.environ
@@ -305,7 +309,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
         raise ConfigError(f"POLYMODAL_LOG_LEVEL must be one of {', '.join(LEVELS)}, not {level!r}")
     as_json = args.log_json or env.get("POLYMODAL_LOG_JSON", "").strip().lower() in ("1", "true", "yes", "on")
-    configure(level, json_lines=as_json, debug=args.debug, log_file=default_log_file())
+    return configure(level, json_lines=as_json, debug=args.debug, log_file=default_log_file())
 
 
 def _failed(args: argparse.Namespace, exc: Exception) -> int:

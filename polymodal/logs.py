@@ -46,17 +46,18 @@ class JsonFormatter(logging.Formatter):
 
 def configure(
     level: str = "warning", json_lines: bool = False, debug: bool = False, log_file: Path | None = None
-) -> None:
+) -> Callable[[], None]:
     """Send polymodal's records at ``level`` or above to stderr (text or JSON lines); with ``debug``, everything
-    (timings per stage, tracebacks). Records of ERROR and above also go to ``log_file`` when it can be written."""
+    (timings per stage, tracebacks). Records of ERROR and above also go to ``log_file`` when it can be written.
+    Returns what puts the ``polymodal`` logger back as it was (``cli.main`` called in-process leaves no trace)."""
     if level not in LEVELS:
         from polymodal.errors import ConfigError
 
         raise ConfigError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
     root = logging.getLogger(ROOT)
-    for handler in list(root.handlers):
+    saved = (list(root.handlers), root.level, root.propagate)
+    for handler in saved[0]:
         root.removeHandler(handler)
-        handler.close()
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.DEBUG if debug else getattr(logging, level.upper()))
     stderr.setFormatter(JsonFormatter() if json_lines else _TextFormatter(tracebacks=debug or json_lines))
@@ -67,6 +68,17 @@ def configure(
     root.propagate = False
     if log_file is not None:
         _add_file_handler(root, log_file)
+
+    def restore() -> None:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        root.propagate = saved[2]
+
+    return restore
 
 
 class _TextFormatter(logging.Formatter):

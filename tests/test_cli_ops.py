@@ -41,17 +41,6 @@ def polymodal(*args: str | Path, env: dict[str, str] | None = None, cwd: Path = 
     return done
 
 
-@pytest.fixture()
-def quiet_logging():
-    """cli.main sets up the `polymodal` logger; put it back for the tests that follow."""
-    logger = logging.getLogger("polymodal")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
 # --- version and help ---------------------------------------------------------------------------------------
 def test_version_is_the_installed_packages() -> None:
     done = polymodal("--version", check_rc=0)
@@ -109,7 +98,7 @@ def _broken(args: object) -> int:
 
 
 def test_an_internal_error_is_one_line_exit_1_with_an_incident_id(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, quiet_logging: None
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     log_file = tmp_path / "polymodal.log"
     monkeypatch.setenv("POLYMODAL_LOG_FILE", str(log_file))
@@ -127,10 +116,12 @@ def test_an_internal_error_is_one_line_exit_1_with_an_incident_id(
     assert cli.main(["status", "--store", str(tmp_path), "--json"]) == 1
     answer = json.loads(capsys.readouterr().out)
     assert answer["incident"] in answer["error"] and "internal error" in answer["error"]
+    polymodal_logger = logging.getLogger("polymodal")  # cli.main in-process leaves logging as it found it
+    assert polymodal_logger.propagate and not polymodal_logger.handlers
 
 
 def test_debug_shows_the_traceback_and_timings(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, quiet_logging: None
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("POLYMODAL_LOG_FILE", str(tmp_path / "polymodal.log"))
     monkeypatch.setitem(cli.COMMANDS, "status", _broken)
