@@ -6,6 +6,7 @@ Each service has its own registry (several apps in one process, as in the tests,
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Metrics:
         self._durations.labels(route).observe(seconds)
 
     def count(self, name: str, n: int = 1) -> None:
+        name = _metric_name(name)
         with self._lock:
             counter = self._counters.get(name)
             if counter is None:
@@ -47,6 +49,7 @@ class Metrics:
         counter.inc(n)
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
+        name = _metric_name(name)
         with self._lock:
             gauge = self._gauges.get(name)
             if gauge is None:
@@ -56,6 +59,11 @@ class Metrics:
 
     def render(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
+
+
+def _metric_name(name: str) -> str:
+    """A name Prometheus accepts ("task_read-aloud" -> "task_read_aloud")."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
 def _number(read: Callable[[], Any]) -> float:
