@@ -305,6 +305,39 @@ def indexing(data: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def relevance(data: dict[str, Any]) -> list[str]:
+    """The held-out split's figures now and for the stored baseline, its hits re-scored against the current
+    judgements by bench/eval_relevance.py (as that script's own table does)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import eval_relevance
+
+    now, base = data["relevance"], data["relevance_baseline"]
+    queries = [q for q in eval_relevance.load_queries() if eval_relevance.in_split(q, now["split"])]
+    before = eval_relevance.rescored_baseline(base, queries)
+    judged, every = "judged queries", "all queries (cut-off)"
+
+    def pair(group: str, key: str, percent: bool = False, bold: bool = False) -> tuple[str, str]:
+        old, new = before[group][key], now["summary"][group][key]
+        shown = (f"{pct(old)} %", f"{pct(new)} %") if percent else (f"{old:.3f}", f"{new:.3f}")
+        return shown[0], f"**{shown[1]}**" if bold else shown[1]
+
+    floor_before = base["floor"]["summary"]["ndcg@10"]
+    floor_now = f"{now['floor']['summary']['ndcg@10']:.3f}" if "floor" in now else "not in this run"
+    n_judged, n_all = now["summary"][judged]["n"], now["summary"][judged]["n"] + now["summary"][every]["n_no_match"]
+    return [
+        *header(f"held-out {now['split']} split", "n", "before", "now"),
+        row("nDCG@10 (the order: hits, then weaker matches)", n_judged, *pair(judged, "ndcg@10", bold=True)),
+        row("MRR", n_judged, *pair(judged, "mrr")),
+        row("recall@10", n_judged, *pair(judged, "recall@10")),
+        row("precision of the returned set", n_all, *pair(every, "cutoff_precision", percent=True, bold=True)),
+        row("recall of the returned set", n_judged, *pair(every, "cutoff_recall", percent=True)),
+        row("no-match queries answered with nothing", now["summary"][every]["n_no_match"],
+            *pair(every, "no_match_empty", percent=True, bold=True)),
+        row("floor: 32 text queries on the sample collection alone (`tests/test_relevance_floor.py`)",
+            base["floor"]["summary"]["n"], f"{floor_before:.3f}", floor_now),
+    ]  # fmt: skip
+
+
 TABLES: dict[str, Table] = {
     "foundation": Table(("fashion_mnist", "tuxpaint", "asterisk_wer", "sounds"), foundation),
     "understanding": Table(("calibration", "asterisk_wer", "speech_packing"), understanding),
@@ -313,6 +346,7 @@ TABLES: dict[str, Table] = {
     "index-and-search": Table(("index_and_search",), index_and_search),
     "performance": Table(("perf", "speech_packing"), performance),
     "indexing": Table(("perf",), indexing),
+    "relevance": Table(("relevance", "relevance_baseline"), relevance),
 }
 
 

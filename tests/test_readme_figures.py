@@ -46,3 +46,15 @@ def test_a_missing_results_file_is_named(tmp_path: Path) -> None:
     (results / "sounds.json").unlink()
     done = figures("--check", "--results", results)
     assert done.returncode == 2 and "sounds.json is missing" in done.stderr, done.stderr
+
+
+def test_the_relevance_table_rescores_the_baseline_as_the_benchmark_does() -> None:
+    """Ready for the README's relevance table (marked by whoever next runs the full evaluation with the floor)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import readme_figures
+
+    lines = readme_figures.render("relevance", REPO / "bench" / "results").splitlines()
+    before = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[2] for line in lines[2:]}
+    assert before["nDCG@10 (the order: hits, then weaker matches)"] == "0.610"  # the README's "before" column
+    assert before["MRR"] == "0.726" and before["recall@10"] == "0.633"
+    assert before["precision of the returned set"] == "15.1 %" and before["recall of the returned set"] == "53.7 %"
