@@ -76,14 +76,13 @@ def _list(args: argparse.Namespace) -> int:
     rows = bundled(collection.analyzer)
     for space in spaces.spaces_of(collection.store, collection.settings):
         record = spaces.recorded(collection.store, space.kind) or {}
-        shas, _ = spaces.stored(collection.store, space)
         rows.append({
             "kind": space.kind,
             "id": space.model_id,
             "source": f"{space.source}: {space.directory}",
             "licence": record.get("licence") or _stated_licence(space.directory),
             "bytes": record.get("bytes") or _size(space),
-            "items": len(shas),
+            "items": spaces.item_count(collection.store, space),
         })  # fmt: skip
     if args.json:
         print(_dumps({"models": rows}))

@@ -9,7 +9,8 @@ the stored analyses are never touched, so removing a space gives back exactly wh
 
 - Indexing (:func:`index_missing`) embeds the images (or recordings) of the collection that have no vector of the
   space yet, re-reading only those files (a reduced JPEG decode, as the pipeline's own), in batches; the bundled
-  models are not run.
+  models are not run. A video joins the image-text space with one vector per shot, from the shot thumbnails the
+  store already keeps (the video is not read again); it matches at its best shot, which its hit names.
 - Search (:func:`extra_space_scores`) embeds the query in every space (the text tower's vectors are cached per
   query text) and gives, for the items that stand out, how far their cosine lies above the space's mean for this
   query, in standard deviations: one more relevance feature (``ranking``'s ``open``), on the same scale whatever
@@ -36,7 +37,9 @@ from polymodal.models.open_vocab import KINDS, OpenVocabError, OpenVocabModel, d
 
 log = logging.getLogger("polymodal.spaces")
 META_PREFIX = "open_vocab:"
-MODALITY = {"image-text": "image", "audio-text": "audio"}
+MODALITY = {"image-text": "image", "audio-text": "audio"}  # what a query or a classified file of the space is
+# What a space embeds: a video's shots (their stored thumbnails) join the image-text space, one vector per shot.
+MODALITIES = {"image-text": ("image", "video"), "audio-text": ("audio",)}
 BATCH = 8  # images (or recordings) per tower call
 # Items of a space that join a query's candidates: the nearest this many, and only above the space's mean.
 CANDIDATES = 200
@@ -59,6 +62,10 @@ class Space:
     @property
     def modality(self) -> str:
         return MODALITY[self.kind]
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return MODALITIES[self.kind]
 
 
 # --- which spaces a collection has -------------------------------------------------------------------------------
@@ -171,98 +178,157 @@ def index_missing(store: Any, settings: Settings, progress: Progress | None = No
 
 def embed_space(store: Any, settings: Settings, space: Space, progress: Progress | None = None) -> dict[str, Any]:
     model = model_of(space, settings)
-    items = _items(store, space.modality)
-    have = _vectors(store, space.feature_key, [sha for sha, _ in items])
-    missing = [(sha, paths) for sha, paths in items if sha not in have]
+    items = _items(store, space.modalities)
+    have = _vectors(store, space.feature_key, [sha for sha, _, _ in items])
+    missing = [item for item in items if item[0] not in have]
     errors: list[tuple[str, str]] = []
-    done = 0
+    done = embedded = 0
     started = time.perf_counter()
     batches = [missing[start : start + BATCH] for start in range(0, len(missing), BATCH)]
     with ThreadPoolExecutor(max(1, settings.threads), thread_name_prefix="polymodal-open-vocab") as pool:
 
-        def read(batch: list[tuple[str, list[str]]]) -> list[Any]:
-            return [pool.submit(_read, paths, space, model, settings) for _, paths in batch]
+        def read(batch: list[tuple[str, str, list[str]]]) -> list[Any]:
+            return [pool.submit(_read, store, item, space, model, settings) for item in batch]
 
         ahead = read(batches[0]) if batches else []
         for number, batch in enumerate(batches):
             decoded = [future.result() for future in ahead]
             ahead = read(batches[number + 1]) if number + 1 < len(batches) else []  # decoded while the tower runs
             pairs = list(zip(batch, decoded, strict=True))
-            good = [(sha, media) for (sha, _), (media, _) in pairs if media is not None]
-            errors += [(paths[0], why) for (_, paths), (media, why) in pairs if media is None]
-            if good:
-                media = [m for _, m in good]
-                vectors = model.encode_images(media) if space.kind == "image-text" else model.encode_audio(media)
-                for (sha, _), vector in zip(good, vectors, strict=True):
-                    store.put_feature(sha, space.feature_key, vector)
-            done += len(batch)
+            good = [(sha, media) for (sha, _, _), (media, _) in pairs if media]
+            errors += [(paths[0], why) for (_, _, paths), (media, why) in pairs if media is None and why]
+            for sha, vector in zip([sha for sha, _ in good], _encode(model, space, [m for _, m in good]), strict=True):
+                store.put_feature(sha, space.feature_key, vector)  # a video's shots: one row each, flattened
+            done, embedded = done + len(batch), embedded + len(good)
             if progress:
                 progress(done, len(missing))
     _MATRICES.clear()
-    return {"embedded": done - len(errors), "errors": errors, "seconds": round(time.perf_counter() - started, 2)}
+    return {"embedded": embedded, "errors": errors, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _items(store: Any, modality: str) -> list[tuple[str, list[str]]]:
-    """(sha, its paths) of every stored item of ``modality``."""
+def _encode(model: OpenVocabModel, space: Space, media: list[list[Any]]) -> list[np.ndarray]:
+    """One vector per item (an image, a recording), or one row per shot of a video, flattened; in tower batches."""
+    flat = [one for item in media for one in item]
+    if not flat:
+        return []
+    encode = model.encode_images if space.kind == "image-text" else model.encode_audio
+    vectors = np.concatenate([encode(flat[start : start + BATCH]) for start in range(0, len(flat), BATCH)])
+    bounds = np.cumsum([0, *[len(item) for item in media]])
+    return [vectors[a:b].reshape(-1) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _items(store: Any, modalities: tuple[str, ...]) -> list[tuple[str, str, list[str]]]:
+    """(sha, modality, its paths) of every stored item of one of ``modalities``."""
     paths: dict[str, list[str]] = {}
     for row in store.files_under("/"):
         paths.setdefault(row.sha, []).append(row.path)
     shas = list(paths)
-    kept: list[tuple[str, list[str]]] = []
+    kept: list[tuple[str, str, list[str]]] = []
     for start in range(0, len(shas), 500):
         chunk = shas[start : start + 500]
         info = store.content_info(chunk)
-        kept += [(sha, sorted(paths[sha])) for sha in chunk if info.get(sha, {}).get("modality") == modality]
+        for sha in chunk:
+            modality = info.get(sha, {}).get("modality")
+            if modality in modalities:
+                kept.append((sha, modality, sorted(paths[sha])))
     return kept
 
 
-def _read(paths: list[str], space: Space, model: OpenVocabModel, settings: Settings) -> tuple[Any, str]:
-    """The decoded image (reduced, as the indexer decodes it) or recording of an item, from the first of its
-    paths that reads; (None, why) when none does."""
+def _read(
+    store: Any, item: tuple[str, str, list[str]], space: Space, model: OpenVocabModel, settings: Settings
+) -> tuple[list[Any] | None, str]:
+    """What the space's tower takes of an item: the decoded image (reduced, as the indexer decodes it) or
+    recording, from the first of its paths that reads, or a video's stored shot thumbnails (its file is not read
+    again). (None, why) when none reads; ([], "") for a video without thumbnails (nothing to embed)."""
     from polymodal.media.errors import MediaError
 
+    sha, modality, paths = item
+    if modality == "video":
+        return _thumbnails(store, sha, settings), ""
     why = "no file"
     for path in paths:
         try:
             if space.kind == "image-text":
                 from polymodal.media.image import open_image
 
-                return open_image(Path(path), settings.max_image_pixels, draft_to=256), ""
+                return [open_image(Path(path), settings.max_image_pixels, draft_to=256)], ""
             from polymodal.media.audio import decode_audio
 
-            return decode_audio(Path(path), model.sample_rate, settings.max_audio_seconds), ""
+            return [decode_audio(Path(path), model.sample_rate, settings.max_audio_seconds)], ""
         except (MediaError, OSError) as exc:
             why = str(exc)
     return None, why
+
+
+def _thumbnails(store: Any, sha: str, settings: Settings) -> list[Any]:
+    from polymodal.media.errors import MediaError
+    from polymodal.media.image import open_image
+
+    images = []
+    shot = 0
+    while (path := store.thumbnail(sha, shot)) is not None:
+        try:
+            images.append(open_image(path, settings.max_image_pixels))
+        except (MediaError, OSError):  # a damaged thumbnail: the video is embedded without it (rows stay in order)
+            return images
+        shot += 1
+    return images
 
 
 # --- search -----------------------------------------------------------------------------------------------------
 @dataclass
 class _Matrix:
     generation: int
-    shas: list[str]
+    shas: list[str]  # the item of each row (a video has one row per shot)
+    shots: list[int | None]  # the video shot of each row, None for a photo or recording
     matrix: np.ndarray
 
 
-_MATRICES: dict[tuple[str, str], _Matrix] = {}
+class Standing(float):
+    """How far an item stands above its space's mean for a query, in standard deviations; for a video, the shot
+    where it stands out most, with its start and end."""
+
+    shot: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+_MATRICES: dict[tuple[str, str, int], _Matrix] = {}
 _MATRICES_LOCK = threading.Lock()
 
 
-def stored(store: Any, space: Space) -> tuple[list[str], np.ndarray]:
-    """(shas, unit vectors) of the items of a space, read again only after the store changed."""
-    key = (str(store.directory), space.feature_key)
+def stored(store: Any, space: Space, dim: int) -> _Matrix:
+    """The unit vectors of a space's items (``dim`` wide), one row per photo or recording and one per video shot,
+    read again only after the store changed."""
+    key = (str(store.directory), space.feature_key, dim)
     generation = store.generation
     with _MATRICES_LOCK:
         cached = _MATRICES.get(key)
     if cached is not None and cached.generation == generation:
-        return cached.shas, cached.matrix
-    items = [sha for sha, _ in _items(store, space.modality)]
-    vectors = _vectors(store, space.feature_key, items)
-    shas = [sha for sha in items if sha in vectors]
-    matrix = np.stack([vectors[sha] for sha in shas]).astype(np.float32) if shas else np.zeros((0, 1), np.float32)
+        return cached
+    items = _items(store, space.modalities)
+    vectors = _vectors(store, space.feature_key, [sha for sha, _, _ in items])
+    shas: list[str] = []
+    shots: list[int | None] = []
+    blocks = []
+    for sha, modality, _ in items:
+        vector = vectors.get(sha)
+        if vector is None or vector.size % dim:
+            continue
+        block = vector.reshape(-1, dim)
+        shas += [sha] * len(block)
+        shots += list(range(len(block))) if modality == "video" else [None] * len(block)
+        blocks.append(block)
+    matrix = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, dim), np.float32)
+    found = _Matrix(generation, shas, shots, matrix)
     with _MATRICES_LOCK:
-        _MATRICES[key] = _Matrix(generation, shas, matrix)
-    return shas, matrix
+        _MATRICES[key] = found
+    return found
+
+
+def item_count(store: Any, space: Space) -> int:
+    """How many items have a vector in the space."""
+    return len(_vectors(store, space.feature_key, [sha for sha, _, _ in _items(store, space.modalities)]))
 
 
 def _vectors(store: Any, key: str, shas: list[str]) -> dict[str, np.ndarray]:
@@ -280,44 +346,63 @@ def _vectors(store: Any, key: str, shas: list[str]) -> dict[str, np.ndarray]:
 
 def extra_space_scores(store: Any, settings: Settings, query: Any) -> dict[str, float]:
     """item sha -> how far its cosine with ``query`` (a :class:`polymodal.search.Query`) stands above the mean of
-    its space's items, in standard deviations (only items above the mean, among the nearest CANDIDATES); empty
-    when the collection has no open-vocabulary space."""
+    its space's items, in standard deviations (a :class:`Standing`; only items above the mean, among the nearest
+    CANDIDATES); empty when the collection has no open-vocabulary space."""
     scores: dict[str, float] = {}
     for space in spaces_of(store, settings):
         vector = _query_vector(space, settings, query)
         if vector is None:
             continue
-        shas, matrix = stored(store, space)
-        for sha, value in standouts(shas, matrix, vector).items():
-            scores[sha] = max(value, scores.get(sha, 0.0))
+        for sha, value in standouts(stored(store, space, len(vector)), vector).items():
+            if value > scores.get(sha, 0.0):
+                scores[sha] = _timed(store, sha, value)
     return scores
 
 
 def similar_scores(store: Any, settings: Settings, sha: str) -> dict[str, float]:
-    """:func:`extra_space_scores` for an item's own vector as the query (similar items), the item left out."""
+    """:func:`extra_space_scores` for an item's own vector as the query (similar items), the item left out: a
+    video's is the mean of its shots'."""
     scores: dict[str, float] = {}
     for space in spaces_of(store, settings):
         vector = store.feature(sha, space.feature_key)
         if vector is None:
             continue
-        shas, matrix = stored(store, space)
-        found = standouts(shas, matrix, vector)
+        dim = model_of(space, settings).dim
+        mean = vector.reshape(-1, dim).mean(axis=0)
+        found = standouts(stored(store, space, dim), mean / max(float(np.linalg.norm(mean)), 1e-12))
         found.pop(sha, None)
-        scores.update(found)
+        scores.update({other: _timed(store, other, value) for other, value in found.items()})
     return scores
 
 
-def standouts(shas: list[str], matrix: np.ndarray, vector: np.ndarray) -> dict[str, float]:
-    """sha -> (cosine - mean) / std over the space, for the nearest CANDIDATES items above the mean."""
-    if len(shas) < 2 or matrix.shape[1] != vector.shape[0]:
+def standouts(space: _Matrix, vector: np.ndarray) -> dict[str, Standing]:
+    """sha -> (cosine - mean) / std over the space's rows, for the nearest CANDIDATES items above the mean (a
+    video at its best shot)."""
+    if len(set(space.shas)) < 2 or space.matrix.shape[1] != vector.shape[0]:
         return {}
-    cosines = matrix @ vector.astype(np.float32)
+    cosines = space.matrix @ vector.astype(np.float32)
     spread = float(cosines.std())
     if spread < 1e-6:
         return {}
     standing = (cosines - cosines.mean()) / spread
-    nearest = np.argsort(-cosines)[:CANDIDATES]
-    return {shas[i]: min(float(standing[i]), STANDOUT_CAP) for i in nearest if standing[i] > 0}
+    found: dict[str, Standing] = {}
+    for row in np.argsort(-cosines):
+        if standing[row] <= 0 or len(found) >= CANDIDATES:
+            break
+        sha = space.shas[row]
+        if sha not in found:  # its best row comes first
+            found[sha] = Standing(min(float(standing[row]), STANDOUT_CAP))
+            found[sha].shot = space.shots[row]
+    return found
+
+
+def _timed(store: Any, sha: str, value: Standing) -> Standing:
+    """The standing with its video shot's start and end (from the shot's stored labels), when it has a shot."""
+    if value.shot is not None and value.start is None:
+        shot = store.shot_evidence(sha, value.shot, "label", 1)
+        if shot:
+            value.start, value.end = shot[0].start, shot[0].end
+    return value
 
 
 def _query_vector(space: Space, settings: Settings, query: Any) -> np.ndarray | None:
@@ -423,9 +508,14 @@ OPEN = "open-vocabulary"  # evidence kind of a hit's standing in an open-vocabul
 
 
 def evidence(standing: float) -> list[Any]:
-    """What a hit's standing in an open-vocabulary space says, as evidence (none when it has none)."""
+    """What a hit's standing in an open-vocabulary space says, as evidence (none when it has none); a video's
+    names its shot, with the shot's times (the hit's moment when nothing else gives one)."""
     from polymodal.analysis import Evidence
 
     if standing <= 0:
         return []
-    return [Evidence(OPEN, f"{standing:.1f} standard deviations above the mean in the model's space")]
+    said = f"{standing:.1f} standard deviations above the mean in the model's space"
+    shot = getattr(standing, "shot", None)
+    if shot is None:
+        return [Evidence(OPEN, said)]
+    return [Evidence(OPEN, f"{said} (shot {shot + 1})", start=standing.start, end=standing.end, page=shot)]

@@ -140,11 +140,29 @@ def base_store(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     for name in ("photos/astronaut.jpg", "photos/coffee.jpg", "photos/chelsea_cat.jpg", "sounds/dog.mp3",
                  "sounds/cow.mp3", "notes/coffee.md"):  # fmt: skip
         shutil.copy(samples / name, folder / Path(name).name)
+    slides(folder / "slides.mp4", [samples / "photos" / "rocket.jpg", samples / "photos" / "coffee.jpg"])
     store = root / "store"
     with Collection(settings=Settings.from_env(store=store)) as collection:
         report = collection.index(folder)
     assert not report.errors, report.errors
+    assert report.per_modality["video"] == 1
     return folder, store
+
+
+def slides(target: Path, photos: list[Path], seconds: float = 1.5, fps: int = 5) -> Path:
+    """A silent video showing each photo in turn (a hard cut between them: one shot each)."""
+    import av
+    from PIL import Image
+
+    with av.open(str(target), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for photo in photos:
+            frame = av.VideoFrame.from_image(Image.open(photo).convert("RGB").resize((320, 240)))
+            for _ in range(int(seconds * fps)):
+                container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return target
 
 
 @pytest.fixture
@@ -264,24 +282,26 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
         add = ["models", "add", "--store", str(store), "--json"]
         assert main([*add, "image-text", str(tiny[("clip", "transformers")])]) == 0
         image_text = json.loads(capsys.readouterr().out)
-        assert (image_text["embedded"], image_text["licence"], image_text["errors"]) == (3, "mit", [])
+        assert (image_text["embedded"], image_text["licence"], image_text["errors"]) == (4, "mit", [])  # + video
         assert main([*add, "audio-text", str(tiny[("clap", "onnx")])]) == 0
         assert json.loads(capsys.readouterr().out)["embedded"] == 2
         with Collection(settings=settings) as collection:
             report = collection.index(folder)  # nothing new: nothing perceived, nothing embedded again
-            assert report.outcomes == {"unchanged": 6} and not report.errors
+            assert report.outcomes == {"unchanged": 7} and not report.errors
             found = spaces.spaces_of(collection.store, settings)
             kinds = [(s.kind, s.source) for s in found]
             assert kinds == [("image-text", "collection"), ("audio-text", "collection")]
-            assert [len(spaces.stored(collection.store, s)[0]) for s in found] == [3, 2]
+            assert [spaces.item_count(collection.store, s) for s in found] == [4, 2]
+            video = collection.store.files_under(str(folder / "slides.mp4"))[0].sha
+            assert collection.store.feature(video, found[0].feature_key).shape == (2 * 16,)  # a row per shot
 
     more = store.parent / "more"
     more.mkdir()
     shutil.copy(samples / "photos" / "rocket.jpg", more / "rocket.jpg")  # a new photo: perceived and embedded
     with Collection(settings=settings) as collection:
         report = collection.index(folder, more)
-        assert report.outcomes == {"analyzed": 1, "unchanged": 6}, report.outcomes
-        assert len(spaces.stored(collection.store, found[0])[0]) == 4
+        assert report.outcomes == {"analyzed": 1, "unchanged": 7}, report.outcomes
+        assert spaces.item_count(collection.store, found[0]) == 5
         fused = collection.searcher().scored(Query("a woman in a space suit"))
         standing = {s.row.path.rsplit("/", 1)[-1]: s.candidate.open for s in fused}
         assert standing["coffee.md"] == 0.0  # a text is in neither space
@@ -298,10 +318,15 @@ def test_add_index_search_remove(tiny: dict, collection_dir: tuple[Path, Path], 
             by_example = collection.searcher().scored(media)  # the query's own vector: the most standing
             best = max(by_example, key=lambda s: s.candidate.open)
             assert best.row.path.endswith(name) and best.candidate.open > 0
+        slide = next(s for s in collection.searcher().scored(Query(image=folder / "coffee.jpg"))
+                     if s.row.path.endswith("slides.mp4"))  # fmt: skip
+        assert slide.candidate.open.shot == 1  # the video's second shot shows the coffee
+        said = spaces.evidence(slide.candidate.open)[0]
+        assert (said.page, said.start is not None, "(shot 2)" in said.text) == (1, True, True)
 
     assert main(["models", "list", "--store", str(store), "--json"]) == 0
     listed = {row["kind"]: row for row in json.loads(capsys.readouterr().out)["models"]}
-    assert listed["image-text"]["id"].startswith("clip-transformers-") and listed["image-text"]["items"] == 4
+    assert listed["image-text"]["id"].startswith("clip-transformers-") and listed["image-text"]["items"] == 5
     assert listed["audio-text"]["id"].startswith("clap-onnx-") and listed["text"]["source"] == "bundled"
 
     for kind in ("image-text", "audio-text"):

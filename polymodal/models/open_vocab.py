@@ -15,6 +15,7 @@ transformers loaders are called with ``local_files_only`` and ``HF_HUB_OFFLINE``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -269,6 +270,11 @@ class OpenVocabModel:
                 loader = _TorchBackend if self.layout.layout == "transformers" else _OnnxBackend
                 self._backend = loader(self.layout, self.threads)
             return self._backend
+
+    @functools.cached_property
+    def dim(self) -> int:
+        """The width of the model's vectors."""
+        return int(self.encode_text(["a"]).shape[1])
 
     @property
     def logit_scale(self) -> float:
