@@ -39,6 +39,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE / "qa"))
 import build_qa  # noqa: E402
 
+from polymodal.tasks.questions import PHRASING_WORDS  # noqa: E402
+
 QUESTIONS = build_qa.QUESTIONS
 RESULTS = HERE / "results"
 BASELINE = RESULTS / "qa_baseline.json"
@@ -70,7 +72,9 @@ NUMBER_WORDS = {
         "seventeen eighteen nineteen twenty".split()
     )
 } | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
-# Words of phrasing, not of content: never counted as unsupported.
+# Words of phrasing, not of content: never counted as unsupported. The answers' own template words count too
+# ("the image model sees", "the face detector found"), except those that describe the file.
+DESCRIPTIVE = frozenset("dark light flat paper texture gradients outlines small largest".split())
 STOPWORDS = frozenset(
     """a about above according across after again against all also am an and any are around as at be because
     been before behind being below beside besides between both but by can cant could did do does doing down
@@ -87,7 +91,7 @@ STOPWORDS = frozenset(
     foreground side part color colour colours colors coloured colored mostly mainly partly kind type sort
     thing things object objects something someone item file document chart graph named called beginning start
     end approximately""".split()
-)
+) | (PHRASING_WORDS - DESCRIPTIVE)
 # The rules, as stored with every run.
 SCORING = {
     "normalise": "lower case, apostrophes dropped, number words (zero..twenty, tens) to digits, other "
@@ -103,7 +107,8 @@ SCORING = {
     "correct (cant-tell)": "a refusal, or an answer naming an 'also_fine' form (a fact outside the media "
     "proper, e.g. the file name)",
     "hallucination": "cant-tell: a claim (not a refusal, not a listing, no also_fine form); answerable: "
-    "not correct, not a refusal, not a listing, and a content word or number of the answer (not a stopword, "
+    "not correct, not a refusal, not a listing, and a content word or number of the answer (not a stopword "
+    "nor a template word of polymodal.tasks.questions.PHRASING_WORDS other than DESCRIPTIVE, "
     "not a clock time or percentage, crude singular) is in none of: the file's evidence (every analysis "
     "evidence text and the describe facts, e.g. colours), the answer's cited evidence, the question, the "
     "accepted forms",

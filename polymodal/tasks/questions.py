@@ -161,7 +161,7 @@ PHRASING_WORDS = frozenset(
     last reads read says said say speaker speech starting starts recognised recognises recognise nothing
     best guess sees hears document page drawing photo screenshot pixels titled title about time times never
     word words transcript more thing things recording starts outlines flat gradients texture paper dark light
-    probably possibly yes""".split()
+    probably possibly yes face faces detector found heard hear""".split()
 )
 
 
