@@ -477,7 +477,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     collection = _collection(args)
-    with naming(args.image or args.audio):
+    with naming(args.image or args.audio, expects=("image",) if args.image else ("audio", "video")):
         result = collection.search(
             args.text, image=args.image, audio=args.audio, k=args.k, offset=args.offset, modality=args.modality,
             path=args.path, **({"person": args.person} if args.person else {}),

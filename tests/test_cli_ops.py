@@ -266,6 +266,20 @@ def test_transcribe_on_an_image_says_it_is_an_image(tmp_path: Path) -> None:
     assert f"{note}: this is a text document, not a recording or a video" in done.stderr
 
 
+def test_search_by_example_names_a_file_of_the_wrong_kind(collection: tuple[Path, Path], tmp_path: Path) -> None:
+    import wave
+
+    _, store = collection
+    tone = tmp_path / "tone.wav"
+    with wave.open(str(tone), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(32000))
+    done = polymodal("search", "--image", tone, "--store", store, check_rc=2)
+    assert done.stderr.strip().splitlines()[-1] == f"error: {tone}: this is a recording, not an image", done.stderr
+
+
 def test_expect_kind_stops_before_reading(tmp_path: Path) -> None:
     from polymodal.media.errors import MediaError
 
