@@ -110,7 +110,11 @@ def add_space(store: Any, settings: Settings, kind: str, directory: str | Path) 
         "licence": licence(layout.directory),
         "added": time.time(),
     }
+    replaced = recorded(store, kind)
     store.set_meta(META_PREFIX + kind, json.dumps(record))
+    if replaced is not None and replaced["id"] != model.id:  # the vectors of the model it replaces go
+        _delete_vectors(store, f"open:{kind}:{replaced['id']}")
+        _MATRICES.clear()
     return Space(kind, layout.directory, model.id, model.hashes, "collection")
 
 

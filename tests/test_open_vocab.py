@@ -346,12 +346,17 @@ def test_changed_files_are_refused(tiny: dict, collection_dir: tuple[Path, Path]
     shutil.copytree(tiny[("siglip", "onnx")], model)
     settings = Settings.from_env(store=store)
     with Collection(settings=settings) as collection:
-        spaces.add_space(collection.store, settings, "image-text", model)
+        first = spaces.add_space(collection.store, settings, "image-text", model)
+        assert spaces.embed_space(collection.store, settings, first)["embedded"] == 4
         assert collection.search("a cat").hits is not None
         with open(model / "tokenizer.json", "a") as handle:
             handle.write("\n")
         with pytest.raises(OpenVocabError, match="tokenizer.json"):
             collection.search("a cat")
+        again = spaces.add_space(collection.store, settings, "image-text", model)  # what the message asks for
+        assert again.model_id != first.model_id and spaces.item_count(collection.store, first) == 0  # old ones gone
+        assert spaces.embed_space(collection.store, settings, again)["embedded"] == 4
+        assert collection.search("a cat").hits is not None
 
 
 def test_a_setting_names_the_model_and_classify_uses_it(tiny: dict, samples: Path, tmp_path: Path,
