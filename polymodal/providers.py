@@ -5,7 +5,8 @@ piece by piece as it is generated (``stream`` where a phraser has it: the local 
 piece otherwise), and stops the model when a ``stop`` event is set. The local LLM ignores images (it is
 text-only and sees the evidence instead); a provider is sent the images as well.
 Providers speak either the OpenAI chat-completions wire format (OpenAI, Ollama, vLLM, llama.cpp server)
-or Anthropic's Messages API, over the standard library's ``urllib``: nothing is contacted unless
+or Anthropic's Messages API, over ``httpx`` (one pooled client per provider, a timeout on every read, retries
+with backoff on connection errors and on 408 / 429 / 5xx, honouring Retry-After): nothing is contacted unless
 ``Settings.provider`` is set.
 """
 
@@ -17,11 +18,11 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import httpx
 
 from polymodal.config import Settings
 
@@ -134,12 +135,7 @@ class LocalPhraser:
         stop: threading.Event | None = None,
     ) -> Iterator[str]:
         """The reply piece by piece; generation ends when ``stop`` is set (see :func:`stream_text`)."""
-        messages = _messages(system, user, examples)
-        own = getattr(self.model, "stream", None)
-        if own is not None:
-            yield from own(messages, max_tokens=max_tokens, temperature=0.0, stop_event=stop)
-        else:
-            yield from _llama_stream(self.model, messages, max_tokens, stop)
+        yield from self.model.stream(_messages(system, user, examples), max_tokens=max_tokens, stop=stop)
 
     def count_tokens(self, text: str) -> int:
         return self.model.count_tokens(text)
@@ -147,34 +143,6 @@ class LocalPhraser:
 
 def _messages(system: str, user: str, examples: Examples) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, *example_messages(examples), {"role": "user", "content": user}]
-
-
-def _llama_stream(
-    model: Any, messages: list[dict[str, str]], max_tokens: int, stop: threading.Event | None
-) -> Iterator[str]:
-    """Stream from a :class:`polymodal.models.llm.LocalLlm` that has no ``stream`` method of its own: the same
-    call as its ``chat`` with ``stream=True``, under its generation lock (one conversation at a time); closing
-    the generator (``stop`` set, or the caller gone) ends llama.cpp's generation loop."""
-    from polymodal.models.base import ModelError
-
-    with getattr(model, "_generation_lock", None) or contextlib.nullcontext():
-        budget = model.context_tokens - model.count_tokens(" ".join(m["content"] for m in messages)) - 32
-        if budget < 16:
-            raise ModelError(f"the prompt does not fit in the LLM context ({model.context_tokens} tokens)")
-        chunks = model.runtime.create_chat_completion(
-            messages=messages, max_tokens=min(max_tokens, budget), temperature=0.0, seed=0, stream=True
-        )
-        try:
-            for chunk in chunks:
-                if stop is not None and stop.is_set():
-                    break
-                piece = (chunk["choices"][0].get("delta") or {}).get("content")
-                if piece:
-                    yield piece
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
 
 
 @dataclass
@@ -214,6 +182,7 @@ class ProviderPhraser:
         self.name = f"{config.kind}:{config.model}"
         self.sees_images = config.vision
         self.context_tokens = config.context_tokens
+        self._http: httpx.Client | None = None
 
     def complete(
         self,
@@ -246,8 +215,8 @@ class ProviderPhraser:
         build = anthropic_body if anthropic else openai_body
         body = build(self.config.model, system, user, images, max_tokens, examples) | {"stream": True}
         data = json.dumps(body).encode("utf-8")
-        response = self._with_retries(lambda: _open_once(self.endpoint, data, self._headers(), self.config.timeout))
-        with response:
+        response = self._with_retries(lambda: _open_once(self._client(), self.endpoint, data, self._headers()))
+        with contextlib.closing(response):
             if "text/event-stream" not in (response.headers.get("content-type") or ""):
                 yield self._whole(response, anthropic)  # a server that does not stream answers whole
                 return
@@ -261,7 +230,7 @@ class ProviderPhraser:
     def _whole(self, response: Any, anthropic: bool) -> str:
         try:
             answer = json.loads(response.read())
-        except (ValueError, TimeoutError, OSError) as exc:
+        except (ValueError, httpx.HTTPError) as exc:
             raise ProviderError(f"provider {_origin(self.config.url)} answered something unusable: {exc}") from None
         return _anthropic_text(answer, self.config.url) if anthropic else _openai_text(answer, self.config.url)
 
@@ -299,7 +268,13 @@ class ProviderPhraser:
 
     def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         data = json.dumps(body).encode("utf-8")
-        return self._with_retries(lambda: _post_once(url, data, headers, self.config.timeout))
+        return self._with_retries(lambda: _post_once(self._client(), url, data, headers))
+
+    def _client(self) -> httpx.Client:
+        """One client per phraser, made on first use: its connections are kept and reused."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=httpx.Timeout(self.config.timeout), follow_redirects=False)
+        return self._http
 
     def _with_retries(self, call: Any) -> Any:
         attempts = 1 + max(0, int(self.config.retries))
@@ -320,11 +295,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -> dict[str, Any]:
-    with _open_once(url, data, headers, timeout) as response:
+def _post_once(client: httpx.Client, url: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    with contextlib.closing(_open_once(client, url, data, headers)) as response:
         try:
             raw = response.read()
-        except (TimeoutError, OSError) as exc:
+        except httpx.TimeoutException:
+            raise _Retryable(f"provider {_origin(url)} timed out after {_timeout(client):g} s") from None
+        except httpx.HTTPError as exc:
             raise _Retryable(f"provider {_origin(url)} connection failed: {exc}") from None
     try:
         return json.loads(raw)
@@ -332,33 +309,38 @@ def _post_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -
         raise ProviderError(f"provider {_origin(url)} answered something that is not JSON: {_excerpt(raw)}") from None
 
 
-def _open_once(url: str, data: bytes, headers: dict[str, str], timeout: float) -> Any:
-    """The open HTTP response to one POST; errors sorted into retryable and final ones."""
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+def _open_once(client: httpx.Client, url: str, data: bytes, headers: dict[str, str]) -> httpx.Response:
+    """The open (streamed) HTTP response to one POST; errors sorted into retryable and final ones."""
     where = _origin(url)
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - configured URL
-    except urllib.error.HTTPError as exc:
-        excerpt = _excerpt(exc.read())
-        message = f"provider {where} answered {exc.code}: {excerpt}"
-        if exc.code in RETRY_STATUSES:
-            raise _Retryable(message, _retry_after(exc.headers.get("retry-after"))) from None
-        raise ProviderError(message) from None
-    except TimeoutError:
-        raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise _Retryable(f"provider {where} timed out after {timeout:g} s") from None
-        raise _Retryable(f"provider {where} could not be reached: {exc.reason}") from None
-    except (ConnectionError, OSError) as exc:
-        raise _Retryable(f"provider {where} connection failed: {exc}") from None
+        response = client.send(client.build_request("POST", url, content=data, headers=headers), stream=True)
+    except httpx.TimeoutException:
+        raise _Retryable(f"provider {where} timed out after {_timeout(client):g} s") from None
+    except httpx.HTTPError as exc:
+        raise _Retryable(f"provider {where} could not be reached: {exc}") from None
+    if response.status_code < 400:
+        return response
+    try:
+        excerpt = _excerpt(response.read())
+    except httpx.HTTPError as exc:
+        excerpt = f"(body unreadable: {exc})"
+    finally:
+        response.close()
+    message = f"provider {where} answered {response.status_code}: {excerpt}"
+    if response.status_code in RETRY_STATUSES:
+        raise _Retryable(message, _retry_after(response.headers.get("retry-after")))
+    raise ProviderError(message)
+
+
+def _timeout(client: httpx.Client) -> float:
+    return float(client.timeout.read or 0)
 
 
 def _events(response: Any, url: str) -> Iterator[dict[str, Any]]:
     """The JSON payloads of a server-sent event stream (``data:`` lines), up to ``[DONE]``."""
     try:
-        for raw in response:
-            line = raw.decode("utf-8", "replace").strip()
+        for raw in response.iter_lines():
+            line = raw.strip()
             if not line.startswith("data:"):
                 continue
             payload = line[5:].strip()
@@ -374,8 +356,8 @@ def _events(response: Any, url: str) -> Iterator[dict[str, Any]]:
             if event.get("type") == "error" or ("error" in event and "choices" not in event):
                 raise ProviderError(f"provider {_origin(url)} stopped with an error: {_excerpt(event)}")
             yield event
-    except (TimeoutError, OSError) as exc:
-        raise ProviderError(f"provider {_origin(url)} stopped streaming: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"provider {_origin(url)} stopped streaming: {exc or type(exc).__name__}") from None
 
 
 def _openai_piece(event: dict[str, Any]) -> str:
