@@ -54,9 +54,13 @@ def fit(data) -> ranking.RankingModel:
         for path, candidate, kind in candidates:
             rows.append(candidate.features(kind))
             labels.append(int(query["judgements"].get(path, 0) >= 1))
+    matrix = np.array(rows)
     model = LogisticRegression(C=C, fit_intercept=False, max_iter=5000)
-    model.fit(np.array(rows), np.array(labels))
-    weights = {name: round(float(w), 4) for name, w in zip(names, model.coef_[0], strict=True)}
+    model.fit(matrix, np.array(labels))
+    present = matrix.any(axis=0)  # a feature never seen here (open-vocabulary without such a model) stays unfitted
+    weights = {
+        name: round(float(w), 4) for name, w, seen in zip(names, model.coef_[0], present, strict=True) if seen
+    }
     return ranking.RankingModel(weights)
 
 

@@ -13,6 +13,7 @@ window) and that shot's thumbnail; for an image query, the shot whose keyframe l
 from __future__ import annotations
 
 import fnmatch
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -337,11 +338,17 @@ class Searcher:
         """How much the item looks (or sounds) like the query's media: the cosine of their features from the same
         image classifier or sound tagger, 0 when the item has none."""
         for model, query in looks.items():
+            if model not in self._example_models:
+                continue  # shots, faces, open-vocabulary spaces: not the classifier's or tagger's features
             item = self.store.feature(sha, model)
             if item is not None and item.shape == query.shape:
                 norms = float(np.linalg.norm(item)) * float(np.linalg.norm(query))
                 return float(item @ query) / norms if norms > 0 else 0.0
         return 0.0
+
+    @functools.cached_property
+    def _example_models(self) -> frozenset[str]:
+        return frozenset(self.analyzer.model(family).model_id for family in ("image", "sound"))
 
     def _event(self, sha: str, tags: list[str], text: str | None) -> Evidence | None:
         """The sound event of a recording that the query names, else the strongest of its matching tags, else
