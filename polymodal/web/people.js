@@ -66,7 +66,12 @@
       if (pick.checked) picked.add(person.person); else picked.delete(person.person);
       merge.disabled = picked.size < 2;
     });
-    const photos = person.items.slice(0, 12).map((id, i) => h("a", { href: `#/item/${id}` }, `${i + 1}`));
+    const photos = person.items.slice(0, 8).map((id) => {
+      const img = h("img", { src: `/api/items/${id}/thumbnail`, alt: `item ${id}`, loading: "lazy", width: 40, height: 40 });
+      img.addEventListener("error", () => img.replaceWith(`#${id}`), { once: true });
+      return h("a", { href: `#/item/${id}`, title: `Open item ${id}` }, img);
+    });
+    if (person.items.length > 8) photos.push(h("span", { class: "muted", text: `+${person.items.length - 8}` }));
     return h("article", { class: "person-card" },
       h("img", { src: person.face_url, alt: `Face of ${label}`, loading: "lazy", width: 120, height: 120 }),
       name,
