@@ -372,3 +372,10 @@ def test_a_setting_names_the_model_and_classify_uses_it(tiny: dict, samples: Pat
     assert result.evidence[0].kind == "model" and space.model_id in result.evidence[0].text
     assert abs(sum(s.score for s in result.scores) - 1.0) < 1e-5 and not result.warnings
     assert f"scores from the open-vocabulary model {space.model_id}" in result.to_text()
+
+
+def test_the_cli_knows_the_same_kinds() -> None:
+    from polymodal import cli_models
+    from polymodal.models import open_vocab
+
+    assert cli_models.KINDS == open_vocab.KINDS
