@@ -61,9 +61,10 @@ class GenerateError(OutsideError, RuntimeError):
 
 
 class NotConfigured(ConfigError):
-    """No image provider is configured, or its settings are wrong: the message says which variable to set."""
+    """No image provider is configured, or its settings are wrong: the message says which variable to set (the
+    API answers 400: the request cannot be served as the service is set up; the caller's operator can fix it)."""
 
-    status = 503
+    status = 400
 
 
 @dataclass(frozen=True)
@@ -387,13 +388,13 @@ def generate_text(
     prompt: str, settings: Settings | None = None, max_tokens: int = 400, analyzer: Any = None
 ) -> Iterator[str]:
     """The local LLM's (or the configured provider's) answer to ``prompt``, piece by piece as generated."""
-    from polymodal.models.base import ModelError
     from polymodal.providers import phraser_for, stream_text
 
     prompt = _checked_prompt(prompt)
     phraser = phraser_for(settings or Settings.from_env(), analyzer)
     if phraser is None:
-        raise ModelError("no language model: the LLM is set to 'none' and no provider is configured")
+        raise ConfigError("no language model to generate text: the LLM is set to 'none' (POLYMODAL_LLM) and no "
+                          "provider is configured")  # fmt: skip
     yield from stream_text(phraser, TEXT_SYSTEM, prompt, max_tokens=max_tokens)
 
 

@@ -27,7 +27,7 @@ from polymodal.analysis import Analyzer
 from polymodal.api.app import create_app
 from polymodal.api.config import ServeConfig
 from polymodal.collection import Collection
-from polymodal.errors import UsageError
+from polymodal.errors import ConfigError, UsageError
 
 CONFIG = ServeConfig(warm=False, allowed_hosts=("testserver",))
 CAT_PROMPTS = ("a cat sitting on a windowsill", "一只猫坐在窗台上")
@@ -201,6 +201,8 @@ def test_text_from_the_local_llm_and_from_a_provider(cat, settings):
     remote = settings.with_(provider={"kind": "openai", "url": cat.url, "model": "fake", "retries": 0})
     assert "".join(generate.generate_text("A poem, please.", remote)) == "Roses are red."
     assert generate.text_model(remote) == "openai:fake"
+    with pytest.raises(ConfigError, match="no language model"):
+        "".join(generate.generate_text("Hello?", settings.with_(llm="none", provider=None)))
 
 
 # --- the HTTP API ------------------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def test_api_generate_each_type(client, cat, monkeypatch):
     text = client.post("/api/generate", json={"type": "text", "prompt": "A poem, please."})
     assert text.status_code == 200 and text.json()["text"] == "Roses are red." and text.json()["by"] == "openai:fake"
 
-    error(client.post("/api/generate", json={"type": "image", "prompt": "a cat"}), 503, "POLYMODAL_IMAGE_PROVIDER_URL")
+    error(client.post("/api/generate", json={"type": "image", "prompt": "a cat"}), 400, "POLYMODAL_IMAGE_PROVIDER_URL")
     monkeypatch.setenv("POLYMODAL_IMAGE_PROVIDER_URL", cat.url)
     image = client.post("/api/generate", json={"type": "image", "prompt": CAT_PROMPTS[0], "size": "512x512"}).json()
     assert image["image"]["url"].startswith("data:image/png;base64,") and image["check"]["verdict"] == "matches"
@@ -247,6 +249,7 @@ def test_api_generate_each_type(client, cat, monkeypatch):
     error(client.post("/api/generate", json={"type": "video", "prompt": "a cat"}), 422, "type")
     error(client.post("/api/generate", json={"type": "text", "prompt": "   "}), 400, "prompt is empty")
     error(client.post("/api/generate", json={"type": "speech", "prompt": "hi", "voice": "nobody"}), 400, "nobody")
+    error(client.post("/api/generate", json={"type": "speech", "prompt": "word " * 300}), 400, "speak endpoint")
 
 
 def test_api_speak_whole_opus_and_streamed(client):

@@ -129,6 +129,11 @@ def test_formats_wav_opus_and_the_stream_header(settings, tmp_path):
     assert np.all(np.abs(speech.resample(np.ones(2205, np.float32), 22050, 24000)) <= 1.0)
 
 
+def test_text_the_english_reader_fails_on_is_still_spoken(settings):
+    digits = speech.speak("My number is " + "12345" * 8 + ".", settings=settings)  # 40 digits: read one by one
+    assert digits.voices == ["hibari"] and digits.seconds > 10
+
+
 @pytest.mark.parametrize(
     ("call", "words"),
     [

@@ -39,6 +39,13 @@ ESPEAK_VOICES = {
 }  # fmt: skip
 
 
+_LONG_NUMBER = re.compile(r"\d{13,}")
+
+
+class VoiceFailed(ModelError):
+    """A voice could not read a sentence (its text front end failed on it); another voice may."""
+
+
 class UnknownVoice(UsageError):
     """A voice or language the user asked for that no installed voice has."""
 
@@ -87,8 +94,13 @@ class HibariVoice(Voice):
         return Hibari(threads=max(1, min(2, self.settings.threads)))
 
     def synthesize(self, text: str, language: str = "en") -> np.ndarray:
-        # Seeded: the same text gives the same audio (hibari adds a little noise to its excitation).
-        return np.asarray(self.runtime(text, seed=0), dtype=np.float32)
+        # Its number reader knows scales up to the trillions: longer digit runs are read digit by digit.
+        text = _LONG_NUMBER.sub(lambda match: " ".join(match.group()), text)
+        try:
+            # Seeded: the same text gives the same audio (hibari adds a little noise to its excitation).
+            return np.asarray(self.runtime(text, seed=0), dtype=np.float32)
+        except (IndexError, KeyError, ValueError) as exc:  # its text front end on input it does not handle
+            raise VoiceFailed(f"hibari could not read {text[:60]!r}: {type(exc).__name__}: {exc}") from exc
 
 
 @register

@@ -17,6 +17,7 @@ sentence's audio at a time, so the first sound of a long text is ready after its
 from __future__ import annotations
 
 import io
+import logging
 import re
 import struct
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from polymodal.config import Settings
 from polymodal.errors import UsageError
 from polymodal.models import tts
 
+log = logging.getLogger(__name__)
 RATE = 24_000  # every voice's audio is brought to this rate (Opus takes 24 kHz; hibari speaks at it)
 MAX_CHARACTERS = 20_000  # one request: ~25 minutes of speech
 MAX_SENTENCE = {"latin": 300, "cjk": 120}  # longer sentences are cut at commas (the voices read shorter ones better)
@@ -148,9 +150,17 @@ def _spoken(plan: list[tuple[str, str, tts.Voice]]) -> Iterator[tuple[np.ndarray
 
 
 def voiced(part: tuple[str, str, tts.Voice]) -> np.ndarray:
-    """One planned part (sentence, language, voice) spoken, at :data:`RATE`."""
+    """One planned part (sentence, language, voice) spoken, at :data:`RATE`; a sentence the voice fails on is
+    read by espeak-ng instead (logged)."""
     sentence, lang, chosen = part
-    return resample(chosen.synthesize(sentence, lang), chosen.sample_rate, RATE)
+    try:
+        return resample(chosen.synthesize(sentence, lang), chosen.sample_rate, RATE)
+    except tts.VoiceFailed as exc:
+        if chosen.name == tts.FALLBACK or not tts.EspeakVoice.installed():
+            raise
+        log.warning("%s; read by %s instead", exc, tts.FALLBACK)
+        fallback = tts.voice(tts.FALLBACK, chosen.settings)
+        return resample(fallback.synthesize(sentence, lang), fallback.sample_rate, RATE)
 
 
 def joined(plan: list[tuple[str, str, tts.Voice]]) -> np.ndarray:

@@ -5,8 +5,9 @@
 sent as each is spoken (chunked; the header's sizes say "unknown length", as live WAV streams do), so the first
 sound of a long text comes after its first sentence. ``/api/generate`` answers JSON: generated text; an image as
 a data URL, or as the media URL of a collection item when ``"index": true``, with the check of the image against
-the prompt; speech as a data URL. Errors are ``{error, code}``: 400 bad input, 503 nothing configured / a
-voice or model missing, 502 the image provider failed, 504 it timed out.
+the prompt; speech as a data URL. Errors are ``{error, code}``: 400 bad input or nothing configured (the message
+says which variable to set), 503 a voice's or model's files missing, 502 the image provider failed, 504 it timed
+out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from polymodal.api.errors import ApiError
 from polymodal.api.service import Service
 
 router = APIRouter(tags=["generate"], dependencies=[Depends(caller)])
-MAX_SPEAK = 20_000  # characters of one /api/speak request (the JSON body limit is lower by default)
+MAX_SPEAK = 5_000  # characters of one /api/speak request: ~5 minutes of speech (longer: several requests)
+MAX_GENERATED_SPEECH = 1_000  # characters spoken by /api/generate (answered inline as a data URL)
 MAX_SPOKEN_ANSWER = 2_000  # characters of an answer spoken back inline (as a data URL)
 
 
@@ -99,6 +101,9 @@ async def generate(request: GenerateRequest, svc: Svc) -> dict[str, Any]:
         return await _text(request, svc)
     if request.type == "image":
         return await _image(request, svc)
+    if len(request.prompt) > MAX_GENERATED_SPEECH:
+        raise ApiError(400, f"speech is generated inline for at most {MAX_GENERATED_SPEECH:,} characters; "
+                            "use the speak endpoint (POST api/speak) for longer text")  # fmt: skip
     return {"type": "speech", "prompt": request.prompt, "audio": await _speech(svc, request)}
 
 
