@@ -118,7 +118,7 @@
     const result = document.getElementById("ask-result");
     if (!result) return;
     new MutationObserver(() => {
-      for (const answer of result.querySelectorAll(".answer-text")) {
+      for (const answer of result.querySelectorAll(".answer-text:not(.draft)")) {
         attach(answer, () => answer.textContent);
         if (autoRead() && !autoPlayed.has(answer)) whenSettled(answer);
       }
