@@ -20,7 +20,7 @@ uv=("$venv/bin/uv" pip install --python "$venv/bin/python" --quiet)
 # on other Pythons, with the export already in the cache).
 if [ "${POLYMODAL_TORCH:-1}" != 0 ]; then
   "$venv/bin/python" -c 'import torch' 2>/dev/null ||
-    "${pip[@]}" --no-deps --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
+    "${pip[@]}" --no-deps --retries 1 --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 fi
 # --no-deps: the lock is complete (torch's own dependencies included); nothing outside it is resolved.
 "${uv[@]}" --require-hashes --no-deps -r "$lock"
