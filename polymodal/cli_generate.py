@@ -22,7 +22,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     voice = argparse.ArgumentParser(add_help=False)
     voice.add_argument("--voice", choices=list(VOICES), help="default: the best installed for each sentence")
-    voice.add_argument("--language", help="en, zh, fr, ... (default: by each sentence's script, English or Chinese)")
+    voice.add_argument("--language", help="en, zh, fr, ... (default: by each sentence's script; Latin script: English)")
 
     speak = sub.add_parser(
         "speak", parents=[common, voice], help="text to speech, offline: a WAV or Opus file",

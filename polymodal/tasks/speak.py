@@ -2,8 +2,10 @@
 
 Text is split into sentences (English and Chinese punctuation; very long ones at their commas), and each
 sentence is spoken by the voice for its language (:mod:`polymodal.models.tts`). Without a language, a sentence
-with Chinese characters is Chinese (espeak-ng's Mandarin voice reads the Latin words in it as English), any
-other sentence English; so mixed English / Chinese text is read sentence by sentence in the right voice.
+with Chinese characters is Chinese (espeak-ng's Mandarin voice reads the Latin words in it as English); kana,
+Hangul, Cyrillic, Greek, Arabic, Hebrew, Devanagari and Thai name their languages; any other sentence is English
+(another Latin-script language needs ``language``). Mixed English / Chinese text is read sentence by sentence
+in the right voice.
 Numbers, dates, times and money are read by the English voice's own normaliser ("2024-03-05" -> "March fifth,
 twenty twenty four"); espeak-ng reads digits as numbers in its language. Known limits: a Chinese word inside an
 English sentence makes the whole sentence Chinese-voiced; English words in a Chinese sentence are read by
@@ -37,7 +39,14 @@ MAX_CHARACTERS = 20_000  # one request: ~25 minutes of speech
 MAX_SENTENCE = {"latin": 300, "cjk": 120}  # longer sentences are cut at commas (the voices read shorter ones better)
 FORMATS = {"wav": "audio/wav", "opus": "audio/ogg"}
 EXTENSIONS = {".wav": "wav", ".ogg": "opus", ".opus": "opus"}
-_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]")
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+# Scripts that name a sentence's language (checked in order: kana before Han, as Japanese uses both).
+_SCRIPTS = [
+    (re.compile("[\u3040-\u30ff]"), "ja"), (re.compile("[\uac00-\ud7af]"), "ko"),
+    (re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"), "zh"), (re.compile("[\u0400-\u04ff]"), "ru"),
+    (re.compile("[\u0370-\u03ff]"), "el"), (re.compile("[\u0600-\u06ff]"), "ar"), (re.compile("[\u0590-\u05ff]"), "he"),
+    (re.compile("[\u0900-\u097f]"), "hi"), (re.compile("[\u0e00-\u0e7f]"), "th"),
+]  # fmt: skip
 # A sentence ends after . ! ? … (then a space) or after Chinese 。！？； (no space needed), or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|(?<=[。！？；])[”’」』）]*\s*|\n+")
 _CLAUSE = re.compile(r"(?<=[,;:，、；：])\s*")
@@ -213,8 +222,12 @@ def _speakable(sentence: str) -> bool:
 
 
 def language_of(sentence: str) -> str:
-    """ "zh" for a sentence with Chinese characters, else "en"."""
-    return "zh" if _CJK.search(sentence) else "en"
+    """The language a sentence's script says: Chinese for Han characters, Japanese with kana, Korean, Russian,
+    Greek, Arabic, Hebrew, Hindi, Thai by their scripts; English otherwise (Latin script: give ``language``)."""
+    for script, language in _SCRIPTS:
+        if script.search(sentence):
+            return language
+    return "en"
 
 
 def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
