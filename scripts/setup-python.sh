@@ -23,6 +23,7 @@ if [ "${POLYMODAL_TORCH:-1}" != 0 ]; then
     "${pip[@]}" --no-deps --retries 1 --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
 fi
 # --no-deps: the lock is complete (torch's own dependencies included); nothing outside it is resolved.
-"${uv[@]}" --require-hashes --no-deps -r "$lock"
+# --compile-bytecode, as pip does: first imports are not slowed (or warned about) by compiling.
+"${uv[@]}" --require-hashes --no-deps --compile-bytecode -r "$lock"
 "${uv[@]}" --no-deps -e .
 echo "python environment ready in $venv ($lock)"
