@@ -216,8 +216,9 @@ def test_errors_and_mobile(server, browser, tmp_path):
     page.wait_for_selector("#results .empty")
     fake = {"name": "notes.png", "mimeType": "image/png", "buffer": b"a note, not a picture"}
     page.set_input_files("#attach", files=[fake])
-    page.wait_for_selector("#banner:not([hidden])")
-    assert "notes.png is not an image" in page.locator("#banner").inner_text()
+    page.wait_for_selector("#results .empty[role=alert]")
+    assert "notes.png is not an image" in page.locator("#results").inner_text()
+    assert not page.locator("#chips .chip").count()  # the rejected file left the search
     snap(page, tmp_path, "mobile-error")
     page.keyboard.press("/")  # keyboard: "/" focuses the search box
     assert page.locator("#q").evaluate("q => q === document.activeElement")

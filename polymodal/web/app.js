@@ -4,7 +4,11 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
-const STOP = new Set("a an and are as at be by for from has have how i in is it its of on or that the this to was were what when where which who why will with you".split(" "));
+// Words a search or a question is made of but that say nothing about what is sought: never highlighted.
+const STOP = new Set(("a an and are as at be by for from has have how i in is it its of on or that the this to was were what when where which who why will with you " +
+  "about after all also am any anything before but can could did do does done find found get give got had he her here him his if into just let like " +
+  "me mention mentioned mentions more most my no not now only other our out over say said says saying see seen shall she should show shows so some " +
+  "something speak speaker talk talks tell than their them then there these they those too under up us very want we whose would your").split(" "));
 const state = { image: null, audio: null, modality: "", ask: "", analyzeFiles: [], askFiles: [], lastQuery: null, recorder: null };
 
 // --- DOM helpers ---------------------------------------------------------------------------------------
@@ -56,12 +60,30 @@ async function api(path, { method = "GET", json, form, signal, accept } = {}) {
   }
   if (!response.ok) {
     let message = `The service answered ${response.status}.`;
-    try { const data = await response.json(); if (data.error) message = data.error; } catch { /* not JSON */ }
+    try { const data = await response.json(); if (data.error) message = inWords(data.error); } catch { /* not JSON */ }
     throw new ApiError(message, response.status);
   }
   if (accept === "text/event-stream") return response;
   const type = response.headers.get("content-type") || "";
   return type.includes("json") ? response.json() : response.text();
+}
+
+// A validation message ("text: String should have at most 2000 characters") as a sentence a reader understands.
+const FIELDS = { text: "The search text", question: "The question", item_id: "The item number", item: "The item number", k: "The number of results", offset: "The page", labels: "The labels", ask: "The request" };
+function inWords(message) {
+  return String(message || "").split("; ").map(problemInWords).join(" ");
+}
+function problemInWords(message) {
+  const found = /^([a-z_]+(?:\.[a-z_0-9]+)*): (.*)$/.exec(message);
+  if (!found) return message;
+  const field = FIELDS[found[1].split(".").pop()] || `The ${found[1].replaceAll("_", " ")}`;
+  let what = found[2].replace(/\s*\[.*$/, "");
+  what = what.replace(/^String should have at most (\d+) characters?/i, (_, n) => `is too long: at most ${Number(n).toLocaleString("en")} characters`)
+    .replace(/^String should have at least 1 character/i, "is empty")
+    .replace(/^Input should be a valid integer.*/i, "must be a whole number")
+    .replace(/^Input should be (greater|less) than or equal to (\S+)/i, (_, side, n) => `must be ${side === "greater" ? "at least" : "at most"} ${n}`)
+    .replace(/^Field required/i, "is missing");
+  return `${field} ${what}${/[.!?]$/.test(what) ? "" : "."}`;
 }
 
 // Server-sent events read from a fetch response (works with POST, unlike EventSource).
@@ -137,31 +159,106 @@ function show(view) {
 }
 async function route() {
   hideError();
+  state.pagesSeen = (state.pagesSeen || 0) + 1;
   const { parts, params } = parseHash();
   const view = parts[0] || "search";
   if (view === "item" && parts[1]) { show("item"); return renderItem(parts[1]); }
   if (view === "add") { show("add"); document.title = "Add files · polymodal"; return refreshJobs(); }
   if (view === "analyze") { show("analyze"); document.title = "Analyze · polymodal"; return; }
   if (view === "ask") { show("ask"); document.title = "Ask · polymodal"; return; }
+  if (view === "people") return;  // people.js's view
   show("search");
   document.title = "polymodal";
-  const q = params.get("q");
-  if (q !== null && !state.image && !state.audio) {
-    $("#q").value = q;
-    setModality(params.get("m") || "");
-    return runSearch();
+  const url = currentUrl();
+  const shown = searches.get(url);
+  if (shown) return restoreSearch(url, shown);  // Back / Forward: what was shown, where it was scrolled to
+  setModality(params.get("m") || "");
+  if (view === "similar" && parts[1]) return runSimilar(parts[1], { push: false });
+  state.image = null;
+  state.audio = null;
+  renderChips();
+  $("#q").value = params.get("q") || "";
+  const attached = params.get("with");
+  if (attached) {  // a search with a file, opened anew: files are not kept in addresses
+    showError(`${attached} was attached to this search; files are not kept in the address: attach it again.`);
   }
-  if (!state.lastQuery && !$("#results").children.length) renderWelcome();
+  if ($("#q").value.trim()) return runSearch({ push: false });
+  state.lastSearchUrl = null;
+  renderWelcome();
 }
 window.addEventListener("hashchange", route);
 
 // --- search ----------------------------------------------------------------------------------------------------------
 function setModality(value) {
   state.modality = value;
-  for (const button of $$(".filters .seg")) button.setAttribute("aria-checked", String(button.dataset.modality === value));
+  for (const button of $$(".filters .seg")) {
+    const on = button.dataset.modality === value;
+    button.setAttribute("aria-checked", String(on));
+    button.tabIndex = on ? 0 : -1;
+  }
 }
 for (const button of $$(".filters .seg")) {
-  button.addEventListener("click", () => { setModality(button.dataset.modality); if (state.lastQuery) runSearch(); });
+  button.addEventListener("click", () => { setModality(button.dataset.modality); rerun(); });
+}
+// The current search again, under the new filter: a new entry in the history.
+function rerun() {
+  const similar = /^#\/similar\/(\d+)/.exec(location.hash);
+  if (similar) return runSimilar(similar[1]);
+  if ($("#q").value.trim() || state.image || state.audio) runSearch();
+}
+// A radio group the keyboard way: one Tab stop (the checked button); arrows, Home and End move and choose.
+function radioGroup(group) {
+  group.addEventListener("keydown", (event) => {
+    const buttons = $$(".seg", group).filter((b) => !b.hidden && !b.disabled);
+    const at = buttons.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: buttons.length - 1 }[event.key];
+    if (to === undefined) return;
+    event.preventDefault();
+    const next = buttons[(to + buttons.length) % buttons.length];
+    next.focus();
+    next.click();
+  });
+}
+for (const group of $$('[role="radiogroup"]')) {
+  radioGroup(group);
+  for (const button of $$(".seg", group)) button.tabIndex = button.getAttribute("aria-checked") === "true" ? 0 : -1;
+}
+
+// --- history: one entry per search, per filter change, per page; Back and Forward show what was shown ---------
+const searches = new Map();  // address -> { data, text, modality, image, audio, title } of a search shown
+const scrolls = new Map();  // address -> how far down it was scrolled
+const MAX_QUERY = 2000;  // the service's limit on the search text
+if ("scrollRestoration" in history) history.scrollRestoration = "manual";
+const currentUrl = () => location.hash && location.hash !== "#" ? location.hash : "#/";
+window.addEventListener("scroll", () => { if (!$("#view-search").hidden) scrolls.set(currentUrl(), window.scrollY); }, { passive: true });
+// The address that states what is shown: the words, the filter, the attached file's name (a file cannot be in an
+// address), or #/similar/12 for items like an indexed one.
+function searchUrl(text) {
+  const params = new URLSearchParams();
+  if (text) params.set("q", text);
+  if (state.modality) params.set("m", state.modality);
+  const held = state.image || state.audio;
+  if (held) params.set("with", held.file.name);
+  const query = params.toString().replaceAll("+", "%20");
+  return query ? `#/?${query}` : "#/";
+}
+function goTo(url, push) {
+  state.lastSearchUrl = url === "#/" ? null : url;
+  if (currentUrl() === url) return;
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+function restoreSearch(url, shown) {
+  searchController?.abort();
+  $("#q").value = shown.text;
+  setModality(shown.modality);
+  state.image = shown.image;
+  state.audio = shown.audio;
+  renderChips();
+  state.lastSearchUrl = url;
+  renderResults(shown.data, shown.text, shown);
+  requestAnimationFrame(() => window.scrollTo(0, scrolls.get(url) || 0));
 }
 function renderWelcome() {
   clear($("#understood"));
@@ -184,6 +281,10 @@ function renderChips() {
 }
 function attach(file) {
   if (!file) return false;
+  if (!file.size) {
+    showError(`${file.name} is empty: there is nothing to search with.`);
+    return false;
+  }
   const kind = (file.type || "").split("/")[0];
   if (kind === "image") {
     if (state.image) URL.revokeObjectURL(state.image.url);
@@ -204,6 +305,7 @@ $("#attach").addEventListener("change", (event) => {
   if (attach(file)) runSearch();
 });
 $("#search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+$("#q").addEventListener("input", () => { if ($("#q").value.length >= MAX_QUERY) tooLong(); });
 
 const PAGE = 24;
 // One page of hits (and, on the first page, the weaker matches below the cut-off) for the current query.
@@ -223,9 +325,10 @@ async function fetchHits(text, offset) {
 }
 
 let searchController = null;
-async function runSearch() {
+async function runSearch({ push = true } = {}) {
   const text = $("#q").value.trim();
-  if (!text && !state.image && !state.audio) { renderWelcome(); $("#q").focus(); return; }
+  if (!text && !state.image && !state.audio) { goTo("#/", push); renderWelcome(); $("#q").focus(); return; }
+  if (text.length > MAX_QUERY) { tooLong(); return; }
   hideError();
   searchController?.abort();
   searchController = new AbortController();
@@ -234,24 +337,79 @@ async function runSearch() {
   clear(results, ...Array.from({ length: 8 }, () => h("div", { class: "skeleton", "aria-hidden": "true" })));
   clear($("#understood"), h("span", { class: "spinner", "aria-hidden": "true" }), " Searching…");
   state.lastQuery = { text };
-  if (!state.image && !state.audio) {
-    const hash = `#/?q=${encodeURIComponent(text)}${state.modality ? `&m=${state.modality}` : ""}`;
-    if (location.hash !== hash) history.replaceState(null, "", hash);
-  }
+  const url = searchUrl(text);
+  goTo(url, push);
+  const shown = { text, modality: state.modality, image: state.image, audio: state.audio };
   try {
-    const data = await fetchHits(text, 0);
-    renderResults(data, text);
+    shown.data = await fetchHits(text, 0);
+    searches.set(url, shown);
+    scrolls.set(url, 0);
+    renderResults(shown.data, text, shown);
   } catch (err) {
     if (err.name === "AbortError") return;
-    if (err.status === 415 && (state.image || state.audio)) { state.image = null; state.audio = null; renderChips(); }
+    const dropped = dropRejected(err);
     clear($("#understood"));
-    clear(results, h("div", { class: "empty" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message })));
-    showError(err);
+    clear(results, h("div", { class: "empty", role: "alert" }, h("strong", { text: "The search did not work" }), h("span", { text: err.message }),
+      dropped.length ? h("span", { class: "muted", text: `${dropped.join(" and ")} was removed from the search.` }) : null));
   } finally {
     results.setAttribute("aria-busy", "false");
   }
 }
+// Items like an indexed one (#/similar/12): the shareable form of a search by an image or a recording.
+async function runSimilar(id, { push = true } = {}) {
+  searchController?.abort();
+  searchController = new AbortController();
+  const url = `#/similar/${id}${state.modality ? `?m=${state.modality}` : ""}`;
+  goTo(url, push);
+  state.image = null;
+  state.audio = null;
+  renderChips();
+  $("#q").value = "";
+  const results = $("#results");
+  results.setAttribute("aria-busy", "true");
+  clear(results, ...Array.from({ length: 8 }, () => h("div", { class: "skeleton", "aria-hidden": "true" })));
+  try {
+    if (!/^[1-9][0-9]{0,15}$/.test(id)) throw new ApiError(`“${id.slice(0, 60)}” is not an item number.`, 404);
+    const [item, found] = await Promise.all([api(`/api/items/${id}`, { signal: searchController.signal }),
+      api(`/api/items/${id}/similar?k=48`, { signal: searchController.signal })]);
+    const keep = (hit) => !state.modality || hit.modality === state.modality;
+    const data = { ...found, hits: found.hits.filter(keep), weaker: (found.weaker || []).filter(keep), more: false, query_evidence: [] };
+    const shown = { data, text: "", modality: state.modality, image: null, audio: null, title: `Like ${item.name}`, like: item };
+    searches.set(url, shown);
+    renderResults(data, "", shown);
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    clear($("#understood"));
+    clear(results, h("div", { class: "empty", role: "alert" }, h("strong", { text: "No similar items to show" }), h("span", { text: err.message })));
+  } finally {
+    results.setAttribute("aria-busy", "false");
+  }
+}
+function tooLong() {
+  const length = $("#q").value.length;
+  const told = length > MAX_QUERY ? `this one has ${length.toLocaleString("en")}: shorten it` : "what was typed or pasted past that was left out";
+  clear($("#understood"), h("span", { class: "error", role: "alert", text: `A search is at most ${MAX_QUERY.toLocaleString("en")} characters; ${told}.` }));
+}
 
+// An attachment the service refused (empty, not an image, too large) is taken off the search: the next search
+// must not fail again on it. Returns the names removed.
+function dropRejected(err) {
+  if (![400, 413, 415, 422].includes(err.status)) return [];
+  const names = [];
+  for (const key of ["image", "audio"]) {
+    const held = state[key];
+    if (!held) continue;
+    const named = err.message.includes(held.file.name);
+    const other = key === "image" ? state.audio : state.image;
+    if (named || !other || !err.message.includes(other.file.name)) {
+      if (key === "image") URL.revokeObjectURL(held.url);
+      names.push(held.file.name);
+      state[key] = null;
+    }
+  }
+  if (names.length) renderChips();
+  return names;
+}
 function understoodText(evidence) {
   const spoken = evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" ").trim();
   if (spoken) return `Heard: “${spoken}”`;
@@ -262,32 +420,37 @@ function understoodText(evidence) {
   if (ocr.length) parts.push(`Text: “${ocr.join(" / ")}”`);
   return parts.join(" · ");
 }
-function renderResults(data, text) {
+function renderResults(data, text, shown = null) {
   const results = clear($("#results"));
-  const terms = queryTerms(text + " " + data.query_evidence.filter((e) => e.kind === "transcript").map((e) => e.text).join(" "));
-  const seen = understoodText(data.query_evidence);
+  const terms = queryTerms(text + " " + (data.query_evidence || []).filter((e) => e.kind === "transcript").map((e) => e.text).join(" "));
+  const seen = understoodText(data.query_evidence || []);
   const count = `${data.hits.length}${data.more ? "+" : ""} good match${data.hits.length === 1 ? "" : "es"}`;
-  clear($("#understood"), `${count} in ${Math.round(data.milliseconds)} ms`, seen ? ` · ${seen}` : "");
+  const like = shown && shown.like ? h("span", {}, "Like ", h("a", { href: `#/item/${shown.like.item}`, text: shown.like.name }), ": ") : null;
+  const took = typeof data.milliseconds === "number" ? ` in ${Math.round(data.milliseconds)} ms` : "";
+  clear($("#understood"), like, `${count}${took}`, seen ? ` · ${seen}` : "");
   if (!data.hits.length) {
     results.append(h("div", { class: "empty" }, h("strong", { text: "No good matches" }),
-      h("span", { text: data.weaker.length ? "Only weak matches, below. Try other words, or remove the kind filter." : "Try other words, or remove the kind filter." })));
+      h("span", { text: (data.weaker || []).length ? "Only weak matches, below. Try other words, or remove the kind filter." : "Try other words, or remove the kind filter." })));
   }
   results.append(...data.hits.map((hit, i) => card(hit, terms, i)));
-  if (data.more) results.append(moreButton(text, terms, data.hits.length));
-  if (data.weaker.length) {
+  if (data.more) results.append(moreButton(text, terms, data.hits.length, shown));
+  if ((data.weaker || []).length) {
     const weaker = h("details", { class: "weaker" }, h("summary", { text: `${data.weaker.length} weaker match${data.weaker.length === 1 ? "" : "es"}` }));
     weaker.append(h("div", { class: "grid" }, ...data.weaker.map((hit, i) => card(hit, terms, data.hits.length + i))));
     results.append(weaker);
   }
 }
-function moreButton(text, terms, shown) {
+function moreButton(text, terms, shownCount, shown = null) {
   const button = h("button", { type: "button", class: "more", text: "More results" });
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      const data = await fetchHits(text, shown);
-      const cards = data.hits.map((hit, i) => card(hit, terms, shown + i));
-      button.replaceWith(...cards, ...(data.more ? [moreButton(text, terms, shown + data.hits.length)] : []));
+      const data = await fetchHits(text, shownCount);
+      const cards = data.hits.map((hit, i) => card(hit, terms, shownCount + i));
+      if (shown && shown.data) {  // Back to this search shows these too
+        shown.data = { ...shown.data, hits: [...shown.data.hits, ...data.hits], more: data.more };
+      }
+      button.replaceWith(...cards, ...(data.more ? [moreButton(text, terms, shownCount + data.hits.length, shown)] : []));
     } catch (err) {
       button.disabled = false;
       if (err.name !== "AbortError") showError(err);
@@ -307,10 +470,11 @@ function queryTerms(text) {
 function highlight(text, terms) {
   const fragment = document.createDocumentFragment();
   if (!terms.length) { fragment.append(text); return fragment; }
-  // Latin words match at the start of a word ("cat" in "cats", not in "Cattle"... nor "bobcat"); CJK anywhere.
+  // Latin words match whole words, with a plural or possessive ending ("cat" in "cats", "cat's"; not in "Cattle"
+  // nor "bobcat"); CJK anywhere (no spaces between its words).
   const escaped = terms.map((t) => {
     const safe = t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    return /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/u.test(t) ? safe : `(?<![\\p{L}\\p{N}])${safe}`;
+    return /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/u.test(t) ? safe : `(?<![\\p{L}\\p{N}])${safe}(?:e?s|'s|’s)?(?![\\p{L}\\p{N}])`;
   }).sort((a, b) => b.length - a.length);
   const pattern = new RegExp(escaped.join("|"), "giu");
   let last = 0;
@@ -345,27 +509,31 @@ function whyLine(hit, terms) {
   }
   return line;
 }
-function waveBars(seed) {
-  let x = seed * 9301 + 49297;
-  return Array.from({ length: 28 }, () => { x = (x * 9301 + 49297) % 233280; const bar = h("i"); bar.style.height = `${18 + (x / 233280) * 70}%`; return bar; });
+// A recording's band: a note and its length once the player knows it (no made-up waveform).
+function soundBand(audio) {
+  const length = h("span", { class: "length" });
+  const show = () => { if (Number.isFinite(audio.duration)) length.textContent = clock(audio.duration).replace(/\.\d$/, ""); };
+  audio.addEventListener("loadedmetadata", show);
+  audio.addEventListener("durationchange", show);
+  return h("div", { class: "wave", "aria-hidden": "true" }, h("span", { class: "glyph", text: "♪" }), length);
 }
 function card(hit, terms, index) {
   const title = h("a", { class: "title", href: `#/item/${hit.item}`, text: hit.name });
   const score = h("span", { class: "score", title: `relevance ${pct(hit.score)}${hit.similarity == null ? "" : `; cosine ${hit.similarity}`}` }, pct(hit.score));
   const meta = h("div", { class: "meta" }, h("span", { class: `kind ${hit.modality}`, text: KIND[hit.modality] || hit.modality }), score);
   const body = h("div", { class: "body" }, meta, title, whyLine(hit, terms));
-  const el = h("article", { class: `card ${hit.modality}`, "data-name": hit.name, "data-item": hit.item, "data-rank": index + 1 });
+  const el = h("article", { class: `card ${hit.modality}`, "data-name": hit.name, "data-item": hit.item, "data-rank": index + 1, hidden: removals.has(hit.item) });
   if (hit.modality === "image") {
     el.append(h("div", { class: "thumb" }, h("img", { src: hit.thumbnail, alt: hit.name, loading: "lazy" })), body);
   } else if (hit.modality === "audio") {
     const start = hit.start ?? 0;
-    const audio = h("audio", { controls: true, preload: "none", src: `${hit.media}#t=${start}`, "aria-label": `Play ${hit.name}` });
+    const audio = h("audio", { controls: true, preload: "metadata", src: `${hit.media}#t=${start}`, "aria-label": `Play ${hit.name}` });
     if (hit.start !== null && hit.start !== undefined) {
       body.insertBefore(h("button", { type: "button", class: "time", title: "Play from the matching moment", "data-start": start,
         onclick: () => playFrom(audio, start) }, `▶ ${clock(start)}`), body.children[2]);
     }
     body.append(audio);
-    el.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(hit.item)), body);
+    el.append(soundBand(audio), body);
   } else if (hit.modality === "video") {
     el.append(videoCard(hit, body), body);  // video.js
   } else {
@@ -411,12 +579,36 @@ async function toggleRecording() {
     button.setAttribute("aria-label", "Record a spoken question");
     const type = recorder.mimeType || "audio/webm";
     const file = new File(chunks, `voice-${new Date().toISOString().slice(11, 19).replaceAll(":", "")}.${type.includes("ogg") ? "ogg" : "webm"}`, { type });
+    const language = $("#voice-lang").value;
+    if (language) return searchSpoken(file, language);
     state.audio = { file, recorded: true };
     renderChips();
     runSearch();
   });
   recorder.start();
 }
+
+// A question spoken in a chosen language: heard in that language (no guessing: a Mandarin question is not taken
+// for Thai), then searched as the words heard, which the address then states.
+async function searchSpoken(file, language) {
+  const name = $("#voice-lang").selectedOptions[0].textContent;
+  clear($("#understood"), h("span", { class: "spinner", "aria-hidden": "true" }), ` Listening (${name})…`);
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("language", language);
+  try {
+    const heard = await api("/api/transcribe", { method: "POST", form });
+    const words = (heard.segments || []).map((seg) => seg.text).join(" ").trim() || (heard.text || "").trim();
+    if (!words) { clear($("#understood"), h("span", { class: "error", text: `No words were heard (${name}). Try again, closer to the microphone.` })); return; }
+    $("#q").value = words.slice(0, MAX_QUERY);
+    runSearch();
+  } catch (err) {
+    clear($("#understood"), h("span", { class: "error", text: err.message }));
+  }
+}
+const voiceLanguage = $("#voice-lang");
+voiceLanguage.value = localStorage.getItem("polymodal.voice-language") || "";
+voiceLanguage.addEventListener("change", () => localStorage.setItem("polymodal.voice-language", voiceLanguage.value));
 
 // --- drag and drop onto the search bar or the page ---------------------------------------------------------------
 function dropTarget(zone, onFiles, { overlay = false } = {}) {
@@ -459,6 +651,11 @@ async function droppedFiles(transfer) {
 // --- item view ----------------------------------------------------------------------------------------------------------
 async function renderItem(id) {
   const view = clear($("#view-item"));
+  if (!/^[1-9][0-9]{0,15}$/.test(id)) {  // not an item number: said so, without asking the service
+    view.append(h("a", { class: "back", href: "#/" }, "← Search"),
+      h("div", { class: "empty" }, h("strong", { text: "No such item" }), h("span", { text: `“${id.slice(0, 60)}” is not an item number; item addresses look like #/item/12.` })));
+    return;
+  }
   view.append(h("a", { class: "back", href: "#/", onclick: (e) => { if (history.length > 1) { e.preventDefault(); history.back(); } } }, "← Back"),
     h("p", {}, h("span", { class: "spinner", "aria-hidden": "true" }), " Loading…"));
   let item;
@@ -478,6 +675,7 @@ async function renderItem(id) {
     h("div", { class: "item-head" },
       h("div", {}, h("span", { class: `kind ${item.modality}`, text: `${KIND[item.modality] || item.modality} · ${item.format} · ${bytes(item.size)}` }), h("h1", { text: item.name }), h("div", { class: "muted", text: item.path })),
       h("div", { class: "row" },
+        h("a", { class: "secondary", href: `#/similar/${item.item}`, title: "Search the collection for items like this one" }, "Find similar"),
         h("a", { class: "secondary", href: item.media, target: "_blank", rel: "noopener" }, "Open file"),
         h("button", { type: "button", class: "danger", onclick: () => removeItem(item) }, "Remove"))),
     h("div", { class: "item-layout" }, h("div", {}, mediaPanel, evidencePanels), side));
@@ -492,7 +690,7 @@ async function renderItem(id) {
   } catch (err) {
     similar.lastChild.replaceWith(h("p", { class: "error", text: err.message }));
   }
-  $("#main").focus({ preventScroll: true });
+  if (!view.hidden && (document.activeElement === document.body || !document.activeElement)) $("#main").focus({ preventScroll: true });
 }
 function renderMedia(panel, item) {
   if (item.modality === "video") return renderVideo(panel, item);  // video.js
@@ -504,7 +702,7 @@ function renderMedia(panel, item) {
     const audio = h("audio", { id: "player", controls: true, preload: "metadata", src: item.media, "aria-label": `Play ${item.name}` });
     const start = Number(parseHash().params.get("t"));
     if (start) playFrom(audio, start);
-    panel.append(h("div", { class: "wave", "aria-hidden": "true" }, waveBars(item.item)), audio);
+    panel.append(soundBand(audio), audio);
     return audio;
   }
   panel.append(h("p", { class: "muted" }, `${item.meta.title ? `“${item.meta.title}” · ` : ""}${(item.meta.chars || 0).toLocaleString()} characters. `,
@@ -542,7 +740,8 @@ function renderEvidence(root, item, audio) {
   const passages = of("passage");
   if (passages.length) {
     root.append(h("section", { class: "panel" }, h("h2", { text: `Passages (${passages.length})` }),
-      h("div", { class: "passages" }, passages.map((p) => h("p", { class: "passage", text: (p.page ? `[p. ${p.page}] ` : "") + p.text })))));
+      h("div", { class: "passages" }, passages.map((p) => h("div", { class: "passage md" },
+        p.page ? h("span", { class: "muted", text: `page ${p.page}` }) : null, markdown(p.text))))));
   }
 }
 function understandPanel(item) {
@@ -679,13 +878,47 @@ function metaValue(key, value) {
   if (key.endsWith("probability")) return pct(value);
   return Number.isInteger(value) ? value.toLocaleString() : String(Math.round(value * 1000) / 1000);
 }
-async function removeItem(item) {
-  if (!confirm(`Remove ${item.name} from the collection?${item.uploaded ? " Its uploaded copy is deleted too." : ""}`)) return;
+// Remove: the item leaves the page at once and you go back to where you were; it is deleted for real after a few
+// seconds, unless "Undo" is pressed (or sooner, if the page is closed).
+const UNDO_SECONDS = 8;
+const removals = new Map();  // item id -> { item, timer }
+function removeItem(item) {
+  hideError();
+  const timer = setTimeout(() => commitRemoval(item.item), UNDO_SECONDS * 1000);
+  removals.set(item.item, { item, timer });
+  if (state.pagesSeen > 1) history.back();
+  else location.hash = "#/";
+  toast(`Removed ${item.name}${item.uploaded ? " (and its uploaded copy)" : ""}.`, "Undo", () => undoRemoval(item.item));
+}
+async function commitRemoval(id, { leaving = false } = {}) {
+  const pending = removals.get(id);
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  removals.delete(id);
+  if (leaving) { fetch(`/api/items/${id}`, { method: "DELETE", keepalive: true, credentials: "same-origin" }); return; }
   try {
-    await api(`/api/items/${item.item}`, { method: "DELETE" });
-    location.hash = "#/";
+    await api(`/api/items/${id}`, { method: "DELETE" });
     loadStats();
-  } catch (err) { showError(err); }
+  } catch (err) {
+    if (err.status !== 404) showError(`${pending.item.name} could not be removed: ${err.message}`);
+  }
+}
+function undoRemoval(id) {
+  const pending = removals.get(id);
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  removals.delete(id);
+  for (const card of $$(`.card[data-item="${id}"]`)) card.hidden = false;
+  toast(`${pending.item.name} is back.`);
+}
+window.addEventListener("pagehide", () => { for (const id of [...removals.keys()]) commitRemoval(id, { leaving: true }); });
+function toast(message, action = null, onAction = null) {
+  const el = $("#toast");
+  clearTimeout(toast.timer);
+  clear(el, h("span", { text: message }),
+    action ? h("button", { type: "button", class: "secondary small", onclick: () => { el.hidden = true; onAction(); } }, action) : null);
+  el.hidden = false;
+  toast.timer = setTimeout(() => { el.hidden = true; }, (action ? UNDO_SECONDS : 4) * 1000);
 }
 
 // --- add files, index jobs ---------------------------------------------------------------------------------------------
@@ -705,24 +938,74 @@ for (const id of ["#add-files", "#add-folder"]) {
 }
 dropTarget($("#drop-add"), upload);
 
+// Adding files: a list of every file chosen, each with its thumbnail and what became of it (indexed, a duplicate,
+// skipped and why, failed and why), linked to its item once indexed.
+const uploadLists = new Map();  // job id -> { list, rows: Map(name -> row), skipped: [{name, reason}] }
 async function upload(files) {
-  files = files.filter((f) => f.file.size > 0);
   if (!files.length) return;
   hideError();
-  const form = new FormData();
-  for (const { file, path } of files) { form.append("files", file, file.name); form.append("paths", path); }
-  const total = files.reduce((n, f) => n + f.file.size, 0);
-  const pending = h("div", { class: "job" }, h("header", {}, h("strong", { text: `Uploading ${files.length} file${files.length === 1 ? "" : "s"} (${bytes(total)})` }), h("span", { class: "spinner" })));
+  const empty = files.filter((f) => !f.file.size);
+  const sent = files.filter((f) => f.file.size > 0);
+  const rows = new Map();
+  const list = h("ul", { class: "upload-files", "aria-label": "Files of this upload" });
+  for (const { file, path } of files) {
+    const row = uploadRow(file, path);
+    rows.set(path, row);
+    list.append(row.el);
+  }
+  for (const { path } of empty) setRow(rows.get(path), "skipped", "empty file");
+  const total = sent.reduce((n, f) => n + f.file.size, 0);
+  const title = h("strong", { text: sent.length ? `Uploading ${sent.length} of ${files.length} file${files.length === 1 ? "" : "s"} (${bytes(total)})` : "Nothing to upload" });
+  const pending = h("div", { class: "job" }, h("header", {}, title, sent.length ? h("span", { class: "spinner" }) : null), list);
   $("#jobs").prepend(pending);
+  if (!sent.length) return;
+  const form = new FormData();
+  for (const { file, path } of sent) { form.append("files", file, file.name); form.append("paths", path); }
   try {
     const job = await api("/api/index", { method: "POST", form });
     pending.remove();
+    uploadLists.set(job.id, { list, rows });
+    for (const r of job.rejected || []) {
+      const row = [...rows.entries()].find(([path]) => path.endsWith(r.name))?.[1];
+      if (row) setRow(row, "skipped", r.reason);
+    }
+    for (const row of rows.values()) if (!row.state) setRow(row, "waiting", "waiting to be indexed");
     watchJob(job);
   } catch (err) {
-    pending.remove();
+    title.textContent = "The upload did not work";
+    pending.querySelector(".spinner")?.remove();
+    for (const row of rows.values()) if (!row.state) setRow(row, "failed", err.message);
     showError(err);
   }
 }
+function uploadRow(file, path) {
+  const thumb = /^image\//.test(file.type) && file.size ? h("img", { src: URL.createObjectURL(file), alt: "", loading: "lazy" })
+    : h("span", { class: "glyph", "aria-hidden": "true", text: /^audio\//.test(file.type) ? "♪" : /^video\//.test(file.type) ? "▶" : "¶" });
+  const name = h("span", { class: "name", text: path });
+  const statusEl = h("span", { class: "status muted" });
+  return { el: h("li", {}, thumb, name, statusEl), name, statusEl, file, path, state: null };
+}
+const UPLOAD_STATUS = { indexed: "indexed", duplicate: "indexed; a duplicate of a file already in the collection", skipped: "skipped", failed: "failed", waiting: "waiting" };
+function setRow(row, status, reason = null, item = null) {
+  row.state = status;
+  row.el.dataset.status = status;
+  clear(row.statusEl, status === "waiting" ? reason : reason ? `${UPLOAD_STATUS[status]}: ${reason}` : UPLOAD_STATUS[status]);
+  row.el.className = status;
+  if (status === "waiting") row.statusEl.prepend(h("span", { class: "spinner", "aria-hidden": "true" }), " ");
+  if (item) clear(row.name, h("a", { href: `#/item/${item}`, text: row.path }));
+}
+async function showUploadOutcome(job) {
+  const known = uploadLists.get(job.id);
+  if (!known) return;
+  try {
+    const { files } = await api(`/api/jobs/${job.id}/files`);
+    for (const f of files) {
+      const row = known.rows.get(f.name) || [...known.rows.entries()].find(([path]) => path.endsWith(f.name))?.[1];
+      if (row) setRow(row, f.status, f.reason, f.item);
+    }
+  } catch (err) { showError(err); }
+}
+const OUTCOMES = { analyzed: "indexed", reembedded: "updated", linked: "already in the collection (same content)", unchanged: "unchanged", failed: "failed", removed: "removed", skipped: "skipped" };
 function jobCard(job) {
   let el = $(`#job-${job.id}`);
   if (!el) { el = h("div", { class: "job", id: `job-${job.id}` }); $("#jobs").prepend(el); }
@@ -730,26 +1013,34 @@ function jobCard(job) {
   bar.style.width = job.total ? pct(job.done / job.total) : job.state === "done" ? "100%" : "0%";
   const cancel = ["queued", "running"].includes(job.state) ? h("button", { type: "button", class: "danger", onclick: () => api(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(showError) }, "Cancel") : null;
   const lines = [];
-  if (job.state === "running") lines.push(`${job.done} of ${job.total} files${job.current ? ` · now: ${job.current}` : ""}`);
+  const now = job.current ? ` · now: ${job.current.split("/").pop()}` : "";
+  if (job.state === "running") lines.push(job.total ? `${job.done} of ${job.total} files${now}` : "Starting…");
+  if (job.state === "queued") lines.push("Waiting for the indexing before it to finish…");
   if (job.report) {
-    const o = job.report.outcomes || {};
-    lines.push(`${job.report.files} files in ${job.report.seconds}s: ${Object.entries(o).map(([k, v]) => `${v} ${k}`).join(", ") || "nothing new"}`);
+    const o = Object.entries(job.report.outcomes || {}).filter(([, n]) => n);
+    const words = o.map(([k, n]) => `${n} ${OUTCOMES[k] || k.replaceAll("_", " ")}`).join(", ");
+    lines.push(`${job.report.files} file${job.report.files === 1 ? "" : "s"} in ${Math.round(job.report.seconds)} s${words ? `: ${words}` : ""}`);
   }
   if (job.error) lines.push(job.error);
-  const problems = [...(job.rejected || []).map((r) => `${r.name}: ${r.reason}`), ...((job.report?.errors) || []).map((e) => `${e.path}: ${e.reason}`)];
-  clear(el, 
-    h("header", {}, h("strong", { text: job.label }), h("span", { class: `state ${job.state}`, text: job.state }), cancel),
-    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": job.total || 1, "aria-valuenow": job.done, "aria-label": `Indexing ${job.label}` }, bar),
-    ...lines.map((line) => h("small", { text: line })),
+  const listed = uploadLists.get(job.id);
+  const problems = listed ? [] : [...(job.rejected || []).map((r) => `${r.name}: ${r.reason}`), ...((job.report?.errors) || []).map((e) => `${e.path.split("/").pop()}: ${e.reason}`)];
+  clear(el,
+    h("header", {}, h("strong", { text: job.label || "Indexing" }), h("span", { class: `state ${job.state}`, text: job.state }), cancel),
+    h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": job.total || 1, "aria-valuenow": job.done || 0, "aria-label": `Indexing ${job.label || ""}` }, bar),
+    lines.map((line) => h("small", { text: line })),
     problems.length ? h("ul", { class: "evidence" }, problems.slice(0, 20).map((p) => h("li", { class: "error", text: p }))) : null,
+    listed ? listed.list : null,
     job.state === "done" ? h("p", {}, h("a", { href: "#/", text: "Search the collection →" })) : null);
 }
 async function watchJob(job) {
   jobCard(job);
-  if (["done", "failed", "cancelled"].includes(job.state)) return;
+  if (["done", "failed", "cancelled"].includes(job.state)) { showUploadOutcome(job); return; }
   try {
     const response = await api(`/api/jobs/${job.id}/events`, { accept: "text/event-stream" });
-    await readEvents(response, (event, data) => { jobCard(data); if (event === "done") loadStats(); });
+    await readEvents(response, (event, data) => {
+      jobCard(data);
+      if (event === "done") { loadStats(); showUploadOutcome(data); }
+    });
   } catch (err) { showError(err); }
 }
 async function refreshJobs() {
@@ -841,7 +1132,7 @@ function markdown(source) {
 for (const button of $$("#view-ask .seg")) {
   button.addEventListener("click", () => {
     state.ask = button.dataset.ask;
-    for (const other of $$("#view-ask .seg")) other.setAttribute("aria-checked", String(other === button));
+    for (const other of $$("#view-ask .seg")) { other.setAttribute("aria-checked", String(other === button)); other.tabIndex = other === button ? 0 : -1; }
   });
 }
 function refreshAskList() { fileList($("#ask-list"), state.askFiles, refreshAskList); }
@@ -907,14 +1198,33 @@ function renderAssistant(root, data, files) {
 // --- keyboard, stats, start ---------------------------------------------------------------------------------------------------
 document.addEventListener("keydown", (event) => {
   const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
-  if (event.key === "/" && !typing) { event.preventDefault(); location.hash = "#/"; $("#q").focus(); }
+  if (event.key === "/" && !typing) {
+    event.preventDefault();
+    if ($("#view-search").hidden) {  // back to the search, as it was
+      location.hash = state.lastSearchUrl || "#/";
+      show("search");
+    }
+    $("#q").focus();
+  }
   if (event.key === "Escape" && document.activeElement === $("#q")) $("#q").blur();
 });
+// The kind filters say how many items of each kind there are; a kind the collection has none of is not offered.
+function showFilterCounts(per, total) {
+  for (const button of $$(".filters .seg")) {
+    const kind = button.dataset.modality;
+    const count = kind ? per[kind] || 0 : total || 0;
+    let badge = $(".count", button);
+    if (!badge) { badge = h("span", { class: "count" }); button.append(" ", badge); }
+    badge.textContent = count.toLocaleString();
+    button.hidden = Boolean(kind) && !count && state.modality !== kind;
+  }
+}
 async function loadStats() {
   try {
     const status = await api("/api/status");
     const per = status.per_modality || {};
     $("#stats").textContent = `${status.files} items · ${per.image || 0} images · ${per.audio || 0} recordings · ${per.video ? `${per.video} videos · ` : ""}${per.text || 0} documents`;
+    showFilterCounts(per, status.files);
   } catch { $("#stats").textContent = ""; }
 }
 async function start() {
