@@ -224,7 +224,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return live.run(work, plan)
         report = live.run(work, plan, show=False)
     report.write(args.out, getattr(args, "debug", False))
-    if args.json or live.json_stream:
+    if live.json_stream:
+        live.event("written", out=str(args.out), seconds=round(report.seconds, 1))
+    elif args.json:
         print(_dumps({"out": str(args.out), "seconds": round(report.seconds, 1)}, indent=None))
     else:
         print(f"wrote {printable(args.out)} ({len(report.items)} items, {report.seconds:.1f} s)")

@@ -1,12 +1,11 @@
 """The assistant: any mix of text, images and recordings plus a request, routed to the right capability
 (:func:`polymodal.tasks.assist.assist`). JSON by default; server-sent events when asked for with
-``Accept: text/event-stream`` or ``stream=true`` (events: ``route``, ``step``, then ``answer`` or ``error``).
+``Accept: text/event-stream`` or ``stream=true`` (events: ``start``, ``route``, ``step``, ``token``, then ``answer``
+or ``error``; a caller going away stops the model). An answer from the collection names its items (``items``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,18 +13,16 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from polymodal.api.deps import Svc, caller
-from polymodal.api.errors import ApiError, body, internal_message, log_incident
+from polymodal.api.errors import ApiError
 from polymodal.api.routes import generate
-from polymodal.api.routes.index import SSE_HEADERS, sse
-from polymodal.api.routes.tasks import phraser, task
+from polymodal.api.routes.index import SSE_HEADERS
+from polymodal.api.routes.tasks import Hooks, phraser, task, task_events
 from polymodal.api.service import Service
-from polymodal.api.uploads import UploadError, check_kind
-from polymodal.media.errors import MediaError
-from polymodal.models.base import ModelError
+from polymodal.api.uploads import check_kind
+from polymodal.tasks.estimate import Plan
 
 router = APIRouter(tags=["assistant"], dependencies=[Depends(caller)])
 MAX_FILES = 8
-KEEPALIVE_SECONDS = 10.0
 
 
 @router.post(
@@ -61,17 +58,26 @@ async def assistant(
     except ApiError:
         _remove(paths)
         raise
-    kwargs = {"text": text, "files": paths, "names": names, "phraser": phraser(phrase), "search": _searcher(svc)}
+    found: dict[str, int] = {}  # the collection items a question without files was answered from, by name
+    search = _searcher(svc, found)
+    kwargs = {"text": text, "files": paths, "names": names, "phraser": phraser(phrase), "search": search}
+
+    def finish(result: Any) -> dict[str, Any]:
+        return result.to_dict() | ({"items": found} if found else {})
+
     if stream or "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(
-            _events(svc, run, ask, kwargs, paths), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+
+        def work(hooks: Hooks) -> Any:
+            return run(svc.collection.analyzer, ask, progress=hooks.emit, stop=hooks.stop, **kwargs)
+
+        events = task_events(svc, "assistant", work, finish, lambda: _remove(paths), Plan())
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     try:
         result = await svc.task_pool.run(run, svc.collection.analyzer, ask, **kwargs)
     finally:
         _remove(paths)
     svc.metrics.count("task_assistant")
-    return result.to_dict()
+    return finish(result)
 
 
 async def _receive(svc: Service, files: list[UploadFile]) -> tuple[list[Path], list[str], list[str]]:
@@ -102,58 +108,18 @@ def _check_inputs(ask: str, text: str | None, kinds: list[str]) -> None:
         raise ApiError(400, "no question: write one, e.g. 'what does the sign say?'")
 
 
-def _searcher(svc: Service) -> Any:
-    """The collection search a question without files is answered from; 404 when nothing matches."""
+def _searcher(svc: Service, found: dict[str, int]) -> Any:
+    """The collection search a question without files is answered from (the hits' ids noted in ``found``);
+    404 when nothing matches."""
 
     def search(question: str) -> list[Any]:
         hits = svc.collection.search(question, k=3).hits
         if not hits:
             raise ApiError(404, "nothing in the collection matches that question; index some files or send one")
+        found.update({hit.path.rsplit("/", 1)[-1]: hit.item for hit in hits})
         return hits
 
     return search
-
-
-async def _events(svc: Service, run: Any, ask: str, kwargs: dict, paths: list[Path]) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def progress(event: str, data: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (event, data))
-
-    work = asyncio.ensure_future(svc.task_pool.run(run, svc.collection.analyzer, ask, progress=progress, **kwargs))
-    try:
-        while not (work.done() and queue.empty()):
-            try:
-                event, data = await asyncio.wait_for(queue.get(), timeout=0.2 if work.done() else KEEPALIVE_SECONDS)
-                yield sse(event, data)
-            except TimeoutError:
-                if not work.done():
-                    yield ": still working\n\n"
-        try:
-            result = work.result()
-            svc.metrics.count("task_assistant")
-            yield sse("answer", result.to_dict())
-        except Exception as exc:  # the stream has started: the error is an event, never a traceback
-            yield sse("error", body(*_status(exc)))
-    finally:
-        if not work.done():
-            work.add_done_callback(lambda _: _remove(paths))
-        else:
-            _remove(paths)
-
-
-def _status(exc: Exception) -> tuple[int, str]:
-    """(status, message) of an error met while streaming: the project's own kinds in words, others 500."""
-    if isinstance(exc, ApiError):
-        return exc.status, exc.message
-    if isinstance(exc, UploadError):
-        return exc.status, str(exc)
-    if isinstance(exc, MediaError):
-        return 415, f"cannot read that file: {exc}"
-    if isinstance(exc, ModelError):
-        return 503, f"a model is not available: {exc}"
-    return 500, internal_message(log_incident(exc, "POST", "/api/assistant (stream)"))
 
 
 def _remove(paths: list[Path]) -> None:
