@@ -74,7 +74,10 @@ def _list(people: Any, args: argparse.Namespace) -> int:
         print("faces are off for this collection (`polymodal people on`, then index)")
         return EXIT_OK
     if not everyone:
-        print("no faces found yet (index images or videos with people in them)")
+        from polymodal.models.faces import installed
+
+        print("no faces found yet (index images or videos with people in them)" if installed() else
+              "faces need the faces extra: `pip install polymodal[faces]`, then index again")  # fmt: skip
         return EXIT_OK
     rows = [(str(p.id), printable(p.name or "-"), str(len(p.faces)), str(len(p.items)), printable(p.crop or "-"))
             for p in everyone]  # fmt: skip

@@ -313,7 +313,7 @@ class People:
         if hasattr(image, "convert"):
             picture = image
         else:
-            picture = open_image(image, self.settings.max_image_pixels, draft_to=DETECT_SIDE * 3 // 4)
+            picture = open_image(image, self.settings.max_image_pixels, draft_to=DETECT_SIDE // 2)
         query = [f.embedding for f in face_model(self.settings).faces(picture)]
         found: dict[str, float] = {}
         if not query:
@@ -363,29 +363,34 @@ class People:
 
 
 class _Grouping:
-    """The placed faces' embeddings, for finding a new face's nearest person."""
+    """The placed faces' embeddings, for finding a new face's nearest person (grown by doubling: placing n faces
+    one by one copies O(n) rows, not O(n^2))."""
 
     def __init__(self, embeddings: dict[str, np.ndarray], assigned: dict[FaceKey, int]):
         self.embeddings = embeddings
         keys = sorted(assigned)
         self.people = [assigned[k] for k in keys]
-        self.matrix = np.stack([embeddings[s][n] for s, n in keys]) if keys else np.zeros((0, 128), np.float32)
+        self.rows = np.zeros((max(16, 2 * len(keys)), 128), np.float32)
+        for i, (sha, n) in enumerate(keys):
+            self.rows[i] = embeddings[sha][n]
 
     def nearest(self, key: FaceKey, refused: set[int]) -> int | None:
-        if not self.people:
+        """The person of the nearest placed face within THRESHOLD that is not refused, or None."""
+        count = len(self.people)
+        if not count:
             return None
-        query = self.embeddings[key[0]][key[1]]
-        order = np.argsort(np.linalg.norm(self.matrix - query[None, :], axis=1))
-        dist = np.linalg.norm(self.matrix[order] - query[None, :], axis=1)
-        for index, d in zip(order, dist, strict=True):
-            if d >= THRESHOLD:
+        dist = np.linalg.norm(self.rows[:count] - self.embeddings[key[0]][key[1]][None, :], axis=1)
+        for index in np.argsort(dist):
+            if dist[index] >= THRESHOLD:
                 return None
             if self.people[index] not in refused:
                 return self.people[index]
         return None
 
     def add(self, key: FaceKey, person: int) -> None:
-        self.matrix = np.vstack([self.matrix, self.embeddings[key[0]][key[1]][None, :]])
+        if len(self.people) == len(self.rows):
+            self.rows = np.vstack([self.rows, np.zeros_like(self.rows)])
+        self.rows[len(self.people)] = self.embeddings[key[0]][key[1]]
         self.people.append(person)
 
 

@@ -149,3 +149,46 @@ def test_faces_in_video_shots_and_when_a_named_person_appears(samples: Path, tmp
     hit = collection.search("Anna", k=3).hits[0]
     assert Path(hit.path).name == "three_shots.mp4" and 2.5 <= (hit.start or 0) < 3.5
     assert people.crop(person.faces[0]) is not None  # the crop comes from the shot's frame
+
+
+def test_a_face_model_failure_keeps_the_file_and_is_retried(
+    samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(samples / "photos" / "astronaut.jpg", folder / "astronaut.jpg")
+
+    def broken(self, image):
+        raise RuntimeError("simulated face model failure")
+
+    collection = Collection(tmp_path / "store")
+    with monkeypatch.context() as patch:
+        patch.setattr(face_models.DlibFaces, "faces", broken)
+        report = collection.index(folder)
+        assert report.outcomes == {"analyzed": 1} and "simulated" in report.notes[0][1]
+        item = collection.item(str(folder / "astronaut.jpg"))
+        assert "faces" not in item.models and item.evidence  # indexed, without faces
+        assert collection.index(folder).outcomes == {"unchanged": 1}  # a failing retry writes nothing
+    assert collection.index(folder).outcomes == {"faces updated": 1}
+    assert collection.item(str(folder / "astronaut.jpg")).meta["faces"] == 1
+
+
+def test_grouping_many_faces_is_linear_in_copies() -> None:
+    """Placing thousands of faces one by one stays fast (the matrix grows by doubling)."""
+    import time
+
+    from polymodal.people import _Grouping
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 128)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    faces = centres[rng.integers(0, 50, 3000)] + rng.normal(scale=0.01, size=(3000, 128)).astype(np.float32)
+    embeddings = {f"s{i}": faces[i][None, :] for i in range(len(faces))}
+    grouping, people = _Grouping(embeddings, {}), []
+    started = time.perf_counter()
+    for i in range(len(faces)):
+        found = grouping.nearest((f"s{i}", 0), set())
+        person = found if found is not None else len(set(people))
+        grouping.add((f"s{i}", 0), person)
+        people.append(person)
+    assert len(set(people)) == 50 and time.perf_counter() - started < 30

@@ -35,7 +35,7 @@ SHA256 = {
 }
 DIM = 128
 DETECT_SIDE = 800  # pictures are reduced to this many pixels a side for detection and embedding
-UPSAMPLE_BELOW = 640  # a picture at most this large a side is searched again upsampled when no face was found
+UPSAMPLE_BELOW = 640  # a picture at most this large a side (as stored) is searched again upsampled, if no face
 MIN_SCORE = 0.5  # HOG detection score (SVM margin) under which a detection is dropped
 DEFAULT = "dlib-resnet-v1"
 
@@ -87,11 +87,12 @@ class DlibFaces(LazyModel):
 
     def faces(self, image: Any) -> list[Face]:
         """Faces in ``image`` (a PIL image or an RGB uint8 array), with boxes in its own pixels."""
+        original = max(getattr(image, "info", {}).get("original_size") or _size(image))  # before a JPEG draft
         rgb, scale = _reduced(image)
         detector, landmarks, embedder = self.runtime
-        with self._run_lock:
+        with self._run_lock:  # on RGB: on grey, HOG was ~15 % faster but scored faces ~0.1-0.25 lower (one lost)
             found = _detect(detector, rgb, 0)
-            if not found and max(rgb.shape[:2]) <= UPSAMPLE_BELOW:
+            if not found and original <= UPSAMPLE_BELOW:
                 found = _detect(detector, rgb, 1)
             out = []
             for rect, score in found:
@@ -115,6 +116,10 @@ def distances(embeddings: np.ndarray, query: np.ndarray) -> np.ndarray:
 def _detect(detector: Any, rgb: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
     rects, scores, _ = detector.run(rgb, upsample, 0.0)
     return [(r, s) for r, s in zip(rects, scores, strict=True) if s >= MIN_SCORE]
+
+
+def _size(image: Any) -> tuple[int, int]:
+    return tuple(image.size) if hasattr(image, "convert") else np.asarray(image).shape[1::-1]
 
 
 def _reduced(image: Any) -> tuple[np.ndarray, float]:

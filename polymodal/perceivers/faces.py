@@ -90,22 +90,26 @@ class FaceHook:
     def stage_id(self) -> str:
         return self.model.model_id + RECIPE
 
-    def perceive(self, key: str, analysis: Analysis) -> None:
-        """Add the faces of an image or of a video's shot keyframes to a new analysis of file ``key``."""
+    def perceive(self, key: str, analysis: Analysis) -> bool:
+        """Add the faces of an image or of a video's shot keyframes to a new analysis of file ``key``; False when
+        they could not be looked for (said in a note; looked for again at the next indexing)."""
         if not self.enabled or analysis.modality not in ("image", "video"):
-            return
+            return False
         try:
             look = _video_faces if analysis.modality == "video" else _image_faces
             faces = look(self.model, Path(key), analysis)
         except Exception as exc:  # a face model failing on one odd file must not fail the file
+            log.warning("faces of %s could not be looked for: %s: %s", key, type(exc).__name__, exc)
             analysis.notes.append(f"faces could not be looked for: {type(exc).__name__}: {exc}")
-            return
+            strip(analysis)
+            return False
         if faces:
             analysis.features[features_key(self.model.model_id)] = np.concatenate(faces).astype(np.float32)
             self._embed(analysis)
         analysis.meta["faces"] = len(faces)
         analysis.models[FACES] = self.stage_id
         self._changed = True
+        return True
 
     def _embed(self, analysis: Analysis) -> None:
         """Vectors for the new faces rows, as :meth:`Analyzer.embed` makes them (the rest is embedded already)."""
@@ -127,8 +131,8 @@ class FaceHook:
         if analysis is None or row is None:
             return False
         strip(analysis)
-        if wanted is not None:
-            self.perceive(key, analysis)
+        if wanted is not None and not self.perceive(key, analysis):
+            return False  # not written: the stored analysis stays as it was
         self.store.save(key, sha, row.size, row.mtime_ns, analysis, self.fts_text)
         self._changed = True
         return True
@@ -158,7 +162,7 @@ def _image_faces(model: Any, path: Path, analysis: Analysis) -> list[np.ndarray]
     from polymodal.media.image import open_image
     from polymodal.models.faces import DETECT_SIDE
 
-    image = open_image(path, model.settings.max_image_pixels, draft_to=DETECT_SIDE * 3 // 4)  # a JPEG draft
+    image = open_image(path, model.settings.max_image_pixels, draft_to=DETECT_SIDE // 2)  # a JPEG draft
     faces = model.faces(image)
     scale = analysis.meta.get("width", image.size[0]) / image.size[0]  # boxes in the original's pixels
     for face in faces:
