@@ -84,3 +84,18 @@ def test_ray_into_postgres_survives_a_killed_worker(
                             "HAVING count(*) > 1) AS d").fetchone()[0] == 0  # fmt: skip
         assert conn.execute("SELECT count(DISTINCT path) = count(*) FROM files").fetchone()[0]
     collection.close()
+
+
+def test_partitions_are_small_and_keep_the_order(tmp_path) -> None:
+    import os as _os
+
+    from polymodal.engine.ray_engine import PARTITION_BYTES, PARTITION_FILES, partitions
+    from polymodal.index import _Ahead
+
+    big = _os.stat_result((0, 0, 0, 0, 0, 0, PARTITION_BYTES // 2 + 1, 0, 0, 0))
+    small = _os.stat_result((0, 0, 0, 0, 0, 0, 10, 0, 0, 0))
+    items = [_Ahead(f"/f{i}", small, sha=str(i)) for i in range(PARTITION_FILES + 1)]
+    items += [_Ahead("/big1", big, sha="b1"), _Ahead("/big2", big, sha="b2")]
+    cut = partitions(items)
+    assert [key for part in cut for key in part] == [item.key for item in items]
+    assert len(cut[0]) == PARTITION_FILES and cut[-1] == ["/big2"]  # two big files do not share a partition

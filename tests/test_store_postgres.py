@@ -193,3 +193,38 @@ def test_an_unreachable_server_is_said_at_once(tmp_path) -> None:
     with pytest.raises(StoreError, match=r"cannot reach the store postgresql://u:\*\*\*@127\.0\.0\.1:"):
         open_store(f"postgresql://u:secret@127.0.0.1:{free_port()}/db")
     assert time.monotonic() - started < 10
+
+
+def test_approximate_search_uses_the_halfvec_hnsw_index_and_float32_scores(postgres) -> None:
+    import numpy as np
+
+    from polymodal.analysis import Analysis, Evidence, Vector
+
+    store = PostgresStore(postgres("hnsw"))
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((400, 32)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    for item in range(40):  # ten vectors per item, as passages of a document
+        rows = matrix[item * 10 : item * 10 + 10]
+        analysis = Analysis("text", "txt", models={"text": "test"})
+        analysis.evidence = [Evidence("passage", f"passage {item} {i}") for i in range(10)]
+        analysis.vectors = [Vector("passage", v, i) for i, v in enumerate(rows)]
+        store.save(f"/virtual/{item}", f"{item:064d}", 1, 1, analysis, str)
+    index = store.vector_index(exact_limit=0)
+    assert index.approximate and index.size == 400
+    query = matrix[7] + 0.1 * rng.standard_normal(32).astype(np.float32)
+    query /= np.linalg.norm(query)
+    found = index.search(query, 10)
+    exact = store.nearest(query, 10, exact=True)
+    assert len({i for i, _ in found} & {i for i, _ in exact}) >= 9
+    vectors = store.vectors_by_id([i for i, _ in found])
+    assert all(abs(score - float(vectors[i] @ query)) < 1e-5 for i, score in found)  # float32 re-ranked
+    assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    text = "[" + ",".join(map(str, query.tolist())) + "]"
+    with store.pool.connection() as conn, conn.transaction():  # 400 rows: the planner would rather scan them
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = conn.execute(
+            f"EXPLAIN SELECT id FROM vectors ORDER BY vector::halfvec(32) <#> '{text}'::halfvec(32) LIMIT 10"
+        ).fetchall()
+    assert "Index Scan using vectors_hnsw" in " ".join(row[0] for row in plan)  # the index serves this query
+    store.close()

@@ -72,6 +72,7 @@ class PartitionResult:
     writes: list[Write] = field(default_factory=list)  # for the driver to make (SQLite); empty when written
     pid: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of the actor's process while it ran the partition (all its threads)
 
 
 class RecordingStore:
@@ -127,7 +128,7 @@ class IndexWorker:
     def index(self, keys: list[str], progress: Any = None, faces: tuple[bool, bool] | None = None) -> PartitionResult:
         """Index the files ``keys``; ``faces``: (enabled, off) of the driver's face hook, for the recorded store
         (which cannot tell whether the real one keeps people)."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         recorder = RecordingStore() if self.store is None else None
         indexer = Indexer(recorder or self.store, self.analyzer, self.fts_text)  # type: ignore[arg-type]
         hook = getattr(indexer, "faces", None)
@@ -143,6 +144,7 @@ class IndexWorker:
         return PartitionResult(
             report.outcomes, report.per_modality, report.errors, report.notes,
             recorder.writes if recorder else [], os.getpid(), time.perf_counter() - started,
+            time.process_time() - cpu,
         )  # fmt: skip
 
 
@@ -163,6 +165,7 @@ class RayIndexer(Indexer):
         self.address = address
         self.workers = workers
         self.partition_pids: list[int] = []  # the process of each partition's result (for tests and benchmarks)
+        self.actor_cpu_seconds = 0.0  # CPU time the actors spent on partitions (for benchmarks)
 
     # --- the driver's part ------------------------------------------------------------------------------
     def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
@@ -227,13 +230,17 @@ class RayIndexer(Indexer):
         work = partitions(fresh)
         if not self._actors:
             self._start_ray()
-            direct = getattr(self.store, "url", None)
-            options = {"num_cpus": 1, "max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
-            worker_class = ray.remote(**options)(IndexWorker)
             count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            settings, aligner = self.analyzer.settings, self.analyzer.aligner
-            self._actors = [worker_class.remote(settings, aligner, direct) for _ in range(min(count, len(work)))]
+            self._actors = [self._spawn() for _ in range(min(count, len(work)))]
         self._counts[0] = self._run_partitions(self._actors, work, report, progress, *self._counts)
+
+    def _spawn(self) -> Any:
+        """One actor: restarted by Ray when its process dies, its partition run again (MAX_RETRIES times)."""
+        import ray
+
+        options = {"num_cpus": 1, "max_restarts": MAX_RETRIES, "max_task_retries": MAX_RETRIES}
+        direct = getattr(self.store, "url", None)  # a server store: the actors write to it themselves
+        return ray.remote(**options)(IndexWorker).remote(self.analyzer.settings, self.analyzer.aligner, direct)
 
     def _stop_actors(self) -> None:
         if self._actors:
@@ -286,17 +293,45 @@ class RayIndexer(Indexer):
                         progress(done + len(reported) - 1, total, key)
                 for ref in ready:
                     actor, keys = pending.pop(ref)
-                    self._apply(ray.get(ref), report)
-                    reported.update(keys)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayActorError as exc:  # its process died, restarts and retries spent
+                        actor = self._replace(actor)
+                        if len(keys) > 1:  # each file alone now: only the one that kills its process is lost
+                            waiting.extend([key] for key in keys)
+                        else:
+                            self._lost(keys[0], exc, report)
+                            reported.add(keys[0])
+                    else:
+                        self._apply(result, report)
+                        reported.update(keys)
                     if waiting:
                         submit(actor)
         finally:
             ray.kill(queue.actor)
         return done + len(reported)
 
+    def _replace(self, actor: Any) -> Any:
+        """A new actor in place of one that died for good."""
+        import ray
+
+        ray.kill(actor, no_restart=True)
+        fresh = self._spawn()
+        self._actors = [fresh if a == actor else a for a in self._actors]
+        return fresh
+
+    def _lost(self, key: str, exc: Exception, report: IndexReport) -> None:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = f"the Ray worker's process died on this file {MAX_RETRIES + 1} times: {first[:200]}"
+        shown = display_path(key)
+        report.errors.append((shown, reason))
+        report.outcomes[FAILED] += 1
+        self.store.record_error(shown, reason)
+
     def _apply(self, result: PartitionResult, report: IndexReport) -> None:
         """Merge a partition's result into the report, and make its writes (SQLite) here, one file at a time."""
         self.partition_pids.append(result.pid)
+        self.actor_cpu_seconds += result.cpu_seconds
         for write in result.writes:
             try:
                 if write.op == "save":

@@ -3,9 +3,10 @@
 The same tables as the embedded store (files by path, contents by SHA-256, evidence, vectors, features, errors,
 meta) plus thumbnails as rows, so that every replica sees every write. Differences that matter:
 
-- Vectors are pgvector ``vector(d)`` rows (stored inline) under an HNSW index (inner product; vectors are unit
-  length). Up to :data:`EXACT_LIMIT` vectors a query scans them exactly (the index is not used), as the embedded
-  store does below its own limit, so small collections rank the same in both.
+- Vectors are pgvector ``vector(d)`` rows (stored inline) under an HNSW index of their ``halfvec`` copies (inner
+  product; vectors are unit length); candidates are re-ranked by the float32 rows. Up to :data:`EXACT_LIMIT`
+  vectors a query scans them exactly (the index is not used), as the embedded store does below its own limit, so
+  small collections rank the same in both.
 - Full text is a ``tsvector`` made from the same tokens SQLite's ``unicode61`` tokenizer makes (lower case,
   diacritics removed; Chinese already segmented with jieba by the caller's ``fts_text``), built in Python and
   stored with ``array_to_tsvector``; queries are ``tsquery`` values built the same way (no Postgres parser or
@@ -114,6 +115,16 @@ def tsquery(match: str) -> str | None:
         parts = [_lexeme(w.rstrip("\0")) + (":*" if w.endswith("\0") else "") for w in words]
         alternatives.append(parts[0] if len(parts) == 1 else "(" + " & ".join(parts) + ")")
     return " | ".join(alternatives) or None
+
+
+def hnsw_index_sql(dim: int, name: str = "vectors_hnsw") -> str:
+    """The vector index: HNSW over float16 (halfvec) copies of the vectors. At 200k vectors against float32 HNSW:
+    half the size (273 vs 546 MB), 0.63x the build time, p50 5.1 vs 6.2 ms, recall@10 0.9965 vs 0.9985 before the
+    float32 re-rank :meth:`PostgresStore.nearest` adds (bench/scale.py)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON vectors USING hnsw ((vector::halfvec({dim})) halfvec_ip_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
+    )
 
 
 def _vector_text(vector: np.ndarray) -> str:
@@ -453,10 +464,7 @@ class PostgresStore:
             if row is None:
                 conn.execute(f"ALTER TABLE vectors ALTER COLUMN vector TYPE vector({dim})")
                 conn.execute("ALTER TABLE vectors ALTER COLUMN vector SET STORAGE PLAIN")
-                conn.execute(
-                    "CREATE INDEX IF NOT EXISTS vectors_hnsw ON vectors USING hnsw (vector vector_ip_ops) "
-                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
-                )
+                conn.execute(hnsw_index_sql(dim))
                 conn.execute("INSERT INTO meta VALUES ('vector_dim', %s)", (str(dim),))
                 found = dim
             else:
@@ -607,18 +615,30 @@ class PostgresStore:
             yield np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
 
     def nearest(self, query: np.ndarray, k: int, exact: bool) -> list[tuple[int, float]]:
-        """(vector id, inner product) of the ``k`` nearest vectors: by the HNSW index, or (``exact``) by a scan."""
+        """(vector id, inner product) of the ``k`` nearest vectors, best first: candidates from the HNSW index of
+        their float16 copies re-ranked by the stored float32 vectors, or (``exact``) by a scan of them all."""
         text = _vector_text(query)
         with self._conn() as conn, conn.transaction():
             if exact:
                 conn.execute("SET LOCAL enable_indexscan = off")
+                sql = "SELECT id, -(vector <#> %s::vector) AS s FROM vectors ORDER BY vector <#> %s::vector LIMIT %s"
             else:
+                dim = self._dimension(conn)
+                if dim is None:
+                    return []
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(MAX_EF_SEARCH, max(EF_SEARCH, k)))}")
-            rows = conn.execute(
-                "SELECT id, -(vector <#> %s::vector) FROM vectors ORDER BY vector <#> %s::vector LIMIT %s",
-                (text, text, k),
-            ).fetchall()
+                sql = (
+                    "SELECT id, -(vector <#> %s::vector) AS s FROM (SELECT id, vector FROM vectors "
+                    f"ORDER BY vector::halfvec({dim}) <#> %s::halfvec({dim}) LIMIT %s) AS c ORDER BY s DESC"
+                )
+            rows = conn.execute(sql, (text, text, k)).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _dimension(self, conn: Any) -> int | None:
+        if self._dim is None:
+            row = conn.execute("SELECT value FROM meta WHERE key='vector_dim'").fetchone()
+            self._dim = int(row[0]) if row else None
+        return self._dim
 
     def lexical(self, match: str, limit: int) -> list[tuple[str, int, float]]:
         """(sha, evidence id, score; lower is better) of evidence matching an FTS5 expression, best first."""
