@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.errors import UsageError
 from polymodal.perceivers.faces import features_key
 from polymodal.store.faces import FORGOTTEN, IS, NOT, PERSON, FaceKey, FaceStore, NameRow
 
@@ -34,7 +35,7 @@ CROP_MARGIN = 0.3  # share of the face's size added around it in a crop
 MAX_NAME = 100
 
 
-class PeopleError(ValueError):
+class PeopleError(UsageError):
     """Something the user asked of people that cannot be done (the message says why, in words)."""
 
 

@@ -192,6 +192,8 @@ def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
     assert "Anna" in shown and "astronaut.jpg" in shown and "mirrored_small.jpg" in shown
     assert main(["people", "name", "nobody", "X", "--store", store]) == 2
     assert "no person 'nobody'" in capsys.readouterr().err
+    assert main(["search", "Anna", "--person", "nobody", "--store", store]) == 2  # the user's to fix: exit 2
+    assert "no person 'nobody'" in capsys.readouterr().err
     assert main(["search", "Anna", "--person", "Anna", "--store", store, "--json"]) == 0
     hits = {Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]}
     assert hits == {"astronaut.jpg", "mirrored_small.jpg"}
