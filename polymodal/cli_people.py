@@ -22,7 +22,7 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """The ``people`` command and its subcommands (its handler joins the CLI's command table)."""
+    """The ``people`` command and its subcommands."""
     from polymodal import cli
 
     people = sub.add_parser("people", parents=[common], help="people found by their faces: list, name, merge, forget")
@@ -45,7 +45,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     forget.add_argument("person")
     actions.add_parser("off", parents=[after], help="no faces in this collection: every face is deleted now")
     actions.add_parser("on", parents=[after], help="faces again (found at the next `polymodal index`)")
-    cli.COMMANDS["people"] = cmd_people
+    people.set_defaults(handler=cmd_people)
 
 
 def cmd_people(args: argparse.Namespace) -> int:

@@ -126,9 +126,9 @@ def test_search_json_text(client, collection):
 
 
 def test_search_pages_and_cut_off(client):
-    first = client.post("/api/search", json={"text": "an animal", "k": 2}).json()
+    first = client.post("/api/search", json={"text": "farm animals", "k": 2}).json()
     assert len(first["hits"]) == 2 and first["more"] and first["offset"] == 0
-    second = client.get("/api/search", params={"q": "an animal", "k": 2, "offset": 2}).json()
+    second = client.get("/api/search", params={"q": "farm animals", "k": 2, "offset": 2}).json()
     assert second["offset"] == 2 and second["weaker"] == []
     assert not {h["item"] for h in first["hits"]} & {h["item"] for h in second["hits"]}
     nothing = client.post("/api/search", json={"text": "xqzvbnm plorf"}).json()

@@ -179,3 +179,10 @@ def test_collection_speak(settings, tmp_path):
     with Collection(settings=settings.with_(store=tmp_path / "store"), create=True) as collection:
         spoken = collection.speak("Coffee is ready.", tmp_path / "coffee.ogg")
     assert (tmp_path / "coffee.ogg").stat().st_size > 1000 and spoken.seconds > 0.5
+
+
+def test_the_cli_knows_the_same_voices() -> None:
+    from polymodal import cli_generate
+    from polymodal.models import tts
+
+    assert tuple(tts.VOICES) == cli_generate.VOICE_NAMES
