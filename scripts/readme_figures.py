@@ -338,6 +338,124 @@ def relevance(data: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def ratio(value: float) -> str:
+    """A score or distance in 0-1 with two decimals, three when the third is not 0 (1.0 -> "1.00", 0.883)."""
+    text = f"{value:.3f}"
+    return text[:-1] if text.endswith("0") else text
+
+
+def seconds(value: float) -> str:
+    """Rounded half up: one decimal from a second up, two below (3.083 -> "3.1", 0.035 -> "0.04")."""
+    digits = Decimal("0.1") if value >= 1 else Decimal("0.01")
+    return str(Decimal(str(value)).quantize(digits, ROUND_HALF_UP))
+
+
+def _same_grouping(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("clusters", "pairwise_precision", "pairwise_recall", "bcubed_f1")
+    return all(a[k] == b[k] for k in keys)
+
+
+def _thresholds_grouping_alike(sweep: list[dict[str, Any]], chosen: dict[str, Any]) -> tuple[float, float]:
+    """The unbroken run of swept thresholds around the chosen one that group the faces exactly as it does."""
+    ordered = sorted(sweep, key=lambda g: g["threshold"])
+    at = next(i for i, g in enumerate(ordered) if g["threshold"] == chosen["threshold"])
+    low = high = at
+    while low > 0 and _same_grouping(ordered[low - 1], chosen):
+        low -= 1
+    while high < len(ordered) - 1 and _same_grouping(ordered[high + 1], chosen):
+        high += 1
+    return ordered[low]["threshold"], ordered[high]["threshold"]
+
+
+def faces(data: dict[str, Any]) -> list[str]:
+    result = data["faces"]
+    portraits, every = result["detection_portraits"], result["detection_all"]
+    apart, chosen, speed, cost = result["distances"], result["grouping"], result["speed"], result["indexing"]
+    grouped = result["sets"]["portraits"]
+    crop = re.search(r"(\d+) px", result["sets"]["lfw_subset"])
+    if not crop:
+        raise KeyError("the LFW crops' size in sets.lfw_subset")
+    low, high = _thresholds_grouping_alike(result["threshold_sweep"], chosen)
+    people = len({g["person"] for g in grouped})
+    off, on = cost["without_faces"], cost["with_faces"]
+    return [
+        *header("", "n", "result"),
+        row("detection, full portraits", f"{portraits['faces']} faces, {portraits['pictures_without_faces']} pictures "
+            "without", f"recall {ratio(portraits['recall'])}, precision {ratio(portraits['precision'])}"),
+        row(f"detection, all (incl. {crop[1]} px LFW crops)", f"{every['faces']} faces, "
+            f"{every['pictures_without_faces']} without", f"recall {ratio(every['recall'])}, precision "
+            f"{ratio(every['precision'])} ({every['false_detections']} false detections)"),
+        row("same person, distance", f"{apart['same_pairs']} pairs",
+            f"max {ratio(apart['same_max'])}, mean {ratio(apart['same_mean'])}"),
+        row("different people, distance", f"{apart['different_pairs']} pairs",
+            f"min {ratio(apart['different_min'])}, mean {ratio(apart['different_mean'])}"),
+        row(f"grouping at {chosen['threshold']:g}", f"{len(grouped)} faces, {people} people",
+            f"B-cubed F1 {ratio(chosen['bcubed_f1'])}, pairwise P/R {ratio(chosen['pairwise_precision'])} / "
+            f"{ratio(chosen['pairwise_recall'])} (any threshold {low:.2f}–{high:.2f} gives the same)"),
+        row("speed (this shared machine)", f"{speed['faces']} faces",
+            f"{whole(speed['embedding_ms_per_face'])} ms per face embedding ({one(speed['faces_per_second'])} "
+            "faces/s); "
+            f"detection + embedding {whole(portraits['ms_per_picture_with_embeddings'])} ms per portrait"),
+        row("indexing cost, same run", f"{cost['photos']} photos of the benchmark mix, faces off / on in "
+            f"{cost['rounds']} alternating rounds, fastest kept",
+            f"{off['seconds_per_photo']:.3f} s/photo without faces, {on['seconds_per_photo']:.3f} with: "
+            f"+{cost['added_seconds_per_photo']:.3f} s a photo (x{one(cost['ratio'])})"),
+    ]  # fmt: skip
+
+
+OWN_PROCESS_VOICES = {"espeak-ng"}  # a program of its own: the peak RSS is only the Python side's (footnote "*")
+NOT_UNDERSTOOD = 0.5  # toneless syllable error from which Whisper is said not to understand the voice
+
+
+def _round_trip(heard: dict[str, Any]) -> str:
+    if "wer" in heard:
+        return f"WER {pct(heard['wer'])} %"
+    toneless = heard["syllable_error_toneless"]
+    if toneless >= NOT_UNDERSTOOD:
+        return f"syllable error {pct(toneless, 0)} % without tones: not understood"
+    return (
+        f"syllable error {pct(heard['syllable_error'])} % tone-aware, {pct(toneless)} % toneless (character "
+        f"error {pct(heard['cer_upper_bound'], 0)} %, an upper bound: Whisper writes traditional characters)"
+    )
+
+
+def tts(data: dict[str, Any]) -> list[str]:
+    result = data["tts"]
+    heard = {(r["voice"], r["language"]): r for r in result["round_trip"]}
+    lines = header("voice", "x real time", "load", "first audio, cold / warm", "peak RSS", "round trip through Whisper")
+    for voice in result["speed"]:
+        name, language = voice["voice"], voice["language"]
+        star = "*" if name in OWN_PROCESS_VOICES else ""
+        lines.append(
+            row(
+                f"{name} ({language})",
+                f"{one(voice['x_real_time'])}x",
+                f"{one(voice['load_s'])} s",
+                f"{seconds(voice['first_audio_cold_s'])} s / {seconds(voice['first_audio_warm_s'])} s",
+                f"{whole(voice['peak_rss_mb'])} MB{star}",
+                _round_trip(heard[name, language]),
+            )
+        )
+    return lines
+
+
+def open_vocab(data: dict[str, Any]) -> list[str]:
+    result = data["open_vocab"]
+    torch, onnx, before = result["transformers"], result["onnx"], result["search_without_space"]
+    torch_search, onnx_search = torch["search_with_space"], onnx["search_with_space"]
+    return [
+        *header("", "today's pipeline", "+ image tower (transformers)", "+ image tower (ONNX)"),
+        row("indexing", f"{result['pipeline']['photos_per_s']:.2f} photos/s",
+            f"{one(torch['photos_per_s'])} photos/s for the tower: **+{pct(torch['added_cost_ratio'], 0)} %** time "
+            f"per photo", f"{one(onnx['photos_per_s'])} photos/s: **+{pct(onnx['added_cost_ratio'], 0)} %**"),
+        row("text search, median", f"{whole(before['median_ms'])} ms",
+            f"{whole(torch_search['median_ms'])} ms ({whole(torch_search['repeated_query_ms'])} ms for a repeated "
+            "query)", f"{whole(onnx_search['median_ms'])} ms ({whole(onnx_search['repeated_query_ms'])} ms repeated)"),
+        row("memory added by the model", "", f"+{whole(torch['rss_added_by_loading_mb'])} MB",
+            f"+{whole(onnx['rss_added_by_loading_mb'])} MB"),
+    ]  # fmt: skip
+
+
 TABLES: dict[str, Table] = {
     "foundation": Table(("fashion_mnist", "tuxpaint", "asterisk_wer", "sounds"), foundation),
     "understanding": Table(("calibration", "asterisk_wer", "speech_packing"), understanding),
@@ -347,6 +465,9 @@ TABLES: dict[str, Table] = {
     "performance": Table(("perf", "speech_packing"), performance),
     "indexing": Table(("perf",), indexing),
     "relevance": Table(("relevance", "relevance_baseline"), relevance),
+    "faces": Table(("faces",), faces),
+    "tts": Table(("tts",), tts),
+    "open-vocab": Table(("open_vocab",), open_vocab),
 }
 
 
