@@ -51,7 +51,7 @@ PORT ?= 8000
 quickstart: setup-demo
 	$(BIN)/polymodal samples sample-collection
 	$(BIN)/polymodal index sample-collection --store $(DEMO_STORE)
-	@bash scripts/demo-searches.sh $(BIN)/polymodal $(DEMO_STORE)
+	@$(BIN)/python scripts/demo_searches.py $(DEMO_STORE) sample-collection
 
 demo: quickstart
 	$(BIN)/polymodal serve --store $(DEMO_STORE) --port $(PORT)
