@@ -166,13 +166,14 @@ class RayIndexer(Indexer):
         self.workers = workers
         self.partition_pids: list[int] = []  # the process of each partition's result (for tests and benchmarks)
         self.actor_cpu_seconds = 0.0  # CPU time the actors spent on partitions (for benchmarks)
+        self._counts = [0, 0]  # files done, files in all (of the run in progress)
+        self._actors: list[Any] = []  # started on the first new content of a run, stopped at its end
 
     # --- the driver's part ------------------------------------------------------------------------------
     def _run(self, files: list[Path], report: IndexReport, progress: Progress | None) -> None:
         """Files a chunk at a time (bounded memory on the driver for any archive): decide, send the new content to
         the actors (started once, on the first new content), link the rest."""
-        self._counts = [0, len(files)]  # files done, in all
-        self._actors: list[Any] = []
+        self._counts = [0, len(files)]
         shas: set[str] = set()  # new content already sent
         try:
             with ThreadPoolExecutor(max(1, self.decode_threads), thread_name_prefix="polymodal-decide") as pool:
