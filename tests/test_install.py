@@ -144,9 +144,9 @@ def test_the_lock_holds_what_its_packages_need(lock) -> None:
     assert missing == []
 
 
-def test_the_set_up_installs_the_lock_with_hashes_and_compiles_nothing() -> None:
+def test_the_set_up_installs_the_lock_with_hashes_and_builds_nothing() -> None:
     script = (REPO / "scripts" / "setup-python.sh").read_text()
-    assert "--require-hashes --no-deps -r" in script
+    assert "--require-hashes --no-deps --compile-bytecode -r" in script
     assert "shared/wheels" not in script and "llama-cpp-python" not in script
     assert "requires-python" in PYPROJECT["project"] and PYPROJECT["project"]["requires-python"] == ">=3.11,<3.14"
     pinned = [d for d in PYPROJECT["project"]["dependencies"] if "==" in d]
