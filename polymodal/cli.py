@@ -634,7 +634,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     collection = _collection(args, create=True)
     if config.keys_required and not _key_store(args).active():
         print("warning: API keys are required but none exist; make one: polymodal keys create NAME", file=sys.stderr)
-    print(f"polymodal: serving {printable(collection.settings.store)} on http://{args.host}:{args.port}/",
+    print(f"polymodal: serving {printable(collection.store.location)} on http://{args.host}:{args.port}/",
           file=sys.stderr)  # fmt: skip
     serve(collection, config)
     return EXIT_OK
@@ -667,8 +667,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _key_store(args: argparse.Namespace):
     from polymodal.api.security import KeyStore
+    from polymodal.store.base import as_url, is_url
+    from polymodal.store.postgres import local_directory
 
-    return KeyStore(_settings(args).store)
+    settings = _settings(args)
+    if is_url(settings.store):  # a server store's keys live in this machine's folder for it, as `serve` reads them
+        return KeyStore(local_directory(as_url(settings.store), settings.cache))
+    return KeyStore(settings.store)
 
 
 def _when(timestamp: float) -> str:

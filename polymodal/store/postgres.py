@@ -145,6 +145,12 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+
+def local_directory(url: str, cache: Path | None = None) -> Path:
+    """Where this machine keeps a server store's local files (aligners, API keys, cached thumbnails)."""
+    digest = hashlib.sha256(_shown(url).encode()).hexdigest()[:16]
+    return Path(cache or Path.home() / ".cache" / "polymodal").expanduser() / "postgres" / digest
+
 class PostgresStore:
     def __init__(
         self, url: str, create: bool = True, readonly: bool = False, cache: Path | None = None, pool_size: int = 8
@@ -156,8 +162,7 @@ class PostgresStore:
 
         self.url = url
         self._readonly = readonly
-        digest = hashlib.sha256(_shown(url).encode()).hexdigest()[:16]
-        self.directory = Path(cache or Path.home() / ".cache" / "polymodal").expanduser() / "postgres" / digest
+        self.directory = local_directory(url, cache)
         self._local = threading.local()
         self._dim: int | None = None
         self._count: tuple[int, int] = (-1, 0)  # (generation, vector count) last read
