@@ -1,10 +1,12 @@
 """Time to the first streamed words of an answer through the HTTP API (issue 13: <= 3 s median, default model).
 
-Each question is asked ``--repeat`` times about an uploaded sample file, as server-sent events (``stream=true``);
-the time from sending the request to the first ``token`` event is measured, and to the ``answer`` event. The
-first request of the run (loading the models) is timed apart as the cold start.
+Each question is asked ``--repeat`` times, as server-sent events (``stream=true``), about the sample file uploaded
+with the question, and (``--indexed``) about the same file as an indexed item (what the web page's item page
+does: its stored evidence is used, nothing is perceived again). The time from sending the request to the first
+``token`` event is measured, and to the ``answer`` event. The first request of the run (loading the models) is
+timed apart as the cold start.
 
-    .venv/bin/python bench/first_words.py [--llm qwen2.5-1.5b] [--repeat 5] [--out bench/results/first_words.json]
+    .venv/bin/python bench/first_words.py [--llm qwen2.5-1.5b] [--repeat 5] [--indexed] [--out results.json]
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ QUESTIONS = [  # (sample file, question): answered by the LLM from the evidence,
 ]
 
 
-def ask(client, sample: Path, question: str) -> tuple[float, float, str]:
+def ask(client, sample: Path, question: str, item: int | None = None) -> tuple[float, float, str]:
     """(seconds to the first token, seconds to the answer, who answered) of one streamed question."""
     started = time.perf_counter()
     first = None
-    files = {"file": (sample.name, sample.read_bytes())}
-    with client.stream("POST", "/api/ask", data={"question": question, "stream": "true"}, files=files) as response:
+    form = {"question": question, "stream": "true"}
+    files = None if item else {"file": (sample.name, sample.read_bytes())}
+    if item:
+        form["item"] = str(item)
+    with client.stream("POST", "/api/ask", data=form, files=files) as response:
         event = None
         for line in response.iter_lines():
             if line.startswith("event:"):
@@ -58,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--llm", default=None, help="the local LLM (default: the configured default)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--indexed", action="store_true", help="also ask about the files indexed, by item id")
+    parser.add_argument("--indexed-only", action="store_true", help="only about the indexed items")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     samples = Path(".cache/sample-collection")
@@ -66,16 +73,24 @@ def main() -> None:
     settings = Settings.from_env(store=tempfile.mkdtemp(prefix="first-words-"), **chosen)
     collection = Collection(settings=settings)
     config = ServeConfig(warm=False, allowed_hosts=("testserver",))
-    rows, first_words = [], []
+    rows, first_words, per_source = [], [], {}
     with TestClient(create_app(collection, config)) as client:
         cold = ask(client, samples / QUESTIONS[0][0], QUESTIONS[0][1])
         print(f"cold start (models loading): first words {cold[0]:.2f} s, answer {cold[1]:.2f} s")
-        for name, question in QUESTIONS:
-            runs = [ask(client, samples / name, question) for _ in range(args.repeat)]
+        items = {}
+        if args.indexed or args.indexed_only:
+            collection.index([samples / name for name in {name for name, _ in QUESTIONS}])
+            for summary in collection.items(limit=50)[1]:
+                items[Path(summary.path).relative_to(samples.resolve()).as_posix()] = summary.id
+        uploads = [] if args.indexed_only else [(q, None) for q in QUESTIONS]
+        for (name, question), item in uploads + [(q, items[q[0]]) for q in QUESTIONS if items]:
+            runs = [ask(client, samples / name, question, item) for _ in range(args.repeat)]
             firsts = [r[0] for r in runs]
             first_words += firsts
+            per_source.setdefault("indexed item" if item else "upload", []).extend(firsts)
             row = {
                 "file": name,
+                "as": "indexed item" if item else "upload",
                 "question": question,
                 "by": runs[-1][2],
                 "first_words_median": statistics.median(firsts),
@@ -83,11 +98,13 @@ def main() -> None:
                 "first_words": [round(x, 2) for x in firsts],
             }
             rows.append(row)
-            print(f"{name:28} {question:34} by {row['by']:14} first words {row['first_words_median']:.2f} s"
-                  f" (answer {row['answer_median']:.2f} s)")  # fmt: skip
+            print(f"{name:26} {row['as']:12} {question:34} by {row['by']:14} "
+                  f"first words {row['first_words_median']:.2f} s (answer {row['answer_median']:.2f} s)")  # fmt: skip
     summary = {"llm": settings.llm, "repeat": args.repeat, "cold": {"first_words": cold[0], "answer": cold[1]},
                "first_words_median": statistics.median(first_words), "questions": rows}  # fmt: skip
-    print(f"all questions: median first words {summary['first_words_median']:.2f} s ({settings.llm})")
+    summary["first_words_median_by_source"] = {source: statistics.median(v) for source, v in per_source.items()}
+    print(f"all questions: median first words {summary['first_words_median']:.2f} s ({settings.llm}); "
+          + ", ".join(f"{k}: {v:.2f} s" for k, v in summary["first_words_median_by_source"].items()))  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 

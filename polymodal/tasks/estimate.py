@@ -23,6 +23,7 @@ DEFAULT_COSTS = {
     "audio": 0.15,  # per second of sound (speech recognition, sound tags)
     "video": 0.5,  # per second of video
     "text": 1.5,  # per 100,000 characters
+    "stored": 0.3,  # an indexed item's evidence read from the store (no perceiving)
     "llm:qwen2.5-0.5b": 2.0,  # per text the LLM writes (a caption, an answer, a summary)
     "llm:qwen2.5-1.5b": 3.0,
     "llm": 6.0,  # another phraser (a remote provider)

@@ -47,6 +47,7 @@ class Source:
     shown: str
     modality: str
     uploaded: bool = False
+    sha: str | None = None  # an indexed item's content: its stored analysis spares perceiving it again
 
     def release(self) -> None:
         if self.uploaded:
@@ -63,7 +64,7 @@ async def open_source(
         found = svc.collection.item(item)
         if found.modality not in allowed:
             raise ApiError(415, f"item {item} is {found.modality}; this task needs {' or '.join(allowed)}")
-        return Source(existing_file(found.path), svc.display_path(found.path), found.modality)
+        return Source(existing_file(found.path), svc.display_path(found.path), found.modality, sha=found.sha256)
     assert upload is not None
     path = await svc.uploads.receive(upload, svc.config.max_upload_bytes)
     try:
@@ -322,11 +323,13 @@ class Hooks:
 
 
 def _perceive(svc: Service, found: Source, hooks: Hooks) -> Any:
-    """The file's facts (the models' evidence), said as steps: the slow part before any word is written."""
+    """The file's facts (the models' evidence), said as steps: the slow part before any word is written. An
+    indexed item's evidence comes from the store (a recording is not heard again)."""
     from polymodal.tasks.facts import gather
 
     hooks.step(f"reading {found.shown}")
-    facts = gather(svc.collection.analyzer, found.path)
+    stored = svc.collection.store.load_analysis(found.sha) if found.sha else None
+    facts = gather(svc.collection.analyzer, found.path, stored)
     if hooks.stop.is_set():
         from polymodal.providers import Cancelled
 
@@ -344,7 +347,7 @@ def _plan(svc: Service, found: list[Source], phrase: bool, items_phrased: bool =
     name = None if not phrase or (settings.llm == "none" and not settings.provider) else settings.llm
     llm = llm_key("provider" if phrase and settings.provider else name)
     for each in found:
-        plan.add(*perception(each.path, each.modality))
+        plan.add(*(("stored", 1.0) if each.sha else perception(each.path, each.modality)))
         if llm and items_phrased and each.modality != "text":
             plan.add(llm)
     if llm:
