@@ -456,6 +456,90 @@ def open_vocab(data: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+SCALE_ENGINES = {
+    "local": "local engine (one process)",
+    "ray_1_worker": "Ray, 1 actor (one-node cluster)",
+    "ray_2_workers": "Ray, 2 actors",
+}
+
+
+def scale_ingest(data: dict[str, Any]) -> list[str]:
+    ingestion = data["scale"]["ingestion"]
+    runs, ratios = ingestion["images"], ingestion["ratio_to_local"]
+    lines = header(f"ingestion, {runs['local']['files']} Tux Paint PNG photos from scratch (the best run of each)",
+                   "wall s", "photos/s", "vs local", "CPU ms / photo")  # fmt: skip
+    for engine, run in runs.items():
+        lines.append(row(SCALE_ENGINES.get(engine, engine), one(run["seconds"]), one(run["files_per_s"]),
+                         f"{ratios[engine]}x", whole(run["cpu_ms_per_file"])))  # fmt: skip
+    return lines
+
+
+def recall(value: float) -> str:
+    """Up to four decimals, as measured (0.9965, 0.995, 1.0)."""
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def milliseconds(value: float) -> str:
+    """Rounded half up: whole from 100 ms up, one decimal below (3.25 -> "3.3", 322.75 -> "323")."""
+    return whole(value) if value >= 100 else str(Decimal(str(value)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
+def _latency(measured: dict[str, Any], queries: int) -> tuple[str, str, str, str]:
+    """p50, p95, recall@10, and how many queries when fewer than the table's."""
+    ms = measured["ms"]
+    fewer = f" ({ms['n']} queries)" if ms["n"] != queries else ""
+    return milliseconds(ms["p50"]), milliseconds(ms["p95"]), recall(measured["recall_at_10"]), fewer
+
+
+def scale_search(data: dict[str, Any]) -> list[str]:
+    search = data["scale"]["search"]
+    queries, postgres = search["queries"], search["postgres_hnsw"]
+    float32 = postgres["float32_index"]
+    default, low, high = (postgres[f"ef_search_{ef}"] for ef in (100, 40, 200))
+    what = (f"search, {search['vectors'] // 1000}k vectors ({search['dim']}-d, real vectors + synthetic ones "
+            f"clustered like them; {queries} queries, one at a time)")  # fmt: skip
+    lines = header(what, "p50 ms", "p95 ms", "recall@10")
+    named = [
+        ("embedded store: IVF-SQ8 + float16 re-rank", search["embedded_ivf_sq8"]),
+        ("Postgres: pgvector HNSW over halfvec copies + float32 re-rank, ef_search 100 (the store's search)", default),
+        ("Postgres: HNSW over the float32 vectors, ef_search 100 (not used)", float32["ef_search_100"]),
+        ("Postgres: exact scan", postgres["exact_scan"]),
+    ]
+    for name, measured in named:
+        p50, p95, found, fewer = _latency(measured, queries)
+        lines.append(row(name + fewer, p50, p95, found))
+        if measured is default:
+            (p50_low, p95_low, found_low, _), (p50_high, p95_high, found_high, _) = (
+                _latency(m, queries) for m in (low, high)
+            )
+            lines.append(row("same, ef_search 40 / 200", f"{p50_low} / {p50_high}", f"{p95_low} / {p95_high}",
+                             f"{found_low} / {found_high}"))  # fmt: skip
+    return lines
+
+
+HOW_BUILT = {"llama-cpp-python": "compiled", "xllamacpp": "prebuilt"}
+
+
+def llm_runtime(data: dict[str, Any]) -> list[str]:
+    result = data["llm_runtime"]
+    versions, named = result["versions"], set()
+    lines = header("model", "runtime", "load", "first piece", "pieces/s", "resident", "stop → generation ended")
+    for model, runtimes in result["results"].items():
+        for runtime, m in runtimes.items():
+            name = runtime
+            if runtime not in named:  # the version once, at the runtime's first row
+                name = f"{runtime} {versions[runtime]} ({HOW_BUILT[runtime]})" if runtime in HOW_BUILT else runtime
+                named.add(runtime)
+            stop = "–"  # the old runtime has no stop to measure
+            if "stop_s_median" in m:
+                stop = f"{seconds(m['stop_s_median'])} s median, {seconds(m['stop_s_max'])} s max"
+            lines.append(row(model.rsplit("-", 1)[-1].upper(), name, f"{seconds(m['load_s_median'])} s",
+                             f"{seconds(m['first_piece_s_median'])} s", one(m["pieces_per_s_median"]),
+                             f"{whole(m['resident_mb_median'])} MB", stop))  # fmt: skip
+    return lines
+
+
 TABLES: dict[str, Table] = {
     "foundation": Table(("fashion_mnist", "tuxpaint", "asterisk_wer", "sounds"), foundation),
     "understanding": Table(("calibration", "asterisk_wer", "speech_packing"), understanding),
@@ -468,6 +552,9 @@ TABLES: dict[str, Table] = {
     "faces": Table(("faces",), faces),
     "tts": Table(("tts",), tts),
     "open-vocab": Table(("open_vocab",), open_vocab),
+    "scale-ingest": Table(("scale",), scale_ingest),
+    "scale-search": Table(("scale",), scale_search),
+    "llm-runtime": Table(("llm_runtime",), llm_runtime),
 }
 
 

@@ -21,7 +21,7 @@ def test_readme_figures_agree_with_the_results() -> None:
     assert done.returncode == 0, done.stderr
     marked = done.stdout
     tables = ("foundation", "understanding", "fusion", "aligner", "index-and-search", "performance", "indexing",
-              "faces", "tts", "open-vocab")  # fmt: skip
+              "faces", "tts", "open-vocab", "scale-ingest", "scale-search", "llm-runtime")  # fmt: skip
     for table in tables:
         assert table in marked, marked
 
@@ -40,6 +40,20 @@ def test_a_changed_result_is_caught_and_rewritten(tmp_path: Path) -> None:
     assert figures("--readme", readme, "--results", results).returncode == 0
     assert "**5.50 %** corpus WER" in readme.read_text(encoding="utf-8")
     assert figures("--check", "--readme", readme, "--results", results).returncode == 0
+
+
+def test_a_changed_scale_result_rewrites_only_its_table(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "bench" / "results", results)
+    readme = tmp_path / "README.md"
+    shutil.copy(REPO / "README.md", readme)
+    scale = json.loads((results / "scale.json").read_text(encoding="utf-8"))
+    scale["search"]["postgres_hnsw"]["ef_search_100"]["ms"]["p50"] = 7.25  # written half up: 7.3
+    (results / "scale.json").write_text(json.dumps(scale), encoding="utf-8")
+
+    done = figures("--readme", readme, "--results", results)
+    assert done.returncode == 0 and "rewrote scale-search (" in done.stdout, (done.stdout, done.stderr)
+    assert "(the store's search) | 7.3 | 21.1 | 0.995 |" in readme.read_text(encoding="utf-8")
 
 
 def test_a_missing_results_file_is_named(tmp_path: Path) -> None:
