@@ -79,7 +79,7 @@ def main() -> None:
         print(f"cold start (models loading): first words {cold[0]:.2f} s, answer {cold[1]:.2f} s")
         items = {}
         if args.indexed or args.indexed_only:
-            collection.index([samples / name for name in {name for name, _ in QUESTIONS}])
+            collection.index(*[samples / name for name in {name for name, _ in QUESTIONS}])
             for summary in collection.items(limit=50)[1]:
                 items[Path(summary.path).relative_to(samples.resolve()).as_posix()] = summary.id
         uploads = [] if args.indexed_only else [(q, None) for q in QUESTIONS]
