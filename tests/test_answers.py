@@ -326,3 +326,13 @@ def test_a_provider_streams_over_server_sent_events(kind) -> None:
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def test_what_was_said_is_quoted_when_the_llm_cannot_tell(analyzers, samples) -> None:
+    from polymodal.tasks.ask import _quoted
+
+    facts = gather(analyzers["none"], samples / "recordings" / "two_cities.wav")
+    quoted = _quoted(facts, "How were the best and the worst times described?", facts.facts)
+    assert quoted is not None and quoted.answer.startswith("The recording says: “"), quoted
+    assert says(quoted.answer, "best of times") and quoted.by == "evidence"
+    assert _quoted(facts, "How old is the reader?", facts.facts) is None  # no two words in common: no quote

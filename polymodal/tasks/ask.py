@@ -284,7 +284,9 @@ def _phrase(
     streamed = "".join(pieces).strip()
     reply = clean_reply(streamed, yes_no=bool(YES_NO_Q.match(question)))
     if not reply or cannot_tell(reply):
-        answer = _refusal(facts, question, "the evidence does not answer it", phraser.name)
+        answer = _quoted(facts, question, relevant) or _refusal(
+            facts, question, "the evidence does not answer it", phraser.name
+        )
         answer.diagnostics.append(f"the {phraser.name} answer: “{streamed}”")
     elif images:  # a vision model read the picture itself: its reading is not checked against our evidence
         answer = Answer(facts.source, question, reply, True, phraser.name, cited(reply, question, relevant))
@@ -333,6 +335,24 @@ def cited(reply: str, question: str, relevant: list[Fact]) -> list[Fact]:
         if found:
             return found
     return [f for f in relevant if f.kind in (LABEL, TAG, OCR)] or relevant
+
+
+def _quoted(facts: Facts, question: str, relevant: list[Fact]) -> Answer | None:
+    """What was said or written that shares two or more of the question's content words, quoted with its times,
+    when the LLM could not say: "When will the conference begin?" and the recording says "The conference will
+    begin when the leader arrives." None when no such line is there."""
+    from polymodal.ranking import STOPWORDS
+
+    words = grounding.words(question) - STOPWORDS - questions.QUESTION_WORDS
+    lines = [
+        f for f in relevant if f.kind in (TRANSCRIPT, PASSAGE, OCR) and len(grounding.words(f.text) & words) >= 2
+    ]
+    if not lines:
+        return None
+    source = {"audio": "The recording says", "video": "The video says", "image": "The text in it reads"}
+    said = "; ".join(_plain(f, question) for f in lines[:3])
+    return Answer(facts.source, question, f"{source.get(facts.modality, 'The text says')}: {said}", True,
+                  "evidence", lines[:3])  # fmt: skip
 
 
 def _extractive(facts: Facts, question: str, relevant: list[Fact]) -> Answer:
