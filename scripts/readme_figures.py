@@ -540,6 +540,31 @@ def llm_runtime(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+
+def qa(data: dict[str, Any]) -> list[str]:
+    """The question-answering set: this run against the stored baseline run of the same LLM, both scored by
+    bench/eval_qa.py's current rules (as that script's own table does)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import eval_qa
+
+    now = data["qa"]
+    before = eval_qa.baseline_run(data["qa_baseline"], now["llm"])
+    if before is None:
+        raise FiguresError(f"qa_baseline.json has no run of {now['llm']}")
+    questions = eval_qa.load_questions()
+    old, new = eval_qa.summary_of(questions, before), eval_qa.summary_of(questions, now)
+
+    def cell(group: str, key: str) -> str:
+        return f"{pct(old[group][key])} % → {pct(new[group][key])} %"
+
+    groups = [g for g in new if g.startswith("kind: ")] + [eval_qa.ANSWERABLE, eval_qa.ALL]
+    return [
+        *header(f"questions ({now['llm']})", "n", "correct", "refusal", "hallucination"),
+        *(row(g.removeprefix("kind: "), new[g]["n"], cell(g, "correct"), cell(g, "refusal"), cell(g, "hallucination"))
+          for g in groups),
+    ]  # fmt: skip
+
+
 TABLES: dict[str, Table] = {
     "foundation": Table(("fashion_mnist", "tuxpaint", "asterisk_wer", "sounds"), foundation),
     "understanding": Table(("calibration", "asterisk_wer", "speech_packing"), understanding),
@@ -555,6 +580,7 @@ TABLES: dict[str, Table] = {
     "scale-ingest": Table(("scale",), scale_ingest),
     "scale-search": Table(("scale",), scale_search),
     "llm-runtime": Table(("llm_runtime",), llm_runtime),
+    "qa": Table(("qa", "qa_baseline"), qa),
 }
 
 
