@@ -222,7 +222,7 @@ def test_add_files_lists_each_file(server, page, samples, tmp_path):
     by_name = {rows.nth(i).locator(".name").inner_text(): rows.nth(i) for i in range(3)}
     assert "skipped: empty file" in by_name["empty.txt"].inner_text()
     assert "indexed" in by_name["bread.md"].inner_text() and by_name["bread.md"].locator("a").count()
-    assert "duplicate" in by_name["rocket.jpg"].inner_text()  # the sample photo is in the collection already
+    assert "duplicate of photos/rocket.jpg" in by_name["rocket.jpg"].inner_text()  # the sample photo, already in
     job = page.locator(".job").first.inner_text()
     assert "uploads/" not in job and "0 of 0" not in job and "linked" not in job
     by_name["bread.md"].locator("a").click()

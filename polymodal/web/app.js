@@ -989,7 +989,8 @@ const UPLOAD_STATUS = { indexed: "indexed", duplicate: "indexed; a duplicate of 
 function setRow(row, status, reason = null, item = null) {
   row.state = status;
   row.el.dataset.status = status;
-  clear(row.statusEl, status === "waiting" ? reason : reason ? `${UPLOAD_STATUS[status]}: ${reason}` : UPLOAD_STATUS[status]);
+  const said = status === "duplicate" && reason ? `indexed; a duplicate of ${reason}` : reason ? `${UPLOAD_STATUS[status]}: ${reason}` : UPLOAD_STATUS[status];
+  clear(row.statusEl, status === "waiting" ? reason : said);
   row.el.className = status;
   if (status === "waiting") row.statusEl.prepend(h("span", { class: "spinner", "aria-hidden": "true" }), " ");
   if (item) clear(row.name, h("a", { href: `#/item/${item}`, text: row.path }));

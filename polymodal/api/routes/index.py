@@ -76,13 +76,15 @@ async def upload_and_index(
     return JSONResponse(views.job(svc, job.to_dict()), status_code=202)
 
 
-def _known_content(svc: Service, path: Path) -> bool:
-    """Whether the collection already holds a file with exactly this content (the upload is then a duplicate)."""
+def _known_content(svc: Service, path: Path) -> str | None:
+    """The file of the collection with exactly this content, as the page shows paths (the upload is then a
+    duplicate of it), or None."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
-    return svc.collection.store.content_state(digest.hexdigest()) is not None
+    rows = svc.collection.store.files_for([digest.hexdigest()]).get(digest.hexdigest())
+    return svc.display_path(rows[0].path) if rows else None
 
 
 @router.get("/api/jobs/{job_id}/files", summary="Each file of an upload: indexed (with its item), duplicate, skipped")
@@ -96,7 +98,7 @@ def job_files(job_id: str, svc: Svc) -> dict[str, Any]:
     for placed in PLACED.get(job_id, []):
         row = svc.collection.store.file(placed["path"]) if finished else None
         if row is not None:
-            status, reason = ("duplicate" if placed["duplicate"] else "indexed"), None
+            status, reason = ("duplicate", placed["duplicate"]) if placed["duplicate"] else ("indexed", None)
         elif not finished:
             status, reason = "waiting", None
         else:
