@@ -164,6 +164,12 @@ def test_api_people_without_embeddings(collection) -> None:
         assert "embedding" not in body and all(len(v) < 20 for v in _number_lists(json.loads(body)))
         assert client.get("/api/people/999").status_code == 404
         assert client.post("/api/people/1/not", json={"faces": ["x"]}).status_code == 422
+        found = client.post("/api/search", json={"text": "a person", "person": "Anna", "k": 10}).json()
+        names = {h["name"] for h in found["hits"] + found["weaker"]}
+        assert names and names <= {"astronaut.jpg", "mirrored_small.jpg"}, names  # only the person's photos
+        chips = [h["people"] for h in found["hits"]]
+        assert chips and all({"person": first["person"], "name": "Anna"} in c for c in chips), chips
+        assert client.post("/api/search", json={"text": "a person", "person": "Nobody"}).status_code == 400
         gone = client.delete(f"/api/people/{first['person']}").json()
         assert gone["faces"] == 2 and len(client.get("/api/people").json()["people"]) == 1
 
@@ -200,7 +206,8 @@ def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
 
 
 def test_web_people_view_and_face_boxes(collection) -> None:
-    """The People page lists the faces, renames a person, and an image's item page shows its face box."""
+    """The People page lists the faces, renames a person, an image's item page shows its face box, and search
+    results show person chips."""
     import os
     import subprocess
     import sys
@@ -237,6 +244,9 @@ def test_web_people_view_and_face_boxes(collection) -> None:
             page.goto(f"{base}/#/item/{item}")
             page.wait_for_selector(".face-box span", timeout=60_000)
             assert page.locator(".face-box span").first.inner_text() == "Anna"
+            page.goto(f"{base}/#/?q=Anna")  # search results carry the people they show
+            page.wait_for_selector(".card .person-chip", timeout=60_000)
+            assert "Anna" in page.locator(".card .person-chip").all_inner_texts()
             browser.close()
     finally:
         server.terminate()

@@ -522,6 +522,7 @@ function card(hit, terms, index) {
   const score = h("span", { class: "score", title: `relevance ${pct(hit.score)}${hit.similarity == null ? "" : `; cosine ${hit.similarity}`}` }, pct(hit.score));
   const meta = h("div", { class: "meta" }, h("span", { class: `kind ${hit.modality}`, text: KIND[hit.modality] || hit.modality }), score);
   const body = h("div", { class: "body" }, meta, title, whyLine(hit, terms));
+  if (hit.people?.length) body.append(personChips(hit.people));
   const el = h("article", { class: `card ${hit.modality}`, "data-name": hit.name, "data-item": hit.item, "data-rank": index + 1, hidden: removals.has(hit.item) });
   if (hit.modality === "image") {
     el.append(h("div", { class: "thumb" }, h("img", { src: hit.thumbnail, alt: hit.name, loading: "lazy" })), body);
@@ -540,6 +541,11 @@ function card(hit, terms, index) {
     el.append(h("div", { class: "doc", "aria-hidden": "true" }, "¶ ", hit.path), body);
   }
   return el;
+}
+// The people an image or video shows (named first), each a link to the People view.
+function personChips(people) {
+  return h("div", { class: "people-chips", "aria-label": "People in it" },
+    ...people.map((p) => h("a", { class: "person-chip", href: "#/people", title: "See in People" }, p.name || `person ${p.person}`)));
 }
 function playFrom(audio, start) {
   const go = () => { audio.currentTime = start; audio.play().catch(() => {}); };

@@ -114,3 +114,23 @@ def _people(svc: Any) -> Iterator[Any]:
         raise ApiError(404, str(exc)) from exc
     except PeopleError as exc:
         raise ApiError(404 if "no item" in str(exc) else 400, str(exc)) from exc
+
+
+def people_in(svc: Any, items: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The people each of ``items`` shows, as search results' person chips: ``{"person": id, "name": name or
+    None}``, named people first (no faces, no embeddings)."""
+    from polymodal.models.faces import installed
+    from polymodal.people import People
+    from polymodal.store.faces import FaceStore
+
+    store = svc.collection.store
+    if not installed() or not FaceStore.supported(store) or store.get_meta("faces") == "off":
+        return {}
+    people = People(store, svc.collection.settings)
+    out: dict[int, list[dict[str, Any]]] = {}
+    for item in items:
+        shown = {f["person"]: f["name"] for f in people.faces_of(item) if f["person"]}
+        if shown:
+            ordered = sorted(shown.items(), key=lambda pair: (pair[1] is None, pair[0]))
+            out[item] = [{"person": person, "name": name} for person, name in ordered]
+    return out

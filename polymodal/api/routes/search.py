@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from polymodal.api import views
 from polymodal.api.deps import Svc, caller
 from polymodal.api.errors import ApiError
+from polymodal.api.routes.people import people_in
 from polymodal.api.service import Service
 from polymodal.api.uploads import check_kind, clean_name
 
@@ -28,6 +29,7 @@ class SearchRequest(BaseModel):
     offset: int = Field(0, ge=0, le=10_000, description="hits to pass over: the next page starts where one ended")
     modality: Modality | None = Field(None, description="only items of this kind")
     path: str | None = Field(None, max_length=300, description="only items whose path matches this glob")
+    person: str | None = Field(None, max_length=100, description="only items showing this person (id or name)")
 
 
 _MULTIPART_SCHEMA = {
@@ -38,6 +40,7 @@ _MULTIPART_SCHEMA = {
         "offset": {"type": "integer", "default": 0},
         "modality": {"type": "string", "enum": ["text", "image", "audio", "video"]},
         "path": {"type": "string"},
+        "person": {"type": "string"},
         "image": {"type": "string", "format": "binary", "description": "an example image"},
         "audio": {"type": "string", "format": "binary", "description": "a spoken question or a sound"},
     },
@@ -84,10 +87,15 @@ async def _run(svc: Service, params: SearchRequest, image: Path | None = None, a
     pool = svc.audio_pool if audio is not None else svc.search_pool if image is None else svc.media_pool
     result = await pool.run(
         svc.collection.search, params.text, image=image, audio=audio, k=params.k, offset=params.offset,
-        modality=params.modality, path=params.path,
+        modality=params.modality, path=params.path, person=params.person,
     )  # fmt: skip
     svc.metrics.count("searches")
-    return views.search_result(svc, result.to_dict())
+    data = result.to_dict()
+    shown = [h["item"] for h in data["hits"] + data["weaker"] if h["modality"] in ("image", "video")]
+    people = await pool.run(people_in, svc, shown) if shown else {}
+    for h in data["hits"] + data["weaker"]:
+        h["people"] = people.get(h["item"], [])
+    return views.search_result(svc, data)
 
 
 @contextlib.asynccontextmanager
