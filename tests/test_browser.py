@@ -8,6 +8,7 @@ device plays the WAV into MediaRecorder.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,16 +44,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(indexed, tmp_path_factory: pytest.TempPathFactory):
-    """`polymodal serve` on a copy of the indexed sample store; yields its base URL."""
-    store = tmp_path_factory.mktemp("browser-store")
+@contextlib.contextmanager
+def serve_copy(indexed, store: Path, *options: str, **env: str) -> Iterator[str]:
+    """`polymodal serve OPTIONS` on a copy of the indexed sample store in ``store``, with ``env`` added to the
+    environment; yields its base URL and stops it afterwards."""
     with sqlite3.connect(indexed.store.path) as src, sqlite3.connect(store / "polymodal.sqlite") as dst:
         src.backup(dst)
     port = free_port()
     log = open(store / "server.log", "w")  # noqa: SIM115 (closed below)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POLYMODAL_CACHE": str(indexed.settings.cache)}
-    command = [sys.executable, "-m", "polymodal.cli", "serve", "--store", str(store), "--port", str(port)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POLYMODAL_CACHE": str(indexed.settings.cache), **env}
+    command = [sys.executable, "-m", "polymodal.cli", "serve", "--store", str(store), "--port", str(port), *options]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -64,6 +66,13 @@ def server(indexed, tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(indexed, tmp_path_factory: pytest.TempPathFactory):
+    """`polymodal serve` on a copy of the indexed sample store; yields its base URL."""
+    with serve_copy(indexed, tmp_path_factory.mktemp("browser-store")) as base:
+        yield base
 
 
 def wait_until_up(base: str, process: subprocess.Popen, log: Path, seconds: float = 120.0) -> None:

@@ -7,17 +7,12 @@ The harness is test_browser.py's (Debian's /usr/bin/chromium driven by playwrigh
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import sqlite3
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
-from conftest import REPO
-from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, free_port, snap, wait_until, wait_until_up
+from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, serve_copy, snap, wait_until
 
 SMALL_LLM = "qwen2.5-0.5b"
 # What must never be read on a page: missing values, and the checks' internal notes (they live in "Details").
@@ -28,30 +23,8 @@ INTERNAL = re.compile(r"was not used|without “probably”|\bdiagnostic|stated 
 @pytest.fixture(scope="module")
 def server(indexed, tmp_path_factory: pytest.TempPathFactory):
     """`polymodal serve` with the 0.5B LLM on a copy of the indexed sample store; yields its base URL."""
-    store = tmp_path_factory.mktemp("answers-store")
-    with sqlite3.connect(indexed.store.path) as src, sqlite3.connect(store / "polymodal.sqlite") as dst:
-        src.backup(dst)
-    port = free_port()
-    log = open(store / "server.log", "w")  # noqa: SIM115 (closed below)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "POLYMODAL_CACHE": str(indexed.settings.cache),
-        "POLYMODAL_LLM": SMALL_LLM,
-    }
-    command = [sys.executable, "-m", "polymodal.cli", "serve", "--store", str(store), "--port", str(port)]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, process, store / "server.log")
+    with serve_copy(indexed, tmp_path_factory.mktemp("answers-store"), POLYMODAL_LLM=SMALL_LLM) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,10 @@ The server runs without the LLM (answers are extractive): what is tested is the 
 from __future__ import annotations
 
 import importlib.util
-import os
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, free_port, snap, wait_until, wait_until_up
+from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, serve_copy, snap, wait_until
 
 QUESTION = "How many grams of coffee are used for a double shot?"
 
@@ -25,24 +20,8 @@ QUESTION = "How many grams of coffee are used for a double shot?"
 def server(indexed, tmp_path_factory: pytest.TempPathFactory):
     """`polymodal serve` on a copy of the indexed sample store, without the LLM; yields its base URL."""
     store = tmp_path_factory.mktemp("browser-speak-store")
-    with sqlite3.connect(indexed.store.path) as src, sqlite3.connect(store / "polymodal.sqlite") as dst:
-        src.backup(dst)
-    port = free_port()
-    log = open(store / "server.log", "w")  # noqa: SIM115 (closed below)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POLYMODAL_CACHE": str(indexed.settings.cache), "POLYMODAL_LLM": "none"}
-    command = [sys.executable, "-m", "polymodal.cli", "serve", "--store", str(store), "--port", str(port), "--no-warm"]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base, process, store / "server.log")
+    with serve_copy(indexed, store, "--no-warm", POLYMODAL_LLM="none") as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
