@@ -215,7 +215,7 @@ def test_web_people_view_and_face_boxes(collection) -> None:
     from test_browser import ARGS, CHROMIUM, free_port, wait_until_up
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (make setup)")
+        raise RuntimeError(f"{CHROMIUM} is missing: run `make setup` (installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     collection, folder = collection
