@@ -37,7 +37,7 @@ from polymodal.analysis import (
 )
 from polymodal.errors import UsageError
 from polymodal.models.text import normalize
-from polymodal.store.sqlite import SqliteStore
+from polymodal.store.base import Store
 from polymodal.store.vectors import VectorIndex
 
 CANDIDATES = 200
@@ -130,7 +130,7 @@ class Scored:
 class Searcher:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         index: VectorIndex,
         analyzer: Analyzer,
         fts_text: Callable[[str], str],
