@@ -27,7 +27,7 @@ import numpy as np
 
 from polymodal.errors import UsageError
 from polymodal.perceivers.faces import features_key
-from polymodal.store.faces import FORGOTTEN, IS, NOT, PERSON, FaceKey, FaceStore, NameRow
+from polymodal.store.faces import FORGOTTEN, IS, NOT, PERSON, FaceKey, FaceStore, NameRow, face_store
 
 THRESHOLD = 0.6
 CROP_SIDE = 160  # pixels a side of a face crop
@@ -71,7 +71,7 @@ class People:
             from polymodal.collection import fts_text
         self.store, self.settings, self.fts_text = store, settings, fts_text
         self.model_id = face_model(settings).model_id
-        self.faces = FaceStore(store, features_key(self.model_id))
+        self.faces = face_store(store, features_key(self.model_id))
 
     # --- grouping ---------------------------------------------------------------------------------
     def update(self) -> None:
@@ -79,18 +79,18 @@ class People:
         (forgotten faces stay without embeddings, pinned faces go to their person), write names as evidence."""
         if not self.store.writable:
             return
-        embeddings = self.faces.embeddings()
-        if self.store.get_meta("faces") == "off":
-            embeddings = {}
-        said = self.faces.corrections()
-        forgotten = {(sha, n) for sha, n, kind, _ in said if kind == FORGOTTEN}
-        pinned = {(sha, n): person for sha, n, kind, person in said if kind == IS}
-        refused: dict[FaceKey, set[int]] = {}
-        for sha, n, kind, person in said:
-            if kind == NOT:
-                refused.setdefault((sha, n), set()).add(person)
-        live = {(sha, n) for sha, matrix in embeddings.items() for n in range(len(matrix)) if matrix[n].any()}
-        with self.faces.transaction() as db:
+        with self.faces.transaction() as db:  # read inside: another process's update is done, or waits for this
+            embeddings = self.faces.embeddings()
+            if self.store.get_meta("faces") == "off":
+                embeddings = {}
+            said = self.faces.corrections()
+            forgotten = {(sha, n) for sha, n, kind, _ in said if kind == FORGOTTEN}
+            pinned = {(sha, n): person for sha, n, kind, person in said if kind == IS}
+            refused: dict[FaceKey, set[int]] = {}
+            for sha, n, kind, person in said:
+                if kind == NOT:
+                    refused.setdefault((sha, n), set()).add(person)
+            live = {(sha, n) for sha, matrix in embeddings.items() for n in range(len(matrix)) if matrix[n].any()}
             self.faces.zero_embeddings(db, sorted(live & forgotten))
             live -= forgotten
             assigned = {key: person for key, person in self.faces.assignments().items() if key in live}
@@ -441,9 +441,9 @@ def refine_search(searcher: Any, query: Any, scored: list[Any], by_words: dict[s
     from polymodal import ranking
     from polymodal.search import Scored, _WordMatch
 
-    if not FaceStore.supported(searcher.store):  # people are kept in SQLite stores only, so far
+    if not FaceStore.supported(searcher.store):  # a store of neither kind keeps no people
         if getattr(query, "person", None):
-            raise PeopleError("people are not kept in this store (PostgreSQL): --person needs a SQLite store")
+            raise PeopleError(f"people are not kept in the store {searcher.store.location}")
         return scored
     people = People(searcher.store, searcher.analyzer.settings, searcher.fts_text)
     if query.image is not None and searcher.store.get_meta("faces") != "off" and _installed():

@@ -1,6 +1,6 @@
 """Faces as evidence (real dlib models, real photos): "a person" finds the astronaut portrait, photos without
 faces get none, boxes and counts are stored, the face stage is re-run only when the face model changes, and a
-collection can turn faces off."""
+collection can turn faces off (in the embedded store and in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_faces_are_evidence_with_boxes_and_embeddings(photos_and_notes: Collecti
     rows = [e for e in item.evidence if e.kind == "faces"]
     assert item.meta["faces"] == 1 and item.models["faces"].startswith("dlib-resnet-v1")
     assert {"a portrait" in e.text or "人像" in e.text for e in rows} == {True}
-    (x0, y0, x1, y1), = rows[0].box
+    ((x0, y0, x1, y1),) = rows[0].box
     assert 150 < x0 < x1 < 300 and 50 < y0 < y1 < 200  # her face, in the 512 x 512 picture
     embeddings = photos_and_notes.store.feature(item.sha256, "dlib-resnet-v1@1/faces")
     assert embeddings is not None and embeddings.shape == (128,) and np.linalg.norm(embeddings) > 0.5
@@ -83,13 +83,18 @@ def test_face_stage_is_rerun_only_when_the_face_model_changes(
     assert [e.kind for e in item.evidence].count("label") >= 1  # the rest of the analysis kept
 
 
-def test_faces_can_be_turned_off_per_collection(samples: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_faces_can_be_turned_off_per_collection(
+    samples: Path, tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    from test_people import database
+
     from polymodal.people import People
 
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(samples / "photos" / "astronaut.jpg", folder / "astronaut.jpg")
-    collection = Collection(tmp_path / "store")
+    collection = Collection(tmp_path / "store" if kind == "sqlite" else database(request))
     collection.index(folder)
     people = People(collection.store, collection.settings)
     assert len(people.list(crops=False)) == 1

@@ -68,29 +68,33 @@ def test_cli_says_a_newer_store_is_newer(tmp_path: Path) -> None:
     assert main(["status", "--store", str(tmp_path)]) == 2
 
 
-def _v1_postgres(url: str) -> None:
+def _old_postgres(url: str, version: int) -> None:
+    """A Postgres store as schema ``version`` made it, with a file."""
     import psycopg
 
     from polymodal.store.postgres import MIGRATIONS
 
     with psycopg.connect(url, autocommit=True) as conn:
-        for statement in MIGRATIONS[1]:
-            conn.execute(statement)
-        conn.execute("INSERT INTO meta VALUES ('schema', '1')")
+        for step in range(1, version + 1):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema', %s)", (str(version),))
         conn.execute("INSERT INTO contents VALUES ('s', 'text', 'md', 5, '{}', '{}', '[]', 0)")
         conn.execute(
             "INSERT INTO files(path, sha, size, mtime_ns, indexed_at, names) VALUES ('/a.md', 's', 5, 1, 0, '')"
         )
 
 
-def test_postgres_store_of_the_previous_version_is_migrated(postgres) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_postgres_store_of_an_older_version_is_migrated(postgres, version: int) -> None:
+    from polymodal.store.faces import face_store
     from polymodal.store.postgres import SCHEMA_VERSION, PostgresStore
 
-    url = postgres("migrate_old")
-    _v1_postgres(url)
+    url = postgres(f"migrate_old_{version}")
+    _old_postgres(url, version)
     store = PostgresStore(url)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.file("/a.md").sha == "s"
         assert store.thumbnail("s", 0) is None  # the table version 2 added is there
         store.save("/b.md", "b" * 64, 5, 1, _analysis(), str)
@@ -98,6 +102,11 @@ def test_postgres_store_of_the_previous_version_is_migrated(postgres) -> None:
         storage = store._one("SELECT attstorage FROM pg_attribute WHERE attrelid = 'vectors'::regclass "
                              "AND attname = 'vector'")[0]  # fmt: skip
         assert storage == "p"  # vectors inline (plain), as version 2 keeps them: exact scans 10x faster
+        faces = face_store(store, "test/faces")  # version 3: people, faces and corrections
+        with faces.transaction() as db:
+            person = faces.new_person(db, "Anna")
+            faces.assign(db, ("b" * 64, 0), person)
+        assert faces.people() == {person: "Anna"} and faces.assignments() == {("b" * 64, 0): person}
     finally:
         store.close()
 
@@ -110,8 +119,8 @@ def test_postgres_store_of_a_newer_version_is_refused(postgres) -> None:
     url = postgres("migrate_new")
     PostgresStore(url).close()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("UPDATE meta SET value='3' WHERE key='schema'")
-    with pytest.raises(SchemaTooNew, match=r"schema version 3, newer than this polymodal reads \(2\)"):
+        conn.execute("UPDATE meta SET value='4' WHERE key='schema'")
+    with pytest.raises(SchemaTooNew, match=r"schema version 4, newer than this polymodal reads \(3\)"):
         open_store(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "3"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "4"

@@ -1,11 +1,14 @@
 """People (real dlib models, real faces): the astronaut photo and its mirrored, reduced copy are one person, a
 different real face (Labeled Faces in the Wild, from scikit-image's ``lfw_subset``, 25 px upscaled 4x) another;
 naming makes a name search find both photos; corrections survive re-indexing; ``forget`` removes the embeddings;
-a query image's face finds the person; ``--person`` filters; the API never hands out an embedding."""
+a query image's face finds the person; ``--person`` filters; the API never hands out an embedding. Each of these
+runs on the embedded store and on PostgreSQL (a real server), which give the same people."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -36,13 +39,32 @@ def write_photos(folder: Path, samples: Path) -> Path:
     return folder
 
 
-@pytest.fixture()
-def collection(samples: Path, tmp_path: Path) -> tuple[Collection, Path]:
+def database(request: pytest.FixtureRequest) -> str:
+    """A new database on the test PostgreSQL server, named after the test; its URL."""
+    name = re.sub(r"\W+", "_", request.node.name.lower())[:40]
+    return request.getfixturevalue("postgres")(f"{name}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}")
+
+
+def indexed_photos(samples: Path, tmp_path: Path, store: str | Path) -> tuple[Collection, Path]:
     folder = write_photos(tmp_path / "photos", samples)
-    collection = Collection(tmp_path / "store")
+    collection = Collection(store)
     report = collection.index(folder)
     assert not report.errors, report.errors
     return collection, folder
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def collection(request: pytest.FixtureRequest, samples: Path, tmp_path: Path):
+    """The photos indexed into the embedded store, or into PostgreSQL."""
+    store = tmp_path / "store" if request.param == "sqlite" else database(request)
+    collection, folder = indexed_photos(samples, tmp_path, store)
+    yield collection, folder
+    collection.close()
+
+
+def store_option(collection: Collection) -> str:
+    """What ``--store`` names the collection's store by: its directory, or its URL."""
+    return getattr(collection.store, "url", None) or str(collection.store.directory)
 
 
 def people_of(collection: Collection):
@@ -188,7 +210,7 @@ def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
     from polymodal.cli import main
 
     collection, folder = collection
-    store = str(collection.store.directory)
+    store = store_option(collection)
     assert main(["people", "--store", store, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["people"]
     first = str(listed[0]["person"])
@@ -205,7 +227,40 @@ def test_cli_people(collection, capsys: pytest.CaptureFixture) -> None:
     assert hits == {"astronaut.jpg", "mirrored_small.jpg"}
 
 
-def test_web_people_view_and_face_boxes(collection) -> None:
+def test_postgres_gives_the_same_people_as_sqlite(request: pytest.FixtureRequest, samples: Path, tmp_path) -> None:
+    """The same photos in both stores: the same people (faces and items), and after naming the same person in
+    both, the same name search and the same search with a person filter."""
+    embedded, folder = indexed_photos(samples, tmp_path / "embedded", tmp_path / "store")
+    server, other = indexed_photos(samples, tmp_path / "server", database(request))
+
+    def grouped(collection: Collection, photos: Path) -> list[tuple[int, list[str]]]:
+        files = {collection.item(str(photos / name)).id: name for name in sorted(p.name for p in photos.iterdir())}
+        return sorted((len(p.faces), sorted(files[i] for i in p.items)) for p in people_of(collection).list())
+
+    expected = [(1, ["someone_else.png"]), (2, ["astronaut.jpg", "mirrored_small.jpg"])]
+    assert grouped(embedded, folder) == grouped(server, other) == expected
+    found, scores = [], []
+    for collection, photos in ((embedded, folder), (server, other)):
+        people = people_of(collection)
+        people.name(by_file(collection, photos)["astronaut.jpg"], "Anna")
+        named = [(p.name, len(p.faces)) for p in people.list(crops=False)]
+        hits = collection.search("Anna", k=5).hits
+        only = collection.search("a photo", k=10, person="anna")
+        shown = sorted(Path(h.path).name for h in [*only.hits, *only.weaker])
+        found.append((named, [Path(h.path).name for h in hits], shown))
+        scores.append([h.score for h in hits])
+    assert found[0] == found[1], found
+    assert found[0][0] == [("Anna", 2), (None, 1)] and found[0][2] == ["astronaut.jpg", "mirrored_small.jpg"]
+    assert all(abs(a - b) < 0.01 for a, b in zip(*scores, strict=True)), scores
+    server.close()
+
+
+@pytest.fixture()
+def sqlite_collection(samples: Path, tmp_path: Path) -> tuple[Collection, Path]:
+    return indexed_photos(samples, tmp_path, tmp_path / "store")
+
+
+def test_web_people_view_and_face_boxes(sqlite_collection) -> None:
     """The People page lists the faces, renames a person, an image's item page shows its face box, and search
     results show person chips."""
     import os
@@ -218,7 +273,7 @@ def test_web_people_view_and_face_boxes(collection) -> None:
         raise RuntimeError(f"{CHROMIUM} is missing: run `make setup` (installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
-    collection, folder = collection
+    collection, folder = sqlite_collection
     store = collection.store.directory
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "POLYMODAL_CACHE": str(collection.settings.cache)}

@@ -78,7 +78,7 @@ class FaceHook:
         self.store, self.analyzer, self.fts_text = store, analyzer, fts_text
         self.off = store.get_meta(META_KEY) == "off"
         self.enabled = not self.off and face_models.installed() and FaceStore.supported(store)
-        self._changed = False
+        self.changed = False  # faces stored or removed since the people were updated (by this run)
 
     @property
     def model(self) -> Any:
@@ -108,7 +108,7 @@ class FaceHook:
             self._embed(analysis)
         analysis.meta["faces"] = len(faces)
         analysis.models[FACES] = self.stage_id
-        self._changed = True
+        self.changed = True
         return True
 
     def _embed(self, analysis: Analysis) -> None:
@@ -134,12 +134,12 @@ class FaceHook:
         if wanted is not None and not self.perceive(key, analysis):
             return False  # not written: the stored analysis stays as it was
         self.store.save(key, sha, row.size, row.mtime_ns, analysis, self.fts_text)
-        self._changed = True
+        self.changed = True
         return True
 
     def finish(self) -> None:
         """After an indexing run: the people follow the faces now stored (or their faces are dropped)."""
-        if self._changed or self.off:
+        if self.changed or self.off:
             from polymodal.people import People
 
             People(self.store, self.analyzer.settings, self.fts_text).update()

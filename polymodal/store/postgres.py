@@ -13,7 +13,8 @@ meta) plus thumbnails as rows, so that every replica sees every write. Differenc
   dictionary in between), so both stores match the same rows.
 - One transaction per file, as before. Writers take transaction-scoped advisory locks on the path and the content
   hash they touch, so two indexers writing the same file or content one after the other replace, never duplicate;
-  a deadlock between two of them is retried.
+  a deadlock between two of them is retried. Every writer also holds the people lock shared; a people update
+  (:mod:`polymodal.store.faces`, which touches many items at once) holds it alone, so it never deadlocks with them.
 - Migrations are numbered; each runs in one transaction under an advisory lock, so two processes opening an old
   store at once migrate it once. A store of a newer version is refused before anything is written.
 """
@@ -26,7 +27,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ import numpy as np
 
 from polymodal.analysis import Analysis, Evidence, Vector
 from polymodal.store.base import FileRow, ItemRow, StoreError, StoreUnavailable, too_new
+from polymodal.store.faces import POSTGRES_TYPES, schema
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK = 0x706F6C79  # advisory lock key held while migrating ("poly")
+PEOPLE_LOCK = 0x706F706C  # advisory lock key: every writer holds it shared, a people update alone ("popl")
 # HNSW graph: ef_construction 200 (not pgvector's 64): on clustered real-like vectors, 60k, recall@10 0.998 -> 1.0
 # for twice the build time (bench notes in the readme).
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 200
@@ -84,6 +87,7 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE IF NOT EXISTS thumbnails (
             sha TEXT NOT NULL, shot INTEGER NOT NULL, jpeg BYTEA NOT NULL, PRIMARY KEY (sha, shot))""",
     ],
+    3: schema(POSTGRES_TYPES),  # people, faces, face_corrections (polymodal.store.faces)
 }
 
 _WORD = re.compile(r"[^\W_]+")
@@ -96,6 +100,12 @@ def fts_tokens(text: str) -> list[str]:
     decomposed = unicodedata.normalize("NFD", text.lower())
     plain = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
     return [word for word in _WORD.findall(unicodedata.normalize("NFC", plain)) if len(word) <= MAX_TOKEN_CHARS]
+
+
+def words(text: str, fts_text: Callable[[str], str]) -> list[str]:
+    """The lexemes of an evidence row's ``tsvector`` (``array_to_tsvector``): ``text`` as ``fts_text`` prepares it
+    for the full-text index, in tokens."""
+    return sorted(set(fts_tokens(fts_text(text))))
 
 
 def _lexeme(word: str) -> str:
@@ -145,11 +155,11 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-
 def local_directory(url: str, cache: Path | None = None) -> Path:
     """Where this machine keeps a server store's local files (aligners, API keys, cached thumbnails)."""
     digest = hashlib.sha256(_shown(url).encode()).hexdigest()[:16]
     return Path(cache or Path.home() / ".cache" / "polymodal").expanduser() / "postgres" / digest
+
 
 class PostgresStore:
     def __init__(
@@ -274,24 +284,34 @@ class PostgresStore:
             finally:
                 self._local.conn = None
 
+    @contextmanager
+    def transaction(self, locks: Iterable[str] = (), alone: bool = False) -> Iterator[Any]:
+        """One write transaction; the store's queries on this thread inside it are part of it. It holds advisory
+        locks on ``locks`` (paths, hashes), and the people lock: shared, or with ``alone`` exclusively (no other
+        write runs meanwhile). Not retried: :meth:`_write` is."""
+        if self._readonly:
+            raise StoreUnavailable(f"the store {self.location} is open read-only")
+        with self._conn() as conn, conn.transaction():
+            outer, self._local.conn = getattr(self._local, "conn", None), conn
+            try:
+                kind = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
+                conn.execute(f"SELECT {kind}(%s)", (PEOPLE_LOCK,))
+                for key in sorted(set(locks)):
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+                yield conn
+                conn.execute("SELECT nextval('generation_seq')")
+            finally:
+                self._local.conn = outer
+
     def _write(self, work: Callable[[Any], Any], locks: list[str]) -> Any:
         """Run ``work(conn)`` in one transaction holding advisory locks on ``locks`` (paths, hashes); retried when
         it deadlocks with another writer."""
         import psycopg
 
-        if self._readonly:
-            raise StoreUnavailable(f"the store {self.location} is open read-only")
         for attempt in range(WRITE_RETRIES):
             try:
-                with self._conn() as conn, conn.transaction():
-                    self._local.conn = conn
-                    try:
-                        for key in sorted(set(locks)):
-                            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-                        result = work(conn)
-                        conn.execute("SELECT nextval('generation_seq')")
-                    finally:
-                        self._local.conn = None
+                with self.transaction(locks) as conn:
+                    result = work(conn)
                 return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == WRITE_RETRIES - 1:
@@ -434,7 +454,7 @@ class PostgresStore:
                     'INSERT INTO evidence(sha, ord, kind, text, score, start, "end", page, box, words) '
                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,array_to_tsvector(%s::text[])) RETURNING id",
                     (sha, order, e.kind, e.text, e.score, e.start, e.end, e.page,
-                     json.dumps(e.box) if e.box else None, sorted(set(fts_tokens(fts_text(e.text))))),
+                     json.dumps(e.box) if e.box else None, words(e.text, fts_text)),
                 )  # fmt: skip
                 ids.append(cursor.fetchone()[0])
             self._write_vectors(cursor, sha, analysis, ids)
