@@ -493,17 +493,15 @@ def _latency(measured: dict[str, Any], queries: int) -> tuple[str, str, str, str
 
 
 def scale_search(data: dict[str, Any]) -> list[str]:
-    search = data["scale"]["search"]
+    search, smaller = data["scale"]["search"], data["scale"].get("search_200k")
     queries, postgres = search["queries"], search["postgres_hnsw"]
-    float32 = postgres["float32_index"]
     default, low, high = (postgres[f"ef_search_{ef}"] for ef in (100, 40, 200))
-    what = (f"search, {search['vectors'] // 1000}k vectors ({search['dim']}-d, real vectors + synthetic ones "
+    what = (f"search, {_count(search['vectors'])} vectors ({search['dim']}-d, real vectors + synthetic ones "
             f"clustered like them; {queries} queries, one at a time)")  # fmt: skip
     lines = header(what, "p50 ms", "p95 ms", "recall@10")
     named = [
         ("embedded store: IVF-SQ8 + float16 re-rank", search["embedded_ivf_sq8"]),
         ("Postgres: pgvector HNSW over halfvec copies + float32 re-rank, ef_search 100 (the store's search)", default),
-        ("Postgres: HNSW over the float32 vectors, ef_search 100 (not used)", float32["ef_search_100"]),
         ("Postgres: exact scan", postgres["exact_scan"]),
     ]
     for name, measured in named:
@@ -515,7 +513,21 @@ def scale_search(data: dict[str, Any]) -> list[str]:
             )
             lines.append(row("same, ef_search 40 / 200", f"{p50_low} / {p50_high}", f"{p95_low} / {p95_high}",
                              f"{found_low} / {found_high}"))  # fmt: skip
+    if smaller:
+        at = f"at {_count(smaller['vectors'])}"
+        for name, measured in (
+            (f"{at}: embedded store", smaller["embedded_ivf_sq8"]),
+            (f"{at}: Postgres, the store's search", smaller["postgres_hnsw"]["ef_search_100"]),
+            (f"{at}: Postgres, HNSW over the float32 vectors (not used)", smaller["postgres_hnsw"]["float32_index"]
+             ["ef_search_100"]),
+        ):  # fmt: skip
+            p50, p95, found, _ = _latency(measured, smaller["queries"])
+            lines.append(row(name, p50, p95, found))
     return lines
+
+
+def _count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
 HOW_BUILT = {"llama-cpp-python": "compiled", "xllamacpp": "prebuilt"}
