@@ -366,6 +366,8 @@ def evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, 
 
     started = time.perf_counter()
     questions = load_questions()[: args.limit] if args.limit else load_questions()
+    if args.only:
+        questions = [q for q in questions if q["id"] in args.only]
     root = build_qa.COLLECTION
     build_qa.build(root, say=lambda message: None)
     settings = Settings.from_env(store=STORE, llm=args.llm)
@@ -519,6 +521,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=RESULTS / "qa.json", help="where to write this run")
     parser.add_argument("--label", default="current", help="a name for this run (e.g. the change under test)")
     parser.add_argument("--limit", type=int, help="only the first N questions (a quick look)")
+    parser.add_argument("--only", nargs="+", metavar="ID", help="only these questions (a quick look)")
     parser.add_argument("--baseline", type=Path, default=BASELINE, help="the stored runs to compare with")
     parser.add_argument("--save-baseline", action="store_true", help="also store this run as its LLM's baseline")
     parser.add_argument("--show", type=Path, help="print a stored run's table against the baseline; run nothing")

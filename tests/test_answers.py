@@ -189,6 +189,66 @@ def test_a_chart_is_read_for_its_title_bars_and_values(analyzers, tmp_path) -> N
     assert squashed(first.answer).startswith(squashed(MONTHS[0])), first.answer
 
 
+def test_bar_or_line_chart_from_its_pixels(analyzers, tmp_path) -> None:
+    from test_understand_perception import render_chart
+
+    bars = render_chart(tmp_path / "bars.png")
+    lines = render_chart(tmp_path / "lines.png", lines=True)
+    no = ask(analyzers["none"], bars, "Is this a line chart?")
+    assert no.answer.startswith("No, a bar chart") and no.by == "evidence", no.answer
+    yes = ask(analyzers["none"], lines, "Is this a line chart?")
+    assert yes.answer.startswith("Yes, a line chart"), yes.answer
+    kind = ask(analyzers["none"], lines, "What kind of chart is this?")
+    assert kind.answer.startswith("A line chart titled"), kind.answer
+
+
+def test_numbers_read_in_a_picture_are_counted(analyzers, tmp_path) -> None:
+    """A clock face drawn with its 12 numbers: "how many numbers" counts what OCR read, not faces."""
+    import math
+
+    from PIL import Image, ImageDraw, ImageFont
+    from test_understand_perception import SANS
+
+    image = Image.new("RGB", (640, 640), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([20, 20, 620, 620], outline="black", width=6)
+    font = ImageFont.truetype(str(SANS), 48)
+    for hour in range(1, 13):
+        angle = math.radians(hour * 30)
+        x, y = 320 + 240 * math.sin(angle), 320 - 240 * math.cos(angle)
+        draw.text((x - draw.textlength(str(hour), font=font) / 2, y - 28), str(hour), fill="black", font=font)
+    image.save(tmp_path / "clock.png")
+    answer = ask(analyzers["none"], tmp_path / "clock.png", "How many numbers are on the clock face?")
+    assert answer.route == "count" and answer.answer.startswith("12:"), answer.answer
+
+
+def test_where_a_thing_usually_is_gives_its_colour(analyzers, photos) -> None:
+    """The sky at the top; clothes below the face the face detector found (the astronaut's suit is orange, seen
+    in the photo); both hedged, with the region's colours as evidence."""
+    sky = ask(analyzers["none"], photos / "rocket.jpg", "What colour is the sky?")
+    assert sky.answer.startswith("Probably blue") and "top of the picture" in sky.answer, sky.answer
+    suit = ask(analyzers["none"], photos / "astronaut.jpg", "What colour is her suit?")
+    assert suit.answer.startswith(("Probably orange", "Probably red")) and "below the face" in suit.answer, suit.answer
+    assert suit.answerable and suit.route == "colour"
+
+
+def test_probably_not_when_the_image_model_gives_its_class_next_to_nothing(analyzers, photos) -> None:
+    zebra = ask(analyzers["none"], photos / "dahlia_flower.jpg", "Is this a zebra?")  # unsure what it shows
+    assert zebra.answer.startswith("Probably not") and "“zebra”" in zebra.answer, zebra.answer
+    cat = ask(analyzers["none"], photos / "dahlia_flower.jpg", "Is there a cat on the flower?")  # no class "cat"
+    assert not cat.answer.startswith("Probably not"), cat.answer
+
+
+def test_how_many_legs_a_kind_of_thing_usually_has(analyzers, photos) -> None:
+    """No model counts things in pictures; the LLM knows what a cat usually has, and the answer says that is
+    what it is, not a count. Without an LLM it stays a refusal."""
+    refused_answer = ask(analyzers["none"], photos / "chelsea_cat.jpg", "How many legs does it have?")
+    assert refused(refused_answer.answer)
+    usual = ask(analyzers[LLM], photos / "chelsea_cat.jpg", "How many legs does it have?")
+    assert usual.answer.startswith("Probably 4: a domestic cat usually has 4 legs"), usual.answer
+    assert "not a count of this picture" in usual.answer and usual.notes and usual.route == "count"
+
+
 def test_questions_as_clauses() -> None:
     assert embedded("Who owns this cup?") == "who owns this cup"
     assert embedded("What colour is the car?") == "what colour the car is"

@@ -216,8 +216,9 @@ def render_document(path: Path) -> Path:
     return path
 
 
-def render_chart(path: Path) -> Path:
-    """A grouped bar chart: title, y ticks 0-100, months under the bars, legend, a value above each bar."""
+def render_chart(path: Path, lines: bool = False) -> Path:
+    """A grouped bar chart (``lines``: a line chart with point markers): title, y ticks 0-100, months under the
+    bars, legend, a value above each bar."""
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (800, 560), "white")
@@ -237,14 +238,25 @@ def render_chart(path: Path) -> Path:
     slot = (right - left) / len(MONTHS)
     for i, month in enumerate(MONTHS):
         for j, (color, values) in enumerate(SERIES.values()):
-            x0 = left + slot * (i + 0.15 + 0.35 * j)
             y = bottom - (bottom - top) * values[i] / 100
-            draw.rectangle([x0, y, x0 + slot * 0.32, bottom], fill=color)
-            centred(x0 + slot * 0.16, y - 26, str(values[i]), small)
+            if lines:
+                x = left + slot * (i + 0.5)
+                if i:
+                    before = bottom - (bottom - top) * values[i - 1] / 100
+                    draw.line([(x - slot, before), (x, y)], fill=color, width=2)
+                draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+                centred(x, y - 30, str(values[i]), small)
+            else:
+                x0 = left + slot * (i + 0.15 + 0.35 * j)
+                draw.rectangle([x0, y, x0 + slot * 0.32, bottom], fill=color)
+                centred(x0 + slot * 0.16, y - 26, str(values[i]), small)
         centred(left + slot * (i + 0.5), bottom + 10, month, small)
     centred((left + right) / 2, bottom + 50, "Month", small)
     for k, (name, (color, _)) in enumerate(SERIES.items()):
-        draw.rectangle([625, 140 + 40 * k, 651, 160 + 40 * k], fill=color)
+        if lines:  # a line chart's legend shows a stroke of each line, a bar chart's a swatch
+            draw.line([(625, 150 + 40 * k), (651, 150 + 40 * k)], fill=color, width=2)
+        else:
+            draw.rectangle([625, 140 + 40 * k, 651, 160 + 40 * k], fill=color)
         draw.text((660, 138 + 40 * k), name, fill="black", font=small)
     image.save(path)
     return path

@@ -349,3 +349,40 @@ def _text_rows(luma: np.ndarray) -> int:
             peak = max(peak, share)
             inside = share > min(TEXT_ROW_GAP * peak, TEXT_ROW_BLANK)
     return bands
+
+
+# --- what a chart's data is drawn with --------------------------------------------------------------------------
+CHART_SIDE = 640  # charts are looked at this large: their lines are 1-2 px wide
+MARK_CHROMA = 60  # the data of a chart is drawn in colour; axes, grid and text in black and grey
+MIN_MARK_SHARE = 0.002  # of all pixels: less colour than this, and there are no coloured marks to judge
+BAR_SOLID_SHARE = 0.5  # bars: at least this share of the coloured pixels is inside solid areas...
+LINE_SOLID_SHARE = 0.1  # ...lines (and their point markers): at most this share is
+
+
+def chart_marks(image: Any) -> str | None:
+    """ "bars" or "lines": what a chart's data is drawn with, or None when its pixels do not say (no coloured
+    marks, or both). A coloured pixel is *solid* when the square around it (about 1 % of the chart's width) is
+    all coloured: bars are solid areas, lines and their point markers are thinner than the square."""
+    rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)[..., :3]
+    step = max(1, -(-max(rgb.shape[:2]) // CHART_SIDE))
+    rgb = rgb[::step, ::step].astype(np.int16)
+    coloured = _chroma(rgb[..., 0], rgb[..., 1], rgb[..., 2]) > MARK_CHROMA
+    if coloured.mean() < MIN_MARK_SHARE:
+        return None
+    side = max(5, round(rgb.shape[1] * 0.011) | 1)  # odd
+    solid = _window_sums(coloured, side) == side * side
+    solid_share = solid.sum() / coloured.sum()
+    if solid_share >= BAR_SOLID_SHARE:
+        return "bars"
+    return "lines" if solid_share <= LINE_SOLID_SHARE else None
+
+
+def _window_sums(mask: np.ndarray, side: int) -> np.ndarray:
+    """For each pixel, how many pixels of ``mask`` are set in the ``side`` x ``side`` square centred on it
+    (0 near the border, where the square does not fit)."""
+    table = np.pad(mask.astype(np.int32).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = table[side:, side:] - table[:-side, side:] - table[side:, :-side] + table[:-side, :-side]
+    out = np.zeros(mask.shape, dtype=np.int32)
+    half = side // 2
+    out[half : half + sums.shape[0], half : half + sums.shape[1]] = sums
+    return out

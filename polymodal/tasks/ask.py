@@ -26,7 +26,8 @@ from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT, Analysis, A
 from polymodal.errors import UsageError
 from polymodal.providers import AUTO, Phraser, encode_image, resolve, stream_text
 from polymodal.tasks import grounding, questions
-from polymodal.tasks.facts import PEOPLE, Fact, Facts, gather, people_facts
+from polymodal.tasks.facts import PEOPLE, Fact, Facts, face_boxes, gather, people_facts
+from polymodal.tasks.subjects import article, main_subject
 
 CANT_TELL = "I can't tell from this"  # what the LLM is told to reply; refusals shown start "I can't tell"
 CONTEXT_TOKENS = 1500  # evidence sent with a question
@@ -87,6 +88,18 @@ COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|多少|几个|几只
 WHO_Q = re.compile(r"\bwho\b|\bwhose\b|谁")
 WHEN_WHERE_Q = re.compile(r"\b(when|where)\b.*\b(taken|shot|photographed|recorded|made)\b|什么时候|在哪")
 
+
+# Parts whose number a kind of thing usually has (a zebra's legs, a bicycle's wheels).
+PART_Q = re.compile(
+    r"\bhow many (?P<part>legs|eyes|ears|wings|wheels|arms|hands|feet|paws|tails|horns|antennae|fins|tentacles)\b",
+    re.IGNORECASE,
+)
+USUAL_SYSTEM = "You answer questions about what kinds of animals and things are usually like, with one number."
+USUAL_EXAMPLES = (("How many legs does a spider usually have? Reply with one number.", "8"),
+                  ("How many wheels does a tricycle usually have? Reply with one number.", "3"),
+                  ("How many eyes does a dog usually have? Reply with one number.", "2"))  # fmt: skip
+MAX_USUAL = 12
+SINGULAR_PARTS = {"feet": "foot", "antennae": "antenna"}
 
 OnToken = Callable[[str], None]
 
@@ -155,9 +168,13 @@ def ask(
     facts = facts or gather(analyzer, Path(source), analysis)
     if questions.PEOPLE_Q.search(question) and not facts.of(PEOPLE):
         facts.facts += people_facts(facts, analyzer.settings)
+    if questions.asks_clothes_colour(question) and facts.faces is None:
+        facts.faces = face_boxes(facts, analyzer.settings)
     phraser = resolve(phraser, analyzer)
     sees = bool(phraser and phraser.sees_images and facts.image is not None)
     answer = _routed_or_refused(question, facts, sees)
+    if answer is not None and answer.route == "count" and not answer.answerable and phraser is not None:
+        answer = _usual_count(facts, question, phraser, stop) or answer
     relevant: list[Fact] = []
     if answer is None:
         relevant, similarity = relevant_facts(analyzer, question, facts)
@@ -182,6 +199,28 @@ def _routed_or_refused(question: str, facts: Facts, sees: bool) -> Answer | None
                       routed.reason, route=routed.kind)  # fmt: skip
     reason = uncovered(question, facts, sees_image=sees)
     return _refusal(facts, question, reason) if reason else None
+
+
+def _usual_count(facts: Facts, question: str, phraser: Phraser, stop: threading.Event | None) -> Answer | None:
+    """ "How many legs?" of a picture of a zebra: how many a zebra usually has, from the LLM's knowledge of what a
+    zebra is, said to be that and not a count of the picture (no model here counts things in pictures)."""
+    asked, subject = PART_Q.search(question), main_subject(facts)
+    if asked is None or subject is None or subject.score < questions.MIN_GUESS or facts.modality != "image":
+        return None
+    part, name = asked.group("part").lower(), subject.name or subject.labels[0].text
+    user = f"How many {part} does {article(name)} usually have? Reply with one number."
+    reply = "".join(stream_text(phraser, USUAL_SYSTEM, user, max_tokens=8, examples=USUAL_EXAMPLES, stop=stop))
+    number = re.search(r"\d+", questions.digits(reply))
+    if number is None or int(number.group()) > MAX_USUAL:
+        return None
+    n = int(number.group())
+    if n == 1:
+        part = SINGULAR_PARTS.get(part, part.removesuffix("s"))
+    sees = questions.sees(subject)
+    answer = (f"Probably {n}: {article(name)} usually has {n} {part}. That is what {article(name)} is like, "
+              f"not a count of this picture ({sees}).")  # fmt: skip
+    return Answer(facts.source, question, answer, True, phraser.name, subject.labels, route="count",
+                  notes=[f"the {part} were not counted: the models here do not count things in pictures"])  # fmt: skip
 
 
 def _refusal(facts: Facts, question: str, reason: str, by: str = "coverage") -> Answer:
@@ -344,9 +383,7 @@ def _quoted(facts: Facts, question: str, relevant: list[Fact]) -> Answer | None:
     from polymodal.ranking import STOPWORDS
 
     words = grounding.words(question) - STOPWORDS - questions.QUESTION_WORDS
-    lines = [
-        f for f in relevant if f.kind in (TRANSCRIPT, PASSAGE, OCR) and len(grounding.words(f.text) & words) >= 2
-    ]
+    lines = [f for f in relevant if f.kind in (TRANSCRIPT, PASSAGE, OCR) and len(grounding.words(f.text) & words) >= 2]
     if not lines:
         return None
     source = {"audio": "The recording says", "video": "The video says", "image": "The text in it reads"}

@@ -65,6 +65,9 @@ class Fact:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels
+
+
 @dataclass
 class Facts:
     source: str
@@ -73,6 +76,7 @@ class Facts:
     analysis: Analysis
     image: Any = field(default=None, repr=False)  # the decoded PIL image (images only), for thumbnails
     cache: Path | None = field(default=None, repr=False)  # the model cache (the label vocabulary is there)
+    faces: list[Box] | None = field(default=None, repr=False)  # face boxes in ``image``'s pixels, when looked for
 
     def of(self, *kinds: str) -> list[Fact]:
         return [f for f in self.facts if f.kind in kinds]
@@ -151,6 +155,22 @@ def people_facts(facts: Facts, settings: Any) -> list[Fact]:
     return [Fact(PEOPLE, f"{count} face{'' if count == 1 else 's'} found by the face detector", float(count))]
 
 
+def face_boxes(facts: Facts, settings: Any) -> list[Box]:
+    """The boxes of a picture's faces in ``facts.image``'s pixels: from indexing (the ``faces`` evidence), else
+    from the face model when it is installed; none when neither knows."""
+    if facts.image is None:
+        return []
+    rows = [e for e in facts.analysis.evidence if e.kind == "faces" and e.box]
+    if rows:
+        scale = facts.image.width / facts.analysis.meta.get("width", facts.image.width)
+        return [tuple(round(v * scale) for v in box) for box in rows[0].box]  # type: ignore[misc]
+    from polymodal.models import faces
+
+    if not faces.installed():
+        return []
+    return [face.box for face in faces.face_model(settings).faces(facts.image)]
+
+
 def audio_facts(analysis: Analysis) -> list[Fact]:
     meta = analysis.meta
     facts = [Fact(META, f"duration {meta.get('duration', 0):.0f} s")]
@@ -195,7 +215,7 @@ def _runs(evidence: list[Evidence], kind: str) -> list[Fact]:
     one fact from the first start to the last end, with the best score."""
     open_runs: dict[str, Fact] = {}
     done: list[Fact] = []
-    for e in sorted(evidence, key=lambda e: (e.start or 0.0)):
+    for e in sorted(evidence, key=lambda e: e.start or 0.0):
         run = open_runs.get(e.text)
         if run is not None and e.start is not None and run.end is not None and e.start <= run.end + 0.01:
             run.end = max(run.end, e.end or run.end)
@@ -265,12 +285,17 @@ def visual_facts(image: Any) -> list[Fact]:
 def centre_colours(image: Any, share: float = 0.5) -> list[Fact]:
     """The colours of the middle of the picture (``share`` of each side), where a photo's subject usually is
     and where the image classifier looked; background excluded."""
-    from polymodal.perceivers.visual import perceive
-
     width, height = image.size
     box = (int(width * (1 - share) / 2), int(height * (1 - share) / 2),
            int(width * (1 + share) / 2), int(height * (1 + share) / 2))  # fmt: skip
-    return [Fact(CENTRE_COLOUR, a.text, round(a.score, 2)) for a in perceive(image.crop(box)) if a.kind == "colour"]
+    return region_colours(image, box, CENTRE_COLOUR)
+
+
+def region_colours(image: Any, box: Box, kind: str = "region colour") -> list[Fact]:
+    """The colours of the part ``box`` of the picture, as facts of ``kind``."""
+    from polymodal.perceivers.visual import perceive
+
+    return [Fact(kind, a.text, round(a.score, 2)) for a in perceive(image.crop(box)) if a.kind == "colour"]
 
 
 def edge_colours(image: Any, share: float = 0.15) -> list[Fact]:

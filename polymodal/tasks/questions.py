@@ -10,10 +10,12 @@ A question is routed by its words (English and Chinese) to one kind of evidence:
 - **what is said about X** → every transcript segment (or sentence of a document) about X, with its times;
 - **when is X said** → the times of the segments that say it;
 - **a chart** (its text laid out by :func:`polymodal.tasks.read.layout`) → its title, how many bars (x-axis
-  labels), the first / last bar, the tallest / shortest bar, the value shown for a category;
+  labels), the first / last bar, the tallest / shortest bar, the value shown for a category; bar or line
+  chart from its pixels (:func:`polymodal.perceivers.visual.chart_marks`);
 - **how many** → times a word is said; people, faces and objects are not counted by any model here: said so;
 - **is there a X / is this a X** → yes when the labels (or their hypernyms: a tabby cat is an animal) name X;
-  otherwise no route (the labels name the main subject only: "no" would be a guess).
+  probably not when X is one of the image model's own classes and it gives X next to nothing; otherwise no
+  route (the labels name the main subject only: any other "no" would be a guess).
 Each answer is deterministic, carries the facts it rests on, and, when the evidence cannot answer, says what
 *is* known ("I can't tell who owns it; the image model sees an espresso").
 """
@@ -29,6 +31,8 @@ from polymodal.analysis import LABEL, OCR, PASSAGE, TAG, TRANSCRIPT
 from polymodal.tasks.facts import (
     COLOUR,
     META,
+    MIN_LABEL_SCORE,
+    OCR_NUMBERS_FLOOR,
     PEOPLE,
     PICTURE,
     Fact,
@@ -37,6 +41,7 @@ from polymodal.tasks.facts import (
     clock,
     edge_colours,
     percent,
+    region_colours,
 )
 from polymodal.tasks.grounding import stem
 from polymodal.tasks.subjects import SURE, Subject, article, class_table, main_subject, terms_of
@@ -47,14 +52,18 @@ MAX_MATCHES = 8
 LONG_SEGMENT = 4.0  # seconds: in a longer transcript segment, when a word is said is worth estimating
 MIN_GUESS = 0.1  # below this, the image model's best label is no answer to "what is it"
 POSSIBLY = 0.2  # below this, a guess is "possibly", not "probably"
+ABSENT_RATIO = 4  # "probably not a zebra": the best guess has at least this many times a zebra's score
 SPEECH_TAGS = frozenset({"Speech", "Narration, monologue", "Conversation", "Male speech, man speaking",
                          "Female speech, woman speaking"})  # fmt: skip
 
 _Q = re.IGNORECASE
 COUNT_Q = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b|多少|几个|几只|几次", _Q)
+NUMBERS_Q = re.compile(r"\bhow many (numbers|numerals|digits)\b", _Q)
 COUNT_SAID_Q = re.compile(r"\bhow many times\b.*\b(say|says|said|mention|mentions|mentioned|repeat|use)|说了几次", _Q)
 PEOPLE_Q = re.compile(
-    r"\b(people|persons?|men|women|man|woman|children|kids?|faces?|players?|speakers?|voices?|crowd)\b|人|脸", _Q
+    r"\b(?<!clock )(people|persons?|men|women|man|woman|children|kids?|faces?|players?|speakers?|voices?|crowd)\b"
+    r"|人|脸",
+    _Q,
 )
 TITLE_Q = re.compile(r"\b(title|headline|heading)\b|标题|题目", _Q)
 # The title of something the file only comes from ("the book this page comes from"): not its own title.
@@ -110,6 +119,7 @@ IS_THERE_Q = re.compile(
     r"(?P<thing2>[a-z][a-z' -]*?)\s*\??\s*$",
     _Q,
 )
+THING_PLACE = re.compile(r"\s+(on|in|at|near|next to|beside|behind|under|over|inside)\s+.*$", _Q)
 DOING_Q = re.compile(  # "Is a dog barking in this recording?", "Is anyone speaking?"
     r"^\s*(is|are)\s+(?P<who>(an?|the|any|some)\s+[a-z]+|someone|anyone|somebody|anybody|anything|something)\s+"
     r"(?P<doing>[a-z]+ing)\b[^?]*\??\s*$",
@@ -141,6 +151,13 @@ WHOLE = frozenset("picture image photo photograph it this that scene background 
 # Parts too small for colours measured over areas: asked about, they are not answered with the subject's colour.
 SMALL_PARTS = frozenset("eye eyes nose mouth teeth tooth ear ears beak tongue button buttons lips lip pupil "
                         "pupils nail nails collar logo lettering letters writing text label".split())  # fmt: skip
+# Things a colour question may name that are where they usually are: the sky above, the ground below, clothes
+# below a face.
+ABOVE = frozenset("sky skies clouds ceiling".split())
+BELOW = frozenset("ground floor grass road street sand".split())
+CLOTHES = frozenset("suit spacesuit shirt t-shirt dress jacket coat clothes clothing sweater jumper uniform blouse "
+                    "hoodie outfit top vest jersey".split())  # fmt: skip
+PLACE_SHARE = 0.3  # the top or bottom band of the picture, of its height
 _COLOUR_THING = re.compile(
     r"colou?rs?\s+(?P<verb>is|are|was|were|of|does|do)\s+(?:the|this|that|these|those|a|an|its|his|her|their)?\s*"
     r"(?P<thing>[a-z][a-z' -]*?)\s*(?:have|has|in|on|\?|$)",
@@ -212,7 +229,8 @@ def route(question: str, facts: Facts, sees_image: bool = False) -> Routed | Non
     if is_there and image:
         thing = (is_there.group("thing") or is_there.group("thing2") or "").strip()
         identity = bool(re.match(r"^\s*(is|are)\s+(this|that|it)\b", q, _Q))
-        return _is_there(thing, facts) or (_is_not(thing, facts) if identity else None)
+        thing = THING_PLACE.sub("", thing)  # "a bee on the flower": a bee
+        return _is_there(thing, facts) or _is_not(thing, facts, identity)
     if WHAT_SOUND_Q.search(q) and speech:
         return _heard(q, facts)
     doing = DOING_Q.search(q)
@@ -275,20 +293,40 @@ def _is_there(thing: str, facts: Facts) -> Routed | None:
     return Routed("yes", answer, True, found[:3])
 
 
-def _is_not(thing: str, facts: Facts) -> Routed | None:
-    """ "Is this a zebra?" of a picture the image model is sure shows something else: probably not. Only for
-    things the model has a class of its own for (a zebra, a cup), since it names nothing else."""
-    from polymodal.tasks.grounding import singular
-
+def _is_not(thing: str, facts: Facts, identity: bool) -> Routed | None:
+    """No, hedged, from the image model; only for things it has a class of its own for (a zebra, a bee), since
+    it names nothing else: "Is this a zebra?" of a picture it is sure shows something else; "Is this / is there
+    a zebra?" when it gives a zebra less than MIN_LABEL_SCORE and its best guess ABSENT_RATIO times as much."""
     subject = main_subject(facts)
-    table = class_table(facts.cache)
-    known = {term.lower() for text in table.values() for term in (text.name, *text.synonyms)}
-    wanted = " ".join(singular(w) for w in thing.lower().split() if w not in ("a", "an", "the"))
-    if subject is None or not subject.sure or wanted not in known or _names_thing(thing, subject, facts):
+    name = _class_named(thing, facts)
+    if subject is None or name is None or _names_thing(thing, subject, facts):
         return None
     sentence = _subject_sentence(subject)
-    return Routed("no", f"Probably not; the image model sees {sentence[0].lower()}{sentence[1:]}", True,
-                  subject.labels)  # fmt: skip
+    sees = f"{sentence[0].lower()}{sentence[1:]}"
+    if identity and subject.sure:
+        return Routed("no", f"Probably not; the image model sees {sees}", True, subject.labels)
+    kept = [e for e in facts.analysis.evidence if e.kind == LABEL]
+    given = sum(e.score or 0.0 for e in kept if e.text == name)
+    floor = given if given else min((e.score or 0.0 for e in kept), default=1.0)
+    best = subject.labels[0].score or 0.0
+    if floor >= MIN_LABEL_SCORE or best < MIN_GUESS or best < ABSENT_RATIO * floor:
+        return None
+    score = percent(given) if given else f"less than {percent(max(floor, 0.01))}"
+    missed = "" if identity else "; small things beside the main subject can be missed"
+    answer = f"Probably not: the image model, which has a class for “{name}”, gives it {score}; its best guess is "
+    answer += sees
+    return Routed("no", answer.removesuffix(".") + f"{missed}.", True, subject.labels)
+
+
+def _class_named(thing: str, facts: Facts) -> str | None:
+    """The image model's class that ``thing`` names ("zebras" -> "zebra"), by its name or a synonym."""
+    from polymodal.tasks.grounding import singular
+
+    wanted = " ".join(singular(w) for w in thing.lower().split() if w not in ("a", "an", "the"))
+    for label, text in class_table(facts.cache).items():
+        if wanted in {term.lower() for term in (text.name, *text.synonyms)}:
+            return label
+    return None
 
 
 def _heard(q: str, facts: Facts) -> Routed:
@@ -380,6 +418,9 @@ def _colour(q: str, facts: Facts) -> Routed:
         known = f"colours are measured over areas of the picture, and the {thing} {verb} too small a part of it"
         return Routed("colour", f"{CANT_TELL} what colour the {thing} {verb}: {known}; the picture is {whole}.",
                       False, colours, "colours are not measured on small parts of a thing")  # fmt: skip
+    placed = _placed_colour(thing, verb, facts, whole)
+    if placed is not None:
+        return placed
     subject = main_subject(facts)
     if subject is not None and _names_thing(thing, subject, facts):
         return _subject_colour(facts, thing, subject, colours, whole)
@@ -387,7 +428,7 @@ def _colour(q: str, facts: Facts) -> Routed:
         answer = f"Probably {_and([c.text for c in colours])}: the colours of the picture apart from its " \
                  f"{background.text}."  # fmt: skip
         return Routed("colour", answer, True, [*colours, background])
-    seen = _sees(subject) if subject else "the image model recognises nothing"
+    seen = sees(subject) if subject else "the image model recognises nothing"
     known = f"no {thing} was recognised in it ({seen}); the picture is {whole}"
     return Routed("colour", f"{CANT_TELL} what colour the {thing} {verb}: {known}.", False, colours,
                   f"no model found a {thing} in the picture")  # fmt: skip
@@ -400,9 +441,44 @@ def _subject_colour(facts: Facts, thing: str, subject: Subject, colours: list[Fa
         return Routed("colour", f"Probably {colours[0].text}: the picture is {whole}.", True, colours)
     answer = (
         f"Probably {middle[0].text}. Colours are measured over areas of the picture, not on the {thing} itself: "
-        f"the middle of the picture ({_sees(subject)}) is {_colour_words(middle)}; the whole picture is {whole}."
+        f"the middle of the picture ({sees(subject)}) is {_colour_words(middle)}; the whole picture is {whole}."
     )
     return Routed("colour", answer, True, [*middle, *colours, *subject.labels[:1]])
+
+
+def _placed_colour(thing: str, verb: str, facts: Facts, whole: str) -> Routed | None:
+    """The colour of the part of the picture where ``thing`` usually is, hedged: the sky at the top, the ground
+    at the bottom, clothes below the largest face the face detector found; None for other things."""
+    last = thing.split()[-1]
+    if facts.image is None:
+        return None
+    width, height = facts.image.size
+    if last in ABOVE or last in BELOW:
+        top = last in ABOVE
+        box = (0, 0, width, int(height * PLACE_SHARE)) if top else (0, int(height * (1 - PLACE_SHARE)), width, height)
+        where = f"the {'top' if top else 'bottom'} of the picture (where the {thing} usually {verb})"
+    elif last in CLOTHES and facts.faces:
+        box = _below_face(max(facts.faces, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])), width, height)
+        if box is None:
+            return None
+        where = "below the face the face detector found, where clothes usually are, the picture"
+    else:
+        return None
+    colours = region_colours(facts.image, box)
+    if not colours:
+        return None
+    answer = f"Probably {colours[0].text}: {where} is {_colour_words(colours)}; the whole picture is {whole}."
+    return Routed("colour", answer, True, colours)
+
+
+def _below_face(face: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Where a person's clothes usually are: from half a face below the chin (the neck) down one and a half
+    faces, and half a face wider on each side (shoulders); None when that is off the picture."""
+    x0, y0, x1, y1 = face
+    side, tall = x1 - x0, y1 - y0
+    box = (max(0, int(x0 - side / 2)), int(y1 + tall * 0.75), min(width, int(x1 + side / 2)),
+           min(height, int(y1 + tall * 2.25)))  # fmt: skip
+    return box if box[3] - box[1] >= tall / 2 else None
 
 
 def _background_colour(q: str, facts: Facts, background: Fact | None, whole: str) -> Routed:
@@ -417,6 +493,13 @@ def _background_colour(q: str, facts: Facts, background: Fact | None, whole: str
     answer = f"Probably {edges[0].text}: the edges of the picture, where a background usually is, are " \
              f"{_colour_words(edges)}; the whole picture is {whole}."  # fmt: skip
     return Routed("colour", answer, True, edges)
+
+
+def asks_clothes_colour(question: str) -> bool:
+    """A colour question about clothes: answered from below a face, so the faces are looked for first."""
+    from polymodal.tasks.grounding import words
+
+    return bool(COLOUR_Q.search(question) and words(question) & CLOTHES)
 
 
 def _colour_words(colours: list[Fact]) -> str:
@@ -441,7 +524,7 @@ def _names_thing(thing: str, subject: Subject, facts: Facts) -> bool:
     return False
 
 
-def _sees(subject: Subject) -> str:
+def sees(subject: Subject) -> str:
     """ "the image model sees an espresso" or, unsure, "the image model's best guess is a palace"."""
     if subject.sure:
         return f"the image model sees {_subject_words(subject)}"
@@ -459,8 +542,11 @@ def _read(q: str, facts: Facts) -> Routed:
     lines = facts.of(OCR)
     if not lines:
         unsure = any(e.kind == OCR for e in facts.analysis.evidence)
-        why = "no text was read in the image with confidence (only unclear marks)" if unsure else (
-            "no text was found in the image (OCR read nothing)")
+        why = (
+            "no text was read in the image with confidence (only unclear marks)"
+            if unsure
+            else ("no text was found in the image (OCR read nothing)")
+        )
         return refuse(q, facts, why, "text")
     shown = lines[:MAX_QUOTED_LINES]
     more = len(lines) - len(shown)
@@ -531,6 +617,9 @@ EXTREME_Q = re.compile(
 )
 ORDINAL_Q = re.compile(r"\b(first|last|leftmost|rightmost)\s+(bar|column|category)", _Q)
 CHART_KIND_Q = re.compile(r"\bwhat (kind|type|sort) of (picture|image|chart|graph|graphic)\b", _Q)
+IS_CHART_KIND_Q = re.compile(r"^\s*is (this|it|that) an? (?P<kind>line|bar|column)\s*(chart|graph|plot|diagram)\b", _Q)
+MARKS_WORDS = {"bars": ("a bar chart", "its data is drawn as solid bars"),
+               "lines": ("a line chart", "its data is drawn as thin lines")}  # fmt: skip
 
 
 def _chart_answer(q: str, facts: Facts) -> Routed | None:
@@ -546,10 +635,8 @@ def _chart_answer(q: str, facts: Facts) -> Routed | None:
     categorical = len(labels) >= 2 and not all(re.fullmatch(r"[\d.,%]+", label) for label in labels)
     if TITLE_Q.search(q) and title and not OTHER_TITLE_Q.search(q):
         return Routed("title", f"“{title}” (the chart's title).", True, evidence)
-    if CHART_KIND_Q.search(q):
-        what = "A chart" + (f" titled “{title}”" if title else "")
-        axis = f", with {_and(labels)} along its x axis" if labels else ""
-        return Routed("picture", f"{what}{axis}.", True, evidence)
+    if CHART_KIND_Q.search(q) or IS_CHART_KIND_Q.search(q):
+        return _chart_kind(q, facts, chart, evidence)
     if BARS_Q.search(q) and categorical:
         return Routed("count", f"{len(labels)}: {_and(labels)} (the labels along the x axis).", True, evidence)
     extreme, ordinal = EXTREME_Q.search(q), ORDINAL_Q.search(q)
@@ -567,6 +654,26 @@ def _chart_answer(q: str, facts: Facts) -> Routed | None:
         shown = "; ".join(f"{v['text']} for {v['category']}" for v in named)
         return Routed("chart", f"{shown} (the value written on the chart).", True, evidence)
     return None
+
+
+def _chart_kind(q: str, facts: Facts, chart: dict[str, Any], evidence: list[Fact]) -> Routed:
+    """What kind of chart it is (a bar or a line chart, from its pixels) or "is this a line chart?": yes / no."""
+    from polymodal.perceivers.visual import chart_marks
+
+    marks = chart_marks(facts.image)
+    asked = IS_CHART_KIND_Q.search(q)
+    if asked is None:
+        title, labels = chart.get("title"), chart["x_axis"]["labels"]
+        what = MARKS_WORDS[marks][0] if marks else "a chart"
+        what = f"{what[0].upper()}{what[1:]}" + (f" titled “{title}”" if title else "")
+        axis = f", with {_and(labels)} along its x axis" if labels else ""
+        return Routed("picture", f"{what}{axis}.", True, evidence)
+    if marks is None:
+        return refuse(q, facts, "its pixels do not show whether the data is drawn as bars or lines", "yes")
+    kind, why = MARKS_WORDS[marks]
+    asked_kind = asked.group("kind").lower()
+    same = asked_kind in ("bar", "column") if marks == "bars" else asked_kind == "line"
+    return Routed("yes" if same else "no", f"{'Yes' if same else 'No'}, {kind}: {why}.", True, evidence)
 
 
 def chart_layout(facts: Facts) -> dict[str, Any] | None:
@@ -725,6 +832,13 @@ def _count(q: str, facts: Facts, image: bool) -> Routed | None:
             return Routed("count", f"Never: no word like “{what}” is in the transcript.", True, [])
         where = "; ".join(_timed(f) for f, _ in hits[:MAX_MATCHES])
         return Routed("count", f"{total} time{'s' if total > 1 else ''}: {where}", True, [f for f, _ in hits])
+    if image and NUMBERS_Q.search(q):
+        read_well = [e for e in facts.analysis.evidence if e.kind == OCR and (e.score or 0.0) >= OCR_NUMBERS_FLOOR]
+        numbers = [e for e in read_well if re.fullmatch(r"\d+", e.text)]
+        if numbers:
+            read = _and(sorted((e.text for e in numbers), key=int))
+            return Routed("count", f"{len(numbers)}: {read} (the numbers read in it).", True,
+                          [Fact(OCR, e.text, e.score) for e in numbers])  # fmt: skip
     asks_people = PEOPLE_Q.search(q)
     people = facts.of(PEOPLE)
     if asks_people and people:
@@ -742,6 +856,16 @@ def _count(q: str, facts: Facts, image: bool) -> Routed | None:
     if image or facts.modality == "audio":
         return refuse(q, facts, "the models here name what they see or hear but do not count things", "count")
     return None
+
+
+NUMBER_WORDS = {word: n for n, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}  # fmt: skip
+
+
+def digits(text: str) -> str:
+    """``text`` with the numbers zero to twelve written as digits ("four legs" -> "4 legs")."""
+    return re.sub(r"\b(" + "|".join(NUMBER_WORDS) + r")\b", lambda m: str(NUMBER_WORDS[m.group().lower()]), text,
+                  flags=_Q)  # fmt: skip
 
 
 def _timed(fact: Fact) -> str:
@@ -795,9 +919,11 @@ def refusal(question: str, facts: Facts) -> str:
 
 
 _WH_PHRASE = r"(?P<wh>(what|which|who|whom|whose|where|when|why|how)(\s+\w+){0,2}?)"
-_SUBJECT = (r"(?P<subject>(it|there|they|he|she|we|you)\b|(this|that)(?!\s+\w+(?<!ed)(?<!en)(?<!ing)\b)"
-            r"|(the|this|that|these|those|his|her|its|their|a|an)\s+\w+('s\s+\w+)?"
-            r"(\s+of\s+((the|this|that|a|an|its)\s+)?\w+)?)")
+_SUBJECT = (
+    r"(?P<subject>(it|there|they|he|she|we|you)\b|(this|that)(?!\s+\w+(?<!ed)(?<!en)(?<!ing)\b)"
+    r"|(the|this|that|these|those|his|her|its|their|a|an)\s+\w+('s\s+\w+)?"
+    r"(\s+of\s+((the|this|that|a|an|its)\s+)?\w+)?)"
+)
 _BE_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<be>is|are|was|were)\s+{_SUBJECT}(?P<rest>.*)$", _Q)
 _DO_QUESTION = re.compile(rf"^{_WH_PHRASE}\s+(?P<do>does|do|did)\s+{_SUBJECT}\s+(?P<verb>\w+)(?P<rest>.*)$", _Q)
 _WH = re.compile(r"^(who|whose|where|when|why|how|what|which)\b", _Q)
@@ -847,7 +973,7 @@ def known(facts: Facts) -> str:
         parts = []
         subject = main_subject(facts)
         if subject is not None and subject.score >= MIN_GUESS:
-            parts.append(_sees(subject))
+            parts.append(sees(subject))
         lines = facts.of(OCR)
         if lines:
             parts.append(f"the text in it begins “{lines[0].text}”")
@@ -888,4 +1014,3 @@ def _and(items: list[str]) -> str:
 
 def _or(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
-
