@@ -21,6 +21,7 @@ from typing import Any
 from polymodal.errors import ConfigError
 
 FILE_NAME = "polymodal.toml"
+STORE_URL_SCHEMES = ("postgresql:", "postgres:")  # a store given by one of these is a PostgreSQL database
 OCR_MODES = ("auto", "always", "never")
 PROVIDER_KINDS = ("openai", "anthropic")
 # Older names of variables, still read: POLYMODAL_OCR was the OCR policy before every setting had its own variable.
@@ -43,9 +44,22 @@ def _user_dir(kind: str) -> Path:
     return Path(where("polymodal"))
 
 
+def is_url(location: object) -> bool:
+    """Whether a store's ``location`` names a database server rather than a directory. A URL that went through
+    ``Path`` (``postgresql:/user@host/db``: the double slash collapsed) still counts."""
+    return str(location or "").startswith(STORE_URL_SCHEMES)
+
+
+def as_url(location: str | os.PathLike[str]) -> str:
+    """The URL again, where ``Path`` collapsed its ``//``."""
+    scheme, _, rest = str(location).partition(":")
+    return f"{scheme}://{rest.lstrip('/')}"
+
+
 @dataclass(frozen=True)
 class Settings:
-    store: Path = field(default_factory=lambda: _user_dir("data") / "store")
+    # The store: a directory (the embedded store), or a PostgreSQL URL (``postgresql://user@host:5432/db``, text).
+    store: Path | str = field(default_factory=lambda: _user_dir("data") / "store")
     cache: Path = field(default_factory=lambda: _user_dir("cache"))
     # Threads for model inference; by default every CPU the process may use.
     threads: int = field(default_factory=usable_cpus)
@@ -137,6 +151,13 @@ def _path(name: str, value: Any, source: str) -> Path:
     return Path(value).expanduser()
 
 
+def _store(name: str, value: Any, source: str) -> Path | str:
+    """A store directory, or a PostgreSQL URL kept as text (as a ``Path`` its ``//`` would collapse)."""
+    if isinstance(value, str | os.PathLike) and is_url(value):
+        return as_url(value)
+    return _path(name, value, source)
+
+
 def _provider(name: str, value: Any, source: str) -> dict[str, object] | None:
     if value is None:
         return None
@@ -155,7 +176,7 @@ def _paths_by_model(name: str, value: Any, source: str) -> dict[str, str]:
 
 
 CHECKS: dict[str, Callable[[str, Any, str], Any]] = {
-    "store": _path,
+    "store": _store,
     "cache": _path,
     "threads": _whole(1, 1024),
     "text_encoder": _name,
@@ -200,14 +221,10 @@ def load(overrides: Mapping[str, object], env: Mapping[str, str]) -> Settings:
     user = _from_file(_user_file(env))
     # The store's own file: the store as options, environment or the user's file say.
     store = given.get("store") or from_env.get("store") or user.get("store")
-    store_file = None if _is_url(store) else Path(str(store or _user_dir("data") / "store")).expanduser() / FILE_NAME
+    store_file = None if is_url(store) else Path(str(store or _user_dir("data") / "store")).expanduser() / FILE_NAME
     in_store = _from_file(store_file, ignore=("store",))
     values = {**user, **in_store, **from_env, **given}
     return Settings(**values)  # type: ignore[arg-type]
-
-
-def _is_url(store: object) -> bool:
-    return str(store or "").startswith(("postgres://", "postgresql://", "postgres:/", "postgresql:/"))
 
 
 def _user_file(env: Mapping[str, str]) -> Path | None:

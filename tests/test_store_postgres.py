@@ -228,3 +228,22 @@ def test_approximate_search_uses_the_halfvec_hnsw_index_and_float32_scores(postg
         ).fetchall()
     assert "Index Scan using vectors_hnsw" in " ".join(row[0] for row in plan)  # the index serves this query
     store.close()
+
+
+def test_a_store_url_stays_a_url_everywhere(postgres, capsys: pytest.CaptureFixture) -> None:
+    """``--store postgresql://...``: the settings keep the URL as text (as a Path its ``//`` would collapse), and
+    each way in opens the Postgres store: the CLI, and the training's feature cache (never a SQLite directory
+    named ``postgresql:``)."""
+    from polymodal.cli import main
+    from polymodal.config import Settings
+    from polymodal.train.run import extractor_for
+
+    url = postgres("url_setting")
+    settings = Settings.from_env(store=url)
+    assert settings.store == url and Settings(store=Path(url)).store == url  # kept, or repaired after a Path
+    extractor = extractor_for(settings, settings.store)
+    assert isinstance(extractor.store, PostgresStore) and extractor.store.url == url
+    extractor.store.close()
+    assert main(["status", "--store", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["store"] == url
+    assert not Path("postgresql:").exists() and not (REPO / "postgresql:").exists()

@@ -13,7 +13,13 @@ over a partition:
 
 An actor whose process dies (killed, out of memory) is restarted by Ray and its partition is run again
 (``max_restarts`` / ``max_task_retries``). A partition's result is applied only once it is complete, and a write
-of a file replaces what an earlier attempt wrote, so the final store is that of an uninterrupted run.
+of a file replaces what an earlier attempt wrote, so the final store is that of an uninterrupted run. When an
+actor dies for good (its restarts spent: a file that kills its process every time), it is replaced, and each file
+of its partitions runs again alone, on an actor with nothing else queued: a file that dies alone is the one that
+kills its process, and only it is reported, with its name and the reason; every other file is indexed once.
+
+Faces are perceived where the rest of the analysis is made (on the actors); the people are brought up to date on
+the driver at the end of the run, as the local engine does.
 
 Every node must see the files under the same paths (one machine, or a shared file system) and have polymodal and
 its models installed.
@@ -73,6 +79,18 @@ class PartitionResult:
     pid: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time of the actor's process while it ran the partition (all its threads)
+    faces_changed: bool = False  # faces were stored: the driver updates the people at the end of the run
+
+
+@dataclass
+class _Task:
+    """A partition sent to the actor in slot ``slot`` of the run's actors; ``alone``: nothing else was queued on
+    that actor (a file of a partition whose actor died, run again on its own)."""
+
+    slot: int
+    actor: Any
+    keys: list[str]
+    alone: bool
 
 
 class RecordingStore:
@@ -144,7 +162,7 @@ class IndexWorker:
         return PartitionResult(
             report.outcomes, report.per_modality, report.errors, report.notes,
             recorder.writes if recorder else [], os.getpid(), time.perf_counter() - started,
-            time.process_time() - cpu,
+            time.process_time() - cpu, bool(hook is not None and hook.changed),
         )  # fmt: skip
 
 
@@ -233,7 +251,7 @@ class RayIndexer(Indexer):
             self._start_ray()
             count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             self._actors = [self._spawn() for _ in range(min(count, len(work)))]
-        self._counts[0] = self._run_partitions(self._actors, work, report, progress, *self._counts)
+        self._counts[0] = self._run_partitions(work, report, progress, *self._counts)
 
     def _spawn(self) -> Any:
         """One actor: restarted by Ray when its process dies, its partition run again (MAX_RETRIES times)."""
@@ -260,27 +278,36 @@ class RayIndexer(Indexer):
         ray.init(address=self.address, log_to_driver=False, include_dashboard=False, configure_logging=False)
 
     def _run_partitions(
-        self, actors: list[Any], work: list[list[str]], report: IndexReport, progress: Progress | None, done: int,
-        total: int,
-    ) -> int:  # fmt: skip
-        """Keep every actor busy with one partition (and one queued), applying results as they come."""
+        self, work: list[list[str]], report: IndexReport, progress: Progress | None, done: int, total: int
+    ) -> int:
+        """Keep every actor busy with one partition (and one queued), applying results as they come. The files of a
+        partition whose actor died for good run again one at a time, each alone on its actor."""
         import ray
         from ray.util.queue import Empty, Queue
 
         queue = Queue(actor_options={"num_cpus": 0})
         hook = getattr(self, "faces", None)  # the driver's face hook (polymodal.perceivers.faces)
         faces = (hook.enabled, hook.off) if hook is not None else None
-        pending: dict[Any, tuple[Any, list[str]]] = {}
-        waiting = list(reversed(work))
+        pending: dict[Any, _Task] = {}
+        waiting = list(reversed(work))  # partitions, the next one last
+        suspects: list[str] = []  # files of partitions whose actor died for good, the next one last
 
-        def submit(actor: Any) -> None:
-            keys = waiting.pop()
-            pending[actor.index.remote(keys, queue, faces)] = (actor, keys)
+        def submit(slot: int, keys: list[str], alone: bool) -> None:
+            actor = self._actors[slot]
+            pending[actor.index.remote(keys, queue, faces)] = _Task(slot, actor, keys, alone)
 
-        for actor in actors * 2:
-            if waiting:
-                submit(actor)
+        def fill() -> None:
+            for slot, actor in enumerate(self._actors):
+                queued = [task for task in pending.values() if task.actor is actor]
+                if suspects:  # an idle actor takes a suspect, and nothing more while it runs one
+                    if not queued:
+                        submit(slot, [suspects.pop()], alone=True)
+                elif not any(task.alone for task in queued):
+                    for _ in range(min(2 - len(queued), len(waiting))):
+                        submit(slot, waiting.pop(), alone=False)
+
         reported: set[str] = set()
+        fill()
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -293,37 +320,36 @@ class RayIndexer(Indexer):
                         reported.add(key)
                         progress(done + len(reported) - 1, total, key)
                 for ref in ready:
-                    actor, keys = pending.pop(ref)
+                    task = pending.pop(ref)
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayActorError as exc:  # its process died, restarts and retries spent
-                        actor = self._replace(actor)
-                        if len(keys) > 1:  # each file alone now: only the one that kills its process is lost
-                            waiting.extend([key] for key in keys)
-                        else:
-                            self._lost(keys[0], exc, report)
-                            reported.add(keys[0])
+                        self._replace(task)
+                        if task.alone:  # it died on this file alone: this file kills its process
+                            self._lost(task.keys[0], exc, report)
+                            reported.add(task.keys[0])
+                        else:  # which file killed it is not known: each alone now
+                            suspects.extend(reversed(task.keys))
                     else:
                         self._apply(result, report)
-                        reported.update(keys)
-                    if waiting:
-                        submit(actor)
+                        reported.update(task.keys)
+                fill()
         finally:
             ray.kill(queue.actor)
         return done + len(reported)
 
-    def _replace(self, actor: Any) -> Any:
-        """A new actor in place of one that died for good."""
+    def _replace(self, task: _Task) -> None:
+        """A new actor in the slot of one that died for good (once: its other partitions fail as well)."""
         import ray
 
-        ray.kill(actor, no_restart=True)
-        fresh = self._spawn()
-        self._actors = [fresh if a == actor else a for a in self._actors]
-        return fresh
+        if self._actors[task.slot] is task.actor:
+            ray.kill(task.actor, no_restart=True)
+            self._actors[task.slot] = self._spawn()
 
     def _lost(self, key: str, exc: Exception, report: IndexReport) -> None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        reason = f"the Ray worker's process died on this file {MAX_RETRIES + 1} times: {first[:200]}"
+        reason = (f"the Ray worker's process died indexing this file alone, on every try ({MAX_RETRIES + 1} at "
+                  f"most): {first[:200]}")  # fmt: skip
         shown = display_path(key)
         report.errors.append((shown, reason))
         report.outcomes[FAILED] += 1
@@ -333,6 +359,8 @@ class RayIndexer(Indexer):
         """Merge a partition's result into the report, and make its writes (SQLite) here, one file at a time."""
         self.partition_pids.append(result.pid)
         self.actor_cpu_seconds += result.cpu_seconds
+        if result.faces_changed:
+            self.faces.changed = True
         for write in result.writes:
             try:
                 if write.op == "save":

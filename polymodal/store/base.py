@@ -17,8 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from polymodal.analysis import Analysis, Evidence
-
-URL_SCHEMES = ("postgresql:", "postgres:")
+from polymodal.config import as_url, is_url  # where a store's location is read (collection, cli use them from here)
 
 
 class StoreError(RuntimeError):
@@ -138,19 +137,6 @@ class Store(Protocol):
     def shot_evidence(self, sha: str, shot: int, kind: str, limit: int = 3) -> list[Evidence]: ...
     def stats(self) -> dict[str, Any]: ...
     def reading(self) -> AbstractContextManager[Any]: ...
-
-
-def is_url(location: str | Path) -> bool:
-    """Whether ``location`` names a database server rather than a directory. A URL that went through ``Path``
-    (``postgresql:/user@host/db``: the double slash collapsed) still counts."""
-    return str(location).startswith(URL_SCHEMES)
-
-
-def as_url(location: str | Path) -> str:
-    """The URL again, where ``Path`` collapsed its ``//``."""
-    text = str(location)
-    scheme, _, rest = text.partition(":")
-    return f"{scheme}://{rest.lstrip('/')}"
 
 
 def open_store(location: str | Path, create: bool = True, readonly: bool = False, cache: Path | None = None) -> Store:

@@ -17,14 +17,16 @@ from polymodal.train.manifest import MODALITIES, Manifest, Problem, Row, read_ma
 
 
 def extractor_for(settings: Settings | None = None, store: Any = None) -> FeatureExtractor:
-    """A feature extractor over the configured models; ``store`` (a store directory or SqliteStore) caches."""
+    """A feature extractor over the configured models; ``store`` (an open store, a store directory or a PostgreSQL
+    URL) caches."""
     from polymodal.analysis import Analyzer
 
     settings = settings or Settings.from_env()
     if store is not None and not hasattr(store, "feature"):
-        from polymodal.store.sqlite import SqliteStore
+        from polymodal.config import is_url
+        from polymodal.store.base import open_store
 
-        store = SqliteStore(Path(store).expanduser())
+        store = open_store(store if is_url(store) else Path(store).expanduser(), cache=settings.cache)
     return FeatureExtractor(Analyzer(settings), store)
 
 
