@@ -14,6 +14,12 @@ Features of one (query, item) pair:
   how rare it is in the collection (stop words in English and Chinese never count);
 - ``phrase``: the query's meaningful words appear together, in order, in one piece of evidence;
 - ``name``: the share of the query's meaningful words found in the file's name or folder;
+- for a sound query, whose words are its tagger's labels ("Animal", "Domestic animals, pets"), ``words`` and
+  ``name`` weigh on their own (``words:sound``, ``name:sound``): they say much less than words a person typed;
+- ``soft_name``: how near in meaning the query's words are to the words of the file's name or folder, across
+  languages (the text encoder's cosine of single words: "宇航员" ~ "astronaut" 0.68, "firefighter" ~ "fireman"),
+  each query word's best cosine above ``SOFT_FLOOR`` rescaled to 0–1, averaged; its own weight for Chinese
+  queries, whose words never match an English name exactly;
 - ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
   the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
   all label-bridge vectors sit fairly near each other;
@@ -131,6 +137,7 @@ class Candidate:
     cjk: bool = False  # the query's words are Chinese or Japanese characters
     alike: float = 0.0  # cosine of the query media's and the item's classifier / tagger features
     open: float = 0.0  # standing of the item in an open-vocabulary space for this query (polymodal.spaces)
+    soft_name: float = 0.0  # nearness in meaning of the query's words to the file's name words (soft_share)
 
     def features(self, query_kind: str) -> list[float]:
         """The model's inputs, in the order of :func:`feature_names`."""
@@ -142,6 +149,10 @@ class Candidate:
             row[len(QUERY_KINDS) + q * len(VECTOR_KINDS) + v] = self.cosine
         tail = len(QUERY_KINDS) * (1 + len(VECTOR_KINDS))
         row[tail : tail + 3] = [self.words, float(self.phrase), self.name]
+        if query_kind == "sound":  # a sound's words are its tagger's labels: weaker evidence than words typed
+            row[tail], row[tail + 2] = 0.0, 0.0
+            row[feature_names().index("words:sound")] = self.words
+            row[feature_names().index("name:sound")] = self.name
         if self.cosine is not None:
             row[tail + 3 + VECTOR_KINDS.index(self.vector_kind)] = self.gap
         if self.cjk:
@@ -149,6 +160,7 @@ class Candidate:
         if query_kind in ALIKE_KINDS:
             row[-2 + ALIKE_KINDS.index(query_kind)] = self.alike
         row[feature_names().index(f"open:{query_kind}")] = self.open
+        row[feature_names().index("soft_name:cjk" if self.cjk else "soft_name")] = self.soft_name
         return row
 
 
@@ -159,7 +171,22 @@ def feature_names() -> tuple[str, ...]:
     gaps = [f"gap:{v}" for v in VECTOR_KINDS]
     alike = [f"alike:{q}" for q in ALIKE_KINDS]
     opens = [f"open:{q}" for q in QUERY_KINDS]
-    return (*biases, *cosines, "words", "phrase", "name", *gaps, *opens, "bias:cjk", "cosine:cjk", *alike)
+    soft = ("soft_name", "soft_name:cjk")
+    sound = ("words:sound", "name:sound")
+    return (
+        *biases,
+        *cosines,
+        "words",
+        "phrase",
+        "name",
+        *gaps,
+        *opens,
+        *soft,
+        *sound,
+        "bias:cjk",
+        "cosine:cjk",
+        *alike,
+    )
 
 
 @dataclass(frozen=True)
@@ -224,6 +251,27 @@ def word_share(query_terms: list[str], weights: dict[str, float], text_tokens: s
         return 0.0
     found = sum(weights.get(t, 1.0) for t in query_terms if any(matches(t, tok) for tok in text_tokens))
     return found / total
+
+
+SOFT_FLOOR = 0.5  # single words unrelated in meaning sit below this cosine in the text encoder's space
+
+
+def soft_share(best_cosines: list[float]) -> float:
+    """The mean over the query's words of each one's best cosine with a name word, from SOFT_FLOOR (0) to 1 (1)."""
+    if not best_cosines:
+        return 0.0
+    return sum(max(0.0, min(1.0, (c - SOFT_FLOOR) / (1 - SOFT_FLOOR))) for c in best_cosines) / len(best_cosines)
+
+
+_LETTERS = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+def meaning_words(text: str) -> list[str]:
+    """The words of ``text`` (Chinese already spaced into words) that carry meaning on their own, unstemmed, in
+    order, without repeats: letters only (digits and "200b" of "fireman200b" say nothing), no stop words, no
+    one- or two-letter English words."""
+    found = (w for w in _LETTERS.findall(text.lower()) if w not in STOPWORDS and (len(w) >= 3 or not w.isascii()))
+    return list(dict.fromkeys(found))
 
 
 def has_phrase(query_terms: list[str], text: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ WORD_ROWS = 400  # evidence rows read from the full-text index for one query
 RARITY_CAP = 5_000  # rows counted to tell how common a query word is
 BRIDGE_KINDS = ("labels", "tags")  # vector kinds of the label bridge
 NAME = "name"  # evidence kind of a file name that shares words with the query
+WORD_VECTORS_KEPT = 100_000  # single-word vectors kept per process (name words, query words), ~200 MB at most
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Searcher:
     def _gather(self, query: Query) -> tuple[list[Scored], dict, dict, list[Evidence], dict]:
         vector, words, understood, looks, kind = self._represent(query)
         query_terms = ranking.terms(self.fts_text(words))
+        meaning = self._meaning_vectors(words if kind in ("text", "speech") else query.text or "")
         by_words = self._word_matches(query_terms)
         named = self._named(query_terms)
         extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)  # open-vocabulary spaces
@@ -170,7 +173,7 @@ class Searcher:
         candidates = max(CANDIDATES, wanted * 20) * (FILTERED_WIDER if filtered else 1)
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
-            scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra)
+            scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra, meaning)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
@@ -299,8 +302,10 @@ class Searcher:
         query: Query,
         looks: dict[str, np.ndarray] | None = None,
         extra: dict[str, float] | None = None,
+        meaning: np.ndarray | None = None,
     ) -> list[Scored]:
-        """Every candidate file that passes the filters, with its relevance, most relevant first."""
+        """Every candidate file that passes the filters, with its relevance, most relevant first; ``meaning``:
+        the vectors of the query's words, for the nearness of their meaning to file names (``soft_name``)."""
         cjk = ranking.is_cjk(query.text or "")
         extra = extra or {}  # item -> its standing in the open-vocabulary spaces (polymodal.spaces)
         shas = list(dict.fromkeys([*by_vector, *by_words, *named, *extra]))
@@ -309,6 +314,7 @@ class Searcher:
             nearest.setdefault(_vector_kind(vector_kind), cosine)
         files = self.store.files_for(shas)
         info = self.store.content_info(list(files))
+        soft_names = self._soft_names(meaning, [row.path for rows in files.values() for row in rows])
         scored: list[Scored] = []
         for sha in shas:
             modality = info.get(sha, {}).get("modality", "")
@@ -329,10 +335,46 @@ class Searcher:
                     cjk=cjk,
                     alike=self._alike(sha, looks) if looks else 0.0,
                     open=extra.get(sha, 0.0),
+                    soft_name=soft_names.get(row.path, 0.0),
                 )
                 scored.append(Scored(self.model.relevance(candidate, kind), sha, row, modality, candidate, kind))
         scored.sort(key=lambda s: -s.relevance)
         return scored
+
+    def _meaning_vectors(self, text: str) -> np.ndarray | None:
+        """Unit vectors of the query's meaning words (:func:`polymodal.ranking.meaning_words`), None without any."""
+        words = ranking.meaning_words(self.fts_text(text)) if text.strip() else []
+        return self._word_vectors(words) if words else None
+
+    def _soft_names(self, meaning: np.ndarray | None, paths: list[str]) -> dict[str, float]:
+        """path -> how near the query's words are in meaning to the words of its name and folder (``soft_name``)."""
+        if meaning is None:
+            return {}
+        named = {path: ranking.meaning_words(self.fts_text(ranking.name_words(path))) for path in set(paths)}
+        vocabulary = list(dict.fromkeys(word for words in named.values() for word in words))
+        if not vocabulary:
+            return {}
+        row = {word: i for i, word in enumerate(vocabulary)}
+        cosines = meaning @ self._word_vectors(vocabulary).T  # (query words, name words)
+        return {
+            path: ranking.soft_share(cosines[:, [row[w] for w in words]].max(axis=1).tolist())
+            for path, words in named.items()
+            if words
+        }
+
+    def _word_vectors(self, words: list[str]) -> np.ndarray:
+        """Unit text-encoder vectors of single words, from a per-process cache (names repeat across queries)."""
+        encoder = self.analyzer.model("text")
+        cache = _word_cache(encoder.model_id)
+        found = {w: cache[w] for w in words if w in cache}
+        missing = [w for w in dict.fromkeys(words) if w not in found]
+        if missing:
+            found |= zip(missing, normalize(np.asarray(encoder.encode(missing), np.float32)), strict=True)
+            with _WORD_LOCK:
+                if len(cache) + len(missing) > WORD_VECTORS_KEPT:
+                    cache.clear()
+                cache.update((w, found[w]) for w in missing)
+        return np.stack([found[w] for w in words])
 
     def _alike(self, sha: str, looks: dict[str, np.ndarray]) -> float:
         """How much the item looks (or sounds) like the query's media: the cosine of their features from the same
@@ -456,6 +498,15 @@ class Searcher:
         if text and self._name_share(ranking.terms(self.fts_text(text)), path) > 0:
             why.append(Evidence(NAME, ranking.name_words(path)))
         return why
+
+
+_WORD_LOCK = threading.Lock()
+
+
+@functools.cache
+def _word_cache(model_id: str) -> dict[str, np.ndarray]:
+    """word -> its unit vector from the text encoder ``model_id`` (filled by ``Searcher._word_vectors``)."""
+    return {}
 
 
 def _vector_kind(kind: str) -> str:
