@@ -247,3 +247,23 @@ def test_a_store_url_stays_a_url_everywhere(postgres, capsys: pytest.CaptureFixt
     assert main(["status", "--store", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["store"] == url
     assert not Path("postgresql:").exists() and not (REPO / "postgresql:").exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_features_by_model_and_deleted_by_prefix(postgres, tmp_path, kind: str) -> None:
+    """What the open-vocabulary spaces ask of a store: one model's cached features for some items, and every
+    feature of a space's models deleted."""
+    import numpy as np
+
+    from polymodal.store.base import open_store
+
+    store = open_store(tmp_path / "store" if kind == "sqlite" else postgres("features"))
+    for sha in ("a" * 64, "b" * 64):
+        store.put_feature(sha, "open:image:m1", np.full(3, ord(sha[0]), np.float32))
+        store.put_feature(sha, "other", np.zeros(2, np.float32))
+    found = store.features_of("open:image:m1", ["a" * 64, "c" * 64])
+    assert list(found) == ["a" * 64] and found["a" * 64].tolist() == [97.0] * 3
+    assert store.delete_features("open:image:") == 2
+    assert store.features_of("open:image:m1", ["a" * 64, "b" * 64]) == {}
+    assert store.feature("a" * 64, "other") is not None
+    store.close()

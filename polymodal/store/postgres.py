@@ -562,6 +562,16 @@ class PostgresStore:
             "INSERT INTO features VALUES (%s,%s,%s) ON CONFLICT (sha, model) DO UPDATE SET vector=excluded.vector",
             (sha, model, _blob(vector))), [])  # fmt: skip
 
+    def features_of(self, model: str, shas: list[str]) -> dict[str, np.ndarray]:
+        if not shas:
+            return {}
+        rows = self._all("SELECT sha, vector FROM features WHERE model=%s AND sha = ANY(%s)", (model, shas))
+        return {sha: np.frombuffer(blob, np.float32) for sha, blob in rows}
+
+    def delete_features(self, prefix: str) -> int:
+        sql = "DELETE FROM features WHERE starts_with(model, %s)"
+        return int(self._write(lambda conn: conn.execute(sql, (prefix,)).rowcount, []))
+
     def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key=%s", (key,))
         return row[0] if row else None

@@ -499,6 +499,18 @@ class SqliteStore:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
 
+    def features_of(self, model: str, shas: list[str]) -> dict[str, np.ndarray]:
+        """sha -> the feature vector cached under ``model``, for those of ``shas`` that have one (one query)."""
+        wanted = set(shas)
+        rows = self.db.execute("SELECT sha, vector FROM features WHERE model=?", (model,)).fetchall()
+        return {sha: np.frombuffer(blob, np.float32) for sha, blob in rows if sha in wanted}
+
+    def delete_features(self, prefix: str) -> int:
+        """Delete the cached features whose model id starts with ``prefix``; how many."""
+        with self.transaction() as db:
+            sql = "DELETE FROM features WHERE substr(model, 1, ?) = ?"
+            return int(db.execute(sql, (len(prefix), prefix)).rowcount)
+
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
