@@ -308,3 +308,50 @@ def test_web_people_view_and_face_boxes(sqlite_collection) -> None:
         server.wait(timeout=15)
         log.close()
     assert people_of(collection).person("anna").faces
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_id_given_back_is_never_given_again(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    """A person pinned by a correction comes back with their old id (ensure_person): a new person gets a higher
+    one, never a deleted person's (their corrections would apply to a stranger)."""
+    from polymodal.store.base import open_store
+    from polymodal.store.faces import face_store
+
+    store = open_store(tmp_path / "store" if kind == "sqlite" else database(request))
+    faces = face_store(store, FACES_KEY)
+    with faces.transaction() as db:
+        first = faces.new_person(db, "A")
+        faces.ensure_person(db, first + 5)
+        faces.ensure_person(db, first)  # there already: unchanged
+        after = faces.new_person(db)
+        faces.delete_person(db, after)
+    with faces.transaction() as db:
+        last = faces.new_person(db)
+    assert faces.people() == {first: "A", first + 5: None, last: None} and last > after > first + 5
+    store.close()
+
+
+def test_two_indexers_on_postgres_make_one_set_of_people(request: pytest.FixtureRequest, samples, tmp_path) -> None:
+    """Two processes index the same photos into one PostgreSQL store at once, each updating the people at its end
+    (one at a time, under the store's people lock): the same people as one indexer makes, none twice."""
+    import os
+    import subprocess
+    import sys
+
+    folder = write_photos(tmp_path / "photos", samples)
+    url = database(request)
+    Collection(url).close()  # the schema first: the two then race only on the data
+    code = "import sys; from polymodal.collection import Collection; " \
+           "print(Collection(sys.argv[1]).index(sys.argv[2]).errors)"  # fmt: skip
+    env = {**os.environ, "POLYMODAL_THREADS": "1"}
+    children = [subprocess.Popen([sys.executable, "-c", code, url, str(folder)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        assert child.returncode == 0 and out.strip() == "[]", (out, err[-2000:])
+    shared = Collection(url)
+    people = people_of(shared)
+    assert sorted(len(p.faces) for p in people.list(crops=False)) == [1, 2]
+    assert len(people.faces.people()) == 2  # no one left over from the other indexer's grouping
+    assert len(set(people.faces.assignments())) == 3
+    shared.close()
