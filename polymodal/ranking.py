@@ -19,7 +19,8 @@ Features of one (query, item) pair:
 - ``soft_name``: how near in meaning the query's words are to the words of the file's name or folder, across
   languages (the text encoder's cosine of single words: "宇航员" ~ "astronaut" 0.68, "firefighter" ~ "fireman"),
   each query word's best cosine above ``SOFT_FLOOR`` rescaled to 0–1, averaged; its own weight for Chinese
-  queries, whose words never match an English name exactly;
+  queries, whose words never match an English name exactly, and for image queries, whose words (without a
+  text) are the classifier's top labels;
 - ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
   the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
   all label-bridge vectors sit fairly near each other;
@@ -160,7 +161,8 @@ class Candidate:
         if query_kind in ALIKE_KINDS:
             row[-2 + ALIKE_KINDS.index(query_kind)] = self.alike
         row[feature_names().index(f"open:{query_kind}")] = self.open
-        row[feature_names().index("soft_name:cjk" if self.cjk else "soft_name")] = self.soft_name
+        soft = "soft_name:cjk" if self.cjk else "soft_name:image" if query_kind == "image" else "soft_name"
+        row[feature_names().index(soft)] = self.soft_name
         return row
 
 
@@ -171,7 +173,7 @@ def feature_names() -> tuple[str, ...]:
     gaps = [f"gap:{v}" for v in VECTOR_KINDS]
     alike = [f"alike:{q}" for q in ALIKE_KINDS]
     opens = [f"open:{q}" for q in QUERY_KINDS]
-    soft = ("soft_name", "soft_name:cjk")
+    soft = ("soft_name", "soft_name:image", "soft_name:cjk")
     sound = ("words:sound", "name:sound")
     return (
         *biases,

@@ -164,7 +164,7 @@ class Searcher:
     def _gather(self, query: Query) -> tuple[list[Scored], dict, dict, list[Evidence], dict]:
         vector, words, understood, looks, kind = self._represent(query)
         query_terms = ranking.terms(self.fts_text(words))
-        meaning = self._meaning_vectors(words if kind in ("text", "speech") else query.text or "")
+        meaning = self._meaning_vectors(words if kind != "sound" else query.text or "")  # not the tagger's labels
         by_words = self._word_matches(query_terms)
         named = self._named(query_terms)
         extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)  # open-vocabulary spaces
