@@ -31,7 +31,7 @@ Features of one (query, item) pair:
 - ``open``: in a collection with an open-vocabulary space (CLIP, SigLIP, CLAP: :mod:`polymodal.spaces`), how
   far the item's cosine with the query in that space stands above the space's mean, in standard deviations
   (0 without one), its own weight per query kind. Until weights are fitted with such a model
-  (``POLYMODAL_MODEL_PATH_IMAGE_TEXT=DIR bench/fit_ranking.py``), it weighs ``UNFITTED_WEIGHTS``.
+  (``POLYMODAL_MODEL_PATH_IMAGE_TEXT=DIR bench/fit_ranking.py``), it weighs :func:`unfitted_weights`.
 """
 
 from __future__ import annotations
@@ -201,10 +201,11 @@ class RankingModel:
 
     @functools.cached_property
     def effective_weights(self) -> dict[str, float]:
-        """The weights with UNFITTED_WEIGHTS for features the file lacks, or fitted to exactly 0 (absent from the
-        fitting data: all zero there, as ``open`` is without an open-vocabulary model)."""
-        fitted = {name: w for name, w in self.weights.items() if w or name not in UNFITTED_WEIGHTS}
-        return {**UNFITTED_WEIGHTS, **fitted}
+        """The weights with :func:`unfitted_weights` for features the file lacks, or fitted to exactly 0 (absent
+        from the fitting data: all zero there, as ``open`` is without an open-vocabulary model)."""
+        unfitted = unfitted_weights(self.weights, self.threshold)
+        fitted = {name: w for name, w in self.weights.items() if w or name not in unfitted}
+        return {**unfitted, **fitted}
 
     def relevance(self, candidate: Candidate, query_kind: str) -> float:
         row = candidate.features(query_kind)
@@ -223,10 +224,19 @@ class RankingModel:
         return cls(dict(data["weights"]), float(data["threshold"]), str(data.get("fitted_on", "")))
 
 
-# Features a weights file may not have yet, and their weight until it does. Of 10,000 photos unrelated to a query,
-# the nearest stands ~3.9 standard deviations above their mean: 0.8 x 3.9 keeps a text query that nothing else
-# matches below the fitted cut-off (relevance 0.13); a clear match, 5 and more above (0.27), is a hit on its own.
-UNFITTED_WEIGHTS = {f"open:{q}": 0.8 for q in QUERY_KINDS}
+# Features a weights file may not have yet get a weight from the fitted ones. Of 10,000 photos unrelated to a
+# query, the nearest in an open-vocabulary space stands ~3.9 standard deviations above their mean; a clear match
+# 5 and more. An item that only that space finds is an even call at the cut-off at OPEN_EVEN deviations: below
+# it for the nearest unrelated photo, above it for a clear match, whatever the fitted biases and cut-off are.
+OPEN_EVEN = 4.5
+
+
+def unfitted_weights(weights: dict[str, float], threshold: float) -> dict[str, float]:
+    """``open:<kind>`` weights that put an item with nothing but an open-vocabulary standing of OPEN_EVEN at the
+    cut-off (a positive weight however the bias was fitted)."""
+    cut = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else 0.0
+    return {f"open:{q}": max(0.1, (cut - weights.get(f"bias:{q}", -4.0)) / OPEN_EVEN) for q in QUERY_KINDS}
+
 
 # Used only until weights are fitted: a cosine of ~0.45 with content text, or a word match, is an even bet.
 HAND_SET = RankingModel(

@@ -151,3 +151,12 @@ def test_a_chinese_word_finds_a_file_named_in_english(indexed):
     # "宇航员" (astronaut) is no ImageNet label and never written in the photo: only its English name says so
     result = indexed.search("宇航员", k=3)
     assert "astronaut.jpg" in names(result.hits + result.weaker)[:2]
+
+
+@pytest.mark.parametrize("kind", ranking.QUERY_KINDS)
+def test_an_unfitted_open_vocabulary_standing_follows_the_fitted_cut_off(kind):
+    # the nearest of 10,000 unrelated photos stands ~3.9 deviations above the mean, a clear match 5 and more
+    model = ranking.default_model()
+    assert "open:text" not in model.weights  # the shipped weights were fitted without such a model
+    assert model.relevance(ranking.Candidate(open=3.9), kind) < model.threshold
+    assert model.relevance(ranking.Candidate(open=5.0), kind) > model.threshold
