@@ -4,10 +4,12 @@ The query goes through the same analysis path as indexed files, so a photo is co
 became (label-bridge vectors, OCR text) and a voice question with what recordings said. Candidates come from
 the nearest vectors and from the full-text index (evidence text and file names); each is scored by
 :mod:`polymodal.ranking` (a calibrated relevance in 0–1 from its cosine, the share of the query's words it
-contains, a phrase match and a name match). Items below the fitted cut-off are not hits: they come back as
-``weaker`` matches, shown apart. Each hit carries the evidence that made it match. A video matches at a
-moment: its hit has the start and end of the best evidence (a shot's labels, a transcript segment, a sound
-window) and that shot's thumbnail; for an image query, the shot whose keyframe looks most like the image.
+contains, a phrase match, a name match, and how near in meaning, in any language, the query's words are to
+the words of its name and of its top labels: "宇航员" finds ``astronaut.jpg``). Items below the fitted
+cut-off are not hits: they come back as ``weaker`` matches, shown apart. Each hit carries the evidence that
+made it match. A video matches at a moment: its hit has the start and end of the best evidence (a shot's
+labels, a transcript segment, a sound window) and that shot's thumbnail; for an image query, the shot whose
+keyframe looks most like the image.
 """
 
 from __future__ import annotations
