@@ -398,7 +398,7 @@ class Searcher:
         """Unit text-encoder vectors of single words, from a per-process cache (names repeat across queries)."""
         encoder = self.analyzer.model("text")
         cache = _word_cache(encoder.model_id)
-        found = {w: cache[w] for w in words if w in cache}
+        found = {w: v for w in words if (v := cache.get(w)) is not None}  # get: another thread may clear it
         missing = [w for w in dict.fromkeys(words) if w not in found]
         if missing:
             found |= zip(missing, normalize(np.asarray(encoder.encode(missing), np.float32)), strict=True)
