@@ -249,6 +249,22 @@ def test_how_many_legs_a_kind_of_thing_usually_has(analyzers, photos) -> None:
     assert "not a count of this picture" in usual.answer and usual.notes and usual.route == "count"
 
 
+def test_a_question_about_the_collection_searches_for_its_topic(analyzers, samples) -> None:
+    from polymodal.tasks.assist import assist
+    from polymodal.tasks.questions import topic_of
+
+    assert topic_of("What does the speaker say about times?") == "times"
+    assert topic_of("What did Beckett say about failing?") == "Beckett failing"
+    asked = []
+
+    def search(query: str) -> list:
+        asked.append(query)
+        return [type("Hit", (), {"path": str(samples / "recordings" / "two_cities.wav")})()]
+
+    result = assist(analyzers["none"], "What does the speaker say about times?", search=search)
+    assert asked == ["times"] and "best of times" in result.answer, result.answer
+
+
 def test_questions_as_clauses() -> None:
     assert embedded("Who owns this cup?") == "who owns this cup"
     assert embedded("What colour is the car?") == "what colour the car is"

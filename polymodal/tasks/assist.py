@@ -146,6 +146,7 @@ def _describe(analyzer, inputs: Inputs, text, question, phraser, search, emit, s
 
 
 def _answer(analyzer, inputs: Inputs, text, question, phraser, search, emit, stop=None) -> AssistResult:
+    from polymodal.tasks import questions
     from polymodal.tasks.ask import ask
 
     question = question or (text or "").strip()
@@ -157,7 +158,7 @@ def _answer(analyzer, inputs: Inputs, text, question, phraser, search, emit, sto
         if search is None:
             raise ValueError("send a file to ask about")
         emit("step", {"message": "searching the collection"})
-        hits = search(question)
+        hits = search(questions.topic_of(question))
         if not hits:
             raise ValueError("nothing in the collection matches that question")
         targets = [(Path(hits[0].path), hits[0].path.rsplit("/", 1)[-1])]

@@ -868,6 +868,16 @@ def digits(text: str) -> str:
                   flags=_Q)  # fmt: skip
 
 
+def topic_of(question: str) -> str:
+    """What a question is about, to search a collection with: "What does the speaker say about times?" ->
+    "times" (the words that phrase a question about a recording match every recording)."""
+    from polymodal.ranking import STOPWORDS
+
+    words = re.findall(r"[\w'-]+", question)
+    kept = [w for w in words if w.lower() not in QUESTION_WORDS and w.lower() not in STOPWORDS]
+    return " ".join(kept) or question
+
+
 def _timed(fact: Fact) -> str:
     start, end = fact.start or 0.0, fact.end or fact.start or 0.0
     return f"“{fact.text}” ({clock(start)}–{clock(end)})"

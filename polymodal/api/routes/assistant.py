@@ -109,11 +109,13 @@ def _check_inputs(ask: str, text: str | None, kinds: list[str]) -> None:
 
 
 def _searcher(svc: Service, found: dict[str, int]) -> Any:
-    """The collection search a question without files is answered from (the hits' ids noted in ``found``);
-    404 when nothing matches."""
+    """The collection search a question without files is answered from (the hits' ids noted in ``found``): the
+    closest match, a weaker one when nothing reaches the cut-off (the answer's own check says whether it
+    answers); 404 when nothing matches at all."""
 
     def search(question: str) -> list[Any]:
-        hits = svc.collection.search(question, k=3).hits
+        result = svc.collection.search(question, k=3)
+        hits = result.hits or result.weaker[:1]
         if not hits:
             raise ApiError(404, "nothing in the collection matches that question; index some files or send one")
         found.update({hit.path.rsplit("/", 1)[-1]: hit.item for hit in hits})
