@@ -174,7 +174,8 @@ def relative(path: str, root: Path) -> str:
 def run_query(collection: Any, query: dict[str, Any], root: Path) -> dict[str, Any]:
     image, audio = build_collection.query_media(query)
     started = time.perf_counter()
-    result = collection.search(query.get("text"), image=image, audio=audio, k=K)
+    spoken = query["language"] if query["kind"] == "voice" else None  # as chosen on the web page
+    result = collection.search(query.get("text"), image=image, audio=audio, k=K, language=spoken)
     seconds = time.perf_counter() - started
 
     def rows(hits: list) -> Hits:

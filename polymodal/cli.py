@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="text query (with --image: refines the image)")
     search.add_argument("--image", type=Path, help="an example image")
     search.add_argument("--audio", type=Path, help="a spoken question or a sound")
+    search.add_argument("--language", help="the language of a spoken --audio question (zh, en, ...; default: detected)")
     search.add_argument("-k", "--top-k", dest="k", type=at_least(1), default=10, help="number of results (default 10)")
     search.add_argument("--offset", type=at_least(0), default=0, help="results to pass over: the next page (default 0)")
     search.add_argument("--modality", choices=["text", "image", "audio", "video"], help="only items of this kind")
@@ -483,7 +484,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with naming(args.image or args.audio, expects=("image",) if args.image else ("audio", "video")):
         result = collection.search(
             args.text, image=args.image, audio=args.audio, k=args.k, offset=args.offset, modality=args.modality,
-            path=args.path, **({"person": args.person} if args.person else {}),
+            path=args.path, language=args.language, **({"person": args.person} if args.person else {}),
         )
     if args.json:
         print(_dumps(result.to_dict()))

@@ -175,10 +175,12 @@ class Collection(Understanding):
         modality: str | None = None,
         path: str | None = None,
         person: str | None = None,
+        language: str | None = None,
     ) -> SearchResult:
         """The ``k`` most relevant items above the cut-off after the first ``offset`` (``result.more``: there are
-        more), and the best few below it (``result.weaker``)."""
-        query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path, person)
+        more), and the best few below it (``result.weaker``). ``language``: of a spoken query ("zh"), else
+        detected."""
+        query = Query(text, _as_source(image), _as_source(audio), k, offset, modality, path, person, language)
         return self.searcher().search(query)
 
     def searcher(self) -> Searcher:

@@ -40,6 +40,7 @@ from polymodal.analysis import (
     shot_features_key,
 )
 from polymodal.errors import UsageError
+from polymodal.models import speech
 from polymodal.models.text import normalize
 from polymodal.store.base import Store
 from polymodal.store.vectors import VectorIndex
@@ -65,6 +66,7 @@ class Query:
     modality: str | None = None  # only items of this modality
     path: str | None = None  # only items whose path matches this glob
     person: str | None = None  # only items showing this person (id or name; polymodal.people)
+    language: str | None = None  # the language a spoken query is in ("zh"); detected when None
 
 
 @dataclass
@@ -231,7 +233,7 @@ class Searcher:
             understood += analysis.evidence
             kind = "image"
         if query.audio is not None:
-            analysis = self.analyzer.perceive_audio(query.audio)
+            analysis = self.analyzer.perceive_audio(query.audio, language=speech.language_code(query.language))
             self.analyzer.embed(analysis)
             spoken = " ".join(e.text for e in analysis.evidence if e.kind == TRANSCRIPT).strip()
             if spoken:

@@ -147,6 +147,10 @@ def test_search_multipart_image_and_audio(client, samples, spoken):
     result = client.post("/api/search", files={"audio": ("q.wav", wav, "audio/wav")}, data={"k": "3"}).json()
     top = result["hits"][0]
     assert top["name"] == "two_cities.wav" and top["start"] is not None and top["start"] < 10
+    told = client.post("/api/search", files={"audio": ("q.wav", wav, "audio/wav")}, data={"language": "en"}).json()
+    assert told["hits"][0]["name"] == "two_cities.wav"  # the language of the spoken query, chosen
+    unknown = client.post("/api/search", files={"audio": ("q.wav", wav, "audio/wav")}, data={"language": "klingon"})
+    assert "unknown language 'klingon'" in error(unknown, 400)["error"]
     refined = client.post(
         "/api/search", files={"image": ("q.jpg", coffee, "image/jpeg")}, data={"text": "咖啡", "k": "5"}
     ).json()

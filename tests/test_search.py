@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import TUXPAINT, first
 from textnorm import says, squashed
 
@@ -56,6 +57,18 @@ def test_spoken_question_finds_the_recording_and_the_moment(indexed, spoken):
     assert says(moment.text, "it was the best of times"), moment.text
     assert moment.start is not None and moment.start < 10.0
     assert any(e.kind == "transcript" for e in result.understood)
+
+
+def test_a_spoken_query_in_a_chosen_language(indexed, spoken):
+    from polymodal.errors import UsageError
+
+    question = spoken("it was the best of times, it was the worst of times")
+    told = indexed.search(audio=question, k=5, language="en")
+    assert Path(told.hits[0].path).name == "two_cities.wav"
+    heard = " ".join(e.text for e in told.understood if e.kind == "transcript")
+    assert says(heard, "it was the best of times"), heard
+    with pytest.raises(UsageError, match="unknown language 'klingon'"):
+        indexed.search(audio=question, language="klingon")
 
 
 def test_a_bark_finds_the_dog_recording_above_other_animals(indexed):

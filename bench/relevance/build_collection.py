@@ -40,7 +40,8 @@ SETUP_HINT = {
     "opencv-doc": "make setup (scripts/setup-system.sh extracts opencv-doc's videos into .cache/video-data)",
     "gnome-user-docs": "make setup (scripts/setup-system.sh)",
 }
-ESPEAK_VOICES = {"en": "en", "zh": "cmn"}
+# Mandarin as pinyin: the "cmn" voice reads the pinyin its dictionary makes as English ("jei three", tone digits)
+ESPEAK_VOICES = {"en": "en", "zh": "cmn-latn-pinyin"}
 
 
 class MissingData(RuntimeError):

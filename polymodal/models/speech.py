@@ -42,6 +42,23 @@ PACK_MIN_WORD_PROBABILITY = 0.5  # below: the clip is transcribed again alone
 PACK_MIN_LANGUAGE_PROBABILITY = 0.9
 
 
+
+def language_code(code: str | None) -> str | None:
+    """A spoken-language code Whisper knows ("zh", "en"), or None to detect the language; a UsageError for any
+    other."""
+    from polymodal.errors import UsageError
+
+    code = (code or "").strip().lower()
+    if not code:
+        return None
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES as known
+    except ImportError:  # the model's own check then decides
+        return code
+    if code not in known:
+        raise UsageError(f"unknown language {code!r}: give a code like en, zh, fr, de, es, ja (or none to detect)")
+    return code
+
 @dataclass(frozen=True)
 class Word:
     start: float

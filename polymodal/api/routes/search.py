@@ -30,6 +30,7 @@ class SearchRequest(BaseModel):
     modality: Modality | None = Field(None, description="only items of this kind")
     path: str | None = Field(None, max_length=300, description="only items whose path matches this glob")
     person: str | None = Field(None, max_length=100, description="only items showing this person (id or name)")
+    language: str | None = Field(None, max_length=20, description="the language of a spoken query (zh, en, ...)")
 
 
 _MULTIPART_SCHEMA = {
@@ -41,6 +42,7 @@ _MULTIPART_SCHEMA = {
         "modality": {"type": "string", "enum": ["text", "image", "audio", "video"]},
         "path": {"type": "string"},
         "person": {"type": "string"},
+        "language": {"type": "string", "description": "the language of a spoken query (zh, en, ...)"},
         "image": {"type": "string", "format": "binary", "description": "an example image"},
         "audio": {"type": "string", "format": "binary", "description": "a spoken question or a sound"},
     },
@@ -87,7 +89,7 @@ async def _run(svc: Service, params: SearchRequest, image: Path | None = None, a
     pool = svc.audio_pool if audio is not None else svc.search_pool if image is None else svc.media_pool
     result = await pool.run(
         svc.collection.search, params.text, image=image, audio=audio, k=params.k, offset=params.offset,
-        modality=params.modality, path=params.path, person=params.person,
+        modality=params.modality, path=params.path, person=params.person, language=params.language,
     )  # fmt: skip
     svc.metrics.count("searches")
     data = result.to_dict()

@@ -27,6 +27,7 @@ from polymodal.api.routes.index import SSE_HEADERS, error_event, sse
 from polymodal.api.routes.items import MAX_ID
 from polymodal.api.service import Pool, Service
 from polymodal.api.uploads import check_kind
+from polymodal.models import speech
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(caller)])
 
@@ -211,23 +212,9 @@ async def transcribe(
     language: Annotated[str | None, Form(max_length=8, description="force a language, e.g. en, zh")] = None,
     words: Annotated[bool, Form(description="word times too")] = False,
 ) -> dict[str, Any]:
-    language = _language(language)
+    language = speech.language_code(language)
     async with source(svc, file, item, ("audio", "video"), "the recording") as (path, shown):
         return await run_task(svc, svc.task_pool, "transcribe", shown, path, language=language, words=words)
-
-
-def _language(code: str | None) -> str | None:
-    """A language code the speech model knows, or None to detect it; 400 for any other."""
-    code = (code or "").strip().lower()
-    if not code:
-        return None
-    try:
-        from faster_whisper.tokenizer import _LANGUAGE_CODES as known
-    except ImportError:  # the model's own check then decides
-        return code
-    if code not in known:
-        raise ApiError(400, f"unknown language {code!r}: give a code like en, zh, fr, de, es, ja (or none to detect)")
-    return code
 
 
 @router.post("/api/read", summary="Text in an image (OCR lines with boxes) and its layout")
