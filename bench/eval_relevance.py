@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -171,11 +172,17 @@ def relative(path: str, root: Path) -> str:
         return f"outside:{path}"
 
 
+def _takes_language(collection: Any) -> bool:
+    """Whether this polymodal's search takes the language of a spoken query (a baseline's may not)."""
+    return "language" in inspect.signature(collection.search).parameters
+
+
 def run_query(collection: Any, query: dict[str, Any], root: Path) -> dict[str, Any]:
     image, audio = build_collection.query_media(query)
     started = time.perf_counter()
-    spoken = query["language"] if query["kind"] == "voice" else None  # as chosen on the web page
-    result = collection.search(query.get("text"), image=image, audio=audio, k=K, language=spoken)
+    # a spoken query's language as chosen on the web page
+    options = {"language": query["language"]} if query["kind"] == "voice" and _takes_language(collection) else {}
+    result = collection.search(query.get("text"), image=image, audio=audio, k=K, **options)
     seconds = time.perf_counter() - started
 
     def rows(hits: list) -> Hits:
