@@ -12,7 +12,8 @@ import time
 import urllib.request
 
 import pytest
-from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, serve_copy, snap, wait_until
+import test_browser as harness
+from test_browser import ARGS, CHROMIUM, serve_copy, snap, wait_until
 
 SMALL_LLM = "qwen2.5-0.5b"
 # What must never be read on a page: missing values, and the checks' internal notes (they live in "Details").
@@ -41,16 +42,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(str(exc)))
-    yield tab
-    context.close()
-    assert not problems, problems
+page = harness.page  # the page fixture, on this module's browser (its fake microphone)
 
 
 def item_id(base: str, name: str) -> int:

@@ -11,7 +11,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from test_browser import ARGS, CHROMIUM, TIMEOUT_MS, serve_copy, snap, wait_until
+import test_browser as harness
+from test_browser import ARGS, CHROMIUM, serve_copy, snap, wait_until
 
 QUESTION = "How many grams of coffee are used for a double shot?"
 
@@ -53,16 +54,7 @@ def browser(question: Path):
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(str(exc)))
-    yield tab
-    context.close()
-    assert not problems, problems
+page = harness.page  # the page fixture, on this module's browser (its fake microphone)
 
 
 def played(page, audio, what: str) -> None:
