@@ -178,19 +178,6 @@ def test_audio_cards_and_passages(server, page, browser):
     small.close()
 
 
-def test_weak_matches_are_shown_apart_and_open_when_alone(server, page):
-    page.goto(server + "/")
-    search(page, "astronaut")
-    assert page.locator("#results > .card").count() >= 1  # a good match: the weaker ones stay folded
-    if page.locator("#results details.weaker").count():
-        assert page.locator("#results details.weaker").get_attribute("open") is None
-    search(page, "xqzvbnm plorf")
-    assert "No good matches" in page.locator("#results .empty").inner_text()
-    assert page.locator("#results > .card").count() == 0
-    weaker = page.locator("#results details.weaker")  # nothing good: the closest are shown, said to be weak
-    assert weaker.get_attribute("open") is not None and weaker.locator(".card").first.is_visible()
-
-
 def test_remove_has_undo(server, page):
     dahlia = item_id(server, "dahlia_flower.jpg")
     page.goto(server + "/")

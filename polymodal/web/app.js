@@ -435,8 +435,7 @@ function renderResults(data, text, shown = null) {
   results.append(...data.hits.map((hit, i) => card(hit, terms, i)));
   if (data.more) results.append(moreButton(text, terms, data.hits.length, shown));
   if ((data.weaker || []).length) {
-    // Open when they are all there is: the closest items, said to be weak, rather than an empty page.
-    const weaker = h("details", { class: "weaker", open: !data.hits.length }, h("summary", { text: `${data.weaker.length} weaker match${data.weaker.length === 1 ? "" : "es"}` }));
+    const weaker = h("details", { class: "weaker" }, h("summary", { text: `${data.weaker.length} weaker match${data.weaker.length === 1 ? "" : "es"}` }));
     weaker.append(h("div", { class: "grid" }, ...data.weaker.map((hit, i) => card(hit, terms, data.hits.length + i))));
     results.append(weaker);
   }
