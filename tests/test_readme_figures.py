@@ -26,14 +26,19 @@ def test_readme_figures_agree_with_the_results() -> None:
         assert table in marked, marked
 
 
-def test_a_changed_result_is_caught_and_rewritten(tmp_path: Path) -> None:
-    results = tmp_path / "results"
+def copied_with(tmp_path: Path, name: str, change) -> tuple[Path, Path, dict]:
+    """A copy of bench/results and of the README, with ``change(data)`` made to results file ``name``."""
+    results, readme = tmp_path / "results", tmp_path / "README.md"
     shutil.copytree(REPO / "bench" / "results", results)
-    readme = tmp_path / "README.md"
     shutil.copy(REPO / "README.md", readme)
-    wer = json.loads((results / "asterisk_wer.json").read_text(encoding="utf-8"))
-    wer["corpus"]["wer"] = 5.5
-    (results / "asterisk_wer.json").write_text(json.dumps(wer), encoding="utf-8")
+    data = json.loads((results / name).read_text(encoding="utf-8"))
+    change(data)
+    (results / name).write_text(json.dumps(data), encoding="utf-8")
+    return results, readme, data
+
+
+def test_a_changed_result_is_caught_and_rewritten(tmp_path: Path) -> None:
+    results, readme, _ = copied_with(tmp_path, "asterisk_wer.json", lambda wer: wer["corpus"].update(wer=5.5))
 
     stale = figures("--check", "--readme", readme, "--results", results)
     assert stale.returncode == 1 and "foundation" in stale.stderr, (stale.stdout, stale.stderr)
@@ -43,13 +48,10 @@ def test_a_changed_result_is_caught_and_rewritten(tmp_path: Path) -> None:
 
 
 def test_a_changed_scale_result_rewrites_only_its_table(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    shutil.copytree(REPO / "bench" / "results", results)
-    readme = tmp_path / "README.md"
-    shutil.copy(REPO / "README.md", readme)
-    scale = json.loads((results / "scale.json").read_text(encoding="utf-8"))
-    scale["search"]["postgres_hnsw"]["ef_search_100"]["ms"]["p50"] = 7.25  # written half up: 7.3
-    (results / "scale.json").write_text(json.dumps(scale), encoding="utf-8")
+    def slower(scale: dict) -> None:
+        scale["search"]["postgres_hnsw"]["ef_search_100"]["ms"]["p50"] = 7.25  # written half up: 7.3
+
+    results, readme, scale = copied_with(tmp_path, "scale.json", slower)
 
     done = figures("--readme", readme, "--results", results)
     assert done.returncode == 0 and "rewrote scale-search (" in done.stdout, (done.stdout, done.stderr)
