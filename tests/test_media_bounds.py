@@ -588,3 +588,29 @@ def test_utf8_with_some_windows_1252_lines_reads_both(tmp_path: Path):
     assert document.notes == [
         "some lines are not UTF-8: their bytes were read as Windows-1252 (a file joined from two encodings?)"
     ]
+
+
+def test_only_a_transparent_border_makes_a_cut_out():
+    """A sticker (transparent around the object) is shown whole to the classifier; an opaque RGBA screenshot and
+    a photo are centre-cropped as before."""
+    from PIL import Image
+
+    from polymodal.media.image import classifier_input, open_image
+
+    tall = Image.new("RGBA", (100, 300), (0, 0, 0, 0))
+    tall.paste((255, 0, 0, 255), (20, 0, 80, 40))  # red at the very top: a centre crop cuts it off
+    tall.paste((0, 0, 255, 255), (20, 40, 80, 300))
+    opaque = Image.new("RGBA", (100, 300), (0, 0, 255, 255))
+    opaque.paste((255, 0, 0, 255), (0, 0, 100, 40))
+    sticker, screenshot = (open_image(_png(image), 10_000_000) for image in (tall, opaque))
+    assert sticker.info["cutout"] and not screenshot.info["cutout"]
+    reds = [(classifier_input(i)[0] > 0.9) & (classifier_input(i)[2] < -0.9) for i in (sticker, screenshot)]
+    assert reds[0].sum() > 500 and reds[1].sum() == 0  # the crop keeps only the middle of the opaque one
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()

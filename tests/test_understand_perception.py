@@ -308,6 +308,21 @@ def test_the_ocr_probe_skips_cut_outs_on_white_and_reads_the_scan(analyzer, samp
         assert found.models.get("ocr") and not [e for e in found.evidence if e.kind == "ocr"], name
 
 
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("animals/mammals/hippopotamus.png", "hippopotamus"), ("medical/syringe.png", "syringe"),
+     ("household/dishes/teapot.png", "teapot")],
+)
+def test_a_cut_out_is_classified_whole(analyzer, name, label):
+    """A centre crop of these wide stamps leaves a belly, a barrel, a spout ("cauldron", "ruler", "whiskey jug");
+    shown whole on white, the classifier names the thing."""
+    from polymodal.media.image import open_image
+
+    assert open_image(TUXPAINT / name, 120_000_000, draft_to=256).info["cutout"]
+    labels = [e for e in analyzer.perceive_image(TUXPAINT / name).evidence if e.kind == "label"]
+    assert labels[0].text == label and labels[0].score > 0.4, labels[:3]
+
+
 def test_numbers_in_charts():
     assert [parse_number(t) for t in ("1,200", "45%", "$3.5", "2k", "−4", "-0.5", "(7)")] == [
         1200,

@@ -8,6 +8,11 @@ decoding when a draft is asked for, before any colour conversion copies them.
 Work is bounded by the pixels an image *declares* (``max_pixels``) and by those a step *makes*: an image of
 extreme aspect ratio (1 x 8000) is never resized whole to a short side of 256 (that is 256 x 2 million
 pixels, 1.5 GB), only the part the classifier's centre crop keeps.
+
+A **cut-out** (an object on a transparent background: clip art, stickers, stamps) is shown to the classifier
+whole, centred on white, instead of centre-cropped: the object fills its picture, and a crop cuts off its
+head or tail. On the 544 Tux Paint stamps this raised text->image recall@10 of the label bridge from 38.0 to
+41.8 % (``bench/eval_tuxpaint.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ CLASSIFIER_SIZE = 224
 RESIZE_SHORT_SIDE = 256
 # Above this many pixels after resizing (an aspect ratio over ~30:1), only the centre crop is resized.
 MAX_RESIZED_PIXELS = 2_000_000
+# A picture is a cut-out when at least this share of its border is transparent (alpha below half).
+CUTOUT_BORDER_SHARE = 0.5
 # A non-JPEG image over this size is shrunk (integer box reduction) when a draft is asked for.
 REDUCE_ABOVE_PIXELS = 16_000_000
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -156,7 +163,9 @@ def _to_rgb(image):  # -> PIL.Image.Image
     if image.mode in ("RGBA", "LA", "P", "PA", "La", "RGBa"):
         image = image.convert("RGBA")
         background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))  # on white: 4 + 3 + 1 bytes a pixel, no more
+        alpha = image.getchannel("A")
+        background.paste(image, mask=alpha)  # on white: 4 + 3 + 1 bytes a pixel, no more
+        background.info["cutout"] = _transparent_border(np.asarray(alpha)) >= CUTOUT_BORDER_SHARE
         return background
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float32)
@@ -165,10 +174,19 @@ def _to_rgb(image):  # -> PIL.Image.Image
     return image.convert("RGB")
 
 
+def _transparent_border(alpha: np.ndarray) -> float:
+    """The share of the outermost pixels whose alpha is below half."""
+    border = np.concatenate([alpha[0], alpha[-1], alpha[1:-1, 0], alpha[1:-1, -1]])
+    return float((border < 128).mean())
+
+
 def classifier_input(image) -> np.ndarray:
-    """Resize the short side to 256, centre-crop 224, scale to [-1, 1]; returns (3, 224, 224) float32."""
+    """Resize the short side to 256, centre-crop 224 (a cut-out: the whole picture, centred on white), scale to
+    [-1, 1]; returns (3, 224, 224) float32."""
     from PIL import Image
 
+    if image.info.get("cutout"):
+        return _scaled(_padded_square(image, CLASSIFIER_SIZE))
     width, height = image.size
     scale = RESIZE_SHORT_SIDE / min(width, height)
     size = (max(CLASSIFIER_SIZE, round(width * scale)), max(CLASSIFIER_SIZE, round(height * scale)))
@@ -181,7 +199,22 @@ def classifier_input(image) -> np.ndarray:
         half = CLASSIFIER_SIZE / scale / 2
         box = (width / 2 - half, height / 2 - half, width / 2 + half, height / 2 + half)
         crop = image.resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE), Image.BILINEAR, box=box, reducing_gap=2.0)
-    array = np.asarray(crop, dtype=np.float32) * (2.0 / 255.0) - 1.0
+    return _scaled(crop)
+
+
+def _padded_square(image, side: int):  # -> PIL.Image.Image
+    """The whole image shrunk to fit a ``side`` square, centred on white."""
+    from PIL import Image
+
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(image.resize(size, Image.BILINEAR, reducing_gap=2.0), ((side - size[0]) // 2, (side - size[1]) // 2))
+    return square
+
+
+def _scaled(picture) -> np.ndarray:
+    array = np.asarray(picture, dtype=np.float32) * (2.0 / 255.0) - 1.0
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
