@@ -10,7 +10,10 @@ Two figures:
 - **bridge vector only**: the "labels" vector indexing makes (``perceive_image`` + ``embed``), cosine
   against the caption's text vector;
 - **full search**: the PNGs indexed with ``Collection.index`` into a temporary store, queried with
-  ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused).
+  ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused);
+- **full search, names hidden**: the same with each PNG copied under a number (``0042.png``), so nothing is
+  found by its file or folder name (a folder of camera photos); its hits and then its weaker matches, since
+  few captions find anything above the cut-off from the pixels alone.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/eval_tuxpaint.py [--limit N] [--with-models DIR ...]
 """
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -98,8 +102,11 @@ def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> 
     return first_hit_ranks(ranked, queries), seconds
 
 
-def full_search(settings: Settings, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, dict]:
-    """Ranks from the product path: index the PNGs, then ``Collection.search`` each caption."""
+def full_search(
+    settings: Settings, stamps: list[Stamp], queries: list[str], with_weaker: bool = False
+) -> tuple[Ranks, dict]:
+    """Ranks from the product path: index the PNGs, then ``Collection.search`` each caption (its hits, then its
+    weaker matches when ``with_weaker``)."""
     caption_of = {str(s.path.absolute()): s.caption for s in stamps}
     with Collection(settings=settings) as collection:
         report = collection.index(*[s.path for s in stamps])
@@ -108,13 +115,24 @@ def full_search(settings: Settings, stamps: list[Stamp], queries: list[str]) -> 
         started = time.perf_counter()
         ranked = []
         for i, query in enumerate(queries):
-            hits = collection.search(query, modality="image", k=max(KS)).hits
-            ranked.append([caption_of.get(hit.path, "") for hit in hits])
+            result = collection.search(query, modality="image", k=max(KS))
+            hits = result.hits + (result.weaker if with_weaker else [])
+            ranked.append([caption_of.get(hit.path, "") for hit in hits][: max(KS)])
             _progress("searched", i + 1, len(queries))
         per_query_ms = 1000 * (time.perf_counter() - started) / len(queries)
     timing = {"index_seconds": round(report.seconds, 1), "index_outcomes": dict(report.outcomes),
               "search_ms_per_query": round(per_query_ms, 1)}
     return first_hit_ranks(ranked, queries), timing
+
+
+def names_hidden(stamps: list[Stamp], folder: Path) -> list[Stamp]:
+    """The stamps copied into ``folder`` under their number: nothing to find by name."""
+    copies = []
+    for i, stamp in enumerate(stamps):
+        copy = folder / f"{i:04d}.png"
+        shutil.copyfile(stamp.path, copy)
+        copies.append(Stamp(copy, stamp.caption, stamp.category))
+    return copies
 
 
 def by_category(stamps: list[Stamp], queries: list[str], ranks: Ranks, k: int = 5) -> dict[str, dict]:
@@ -154,9 +172,13 @@ def main() -> None:
         analyzer = Analyzer(settings)
         bridge_ranks, perceive_seconds = bridge_only(analyzer, stamps, queries)
         search_ranks, timing = full_search(settings, stamps, queries)
+    with tempfile.TemporaryDirectory(prefix="pm-tuxpaint-") as store, tempfile.TemporaryDirectory() as folder:
+        settings = Settings.from_env(store=Path(store), ocr_mode="never")
+        unnamed_ranks, _ = full_search(settings, names_hidden(stamps, Path(folder)), queries, with_weaker=True)
     results = {
         "bridge vector only (labels, T=10)": recalls(bridge_ranks),
         "full search (Collection.search, fused)": recalls(search_ranks),
+        "full search, names hidden (+ weaker matches)": recalls(unnamed_ranks),
         "FINDINGS.md bridge (498 q / 538 img)": FINDINGS,
     }
     print_table(results, len(stamps), len(queries))

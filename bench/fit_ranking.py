@@ -6,10 +6,9 @@ its file 1 or 2. A logistic regression on them gives calibrated relevances. It i
 measures a match (a cosine, shared words, a name, nearness in meaning) gets a weight of at least 0 and a gap
 behind the best candidate at most 0, so a better match never lowers a relevance. Unconstrained, the judged
 collection's telling file names let the fit give label meaning a negative weight, which put a koala above the
-lion for "A lion." in a folder of unnamed pictures. The cut-off is chosen for what issue 12 asks of it: the
-relevance that answers the most no-match queries with nothing while the judged queries keep at least 90 % of the
-relevant files today's ranking returns (the baseline run's dev queries), the best mean F1 of the returned set
-among equals. The weights are written to ``polymodal/ranking_weights.json``;
+lion for "A lion." in a folder of unnamed pictures. The cut-off is the relevance that gives the best mean F1 of
+the returned set per judged query among those that answer at least 90 % of the no-match queries with nothing.
+The weights are written to ``polymodal/ranking_weights.json``;
 ``bench/eval_relevance.py --split test`` then reports them on the held-out queries.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fit_ranking.py [--reuse] [--dry-run]
@@ -34,7 +33,7 @@ from polymodal.search import Query  # noqa: E402
 
 CANDIDATES_PER_QUERY = 60  # the best candidates by today's weights; the rest are easy negatives
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)
-KEPT_RECALL = 0.9  # the share of the baseline's returned relevant files the cut-off must keep
+NO_MATCH_EMPTY = 0.9  # the share of no-match queries that must get nothing back
 C = 10.0  # inverse L2 strength: the cosine weights need room (a cosine of 0.3 vs 0.5 is the whole story)
 
 
@@ -114,23 +113,14 @@ def cutoff_figures(model: ranking.RankingModel, data, threshold: float) -> dict[
     return {"no_match_empty": float(np.mean(empty)), "recall": found / wanted, "f1": float(np.mean(f1))}
 
 
-def best_threshold(model: ranking.RankingModel, data, recall_floor: float) -> tuple[float, dict]:
-    """The cut-off that answers the most no-match queries with nothing among those that return at least
-    ``recall_floor`` of the judged queries' relevant files, the best mean set F1 among equals (the cut-off with
-    the best recall if none keeps that much)."""
+def best_threshold(model: ranking.RankingModel, data) -> tuple[float, dict[float, dict[str, float]]]:
+    """The cut-off with the best mean set F1 among those that answer at least NO_MATCH_EMPTY of the no-match
+    queries with nothing (the lowest such cut-off if none reaches it)."""
     curve = {float(t): cutoff_figures(model, data, float(t)) for t in THRESHOLDS}
-    enough = [t for t, f in curve.items() if f["recall"] >= recall_floor]
+    enough = [t for t, f in curve.items() if f["no_match_empty"] >= NO_MATCH_EMPTY]
     if not enough:
-        return max(curve, key=lambda t: curve[t]["recall"]), curve
-    return max(enough, key=lambda t: (curve[t]["no_match_empty"], curve[t]["f1"])), curve
-
-
-def baseline_recall(queries: list[dict]) -> float:
-    """The share of the judged queries' relevant files (at most K each) today's ranking returns."""
-    baseline = ev.rescored_baseline(ev.load_json(ev.BASELINE), queries)
-    if baseline is None:
-        raise SystemExit(f"{ev.BASELINE} is missing: run bench/eval_relevance.py --save-baseline on that code first")
-    return baseline["judged queries"]["cutoff_recall"]
+        return max(curve, key=lambda t: curve[t]["no_match_empty"]), curve
+    return max(enough, key=lambda t: curve[t]["f1"]), curve
 
 
 def describe(figures: dict[str, float]) -> str:
@@ -150,8 +140,7 @@ def main() -> int:
     with collection:
         data = gather(collection, queries, root)
     model = fit(data)
-    recall_floor = KEPT_RECALL * baseline_recall(queries)
-    threshold, curve = best_threshold(model, data, recall_floor)
+    threshold, curve = best_threshold(model, data)
     fitted = ranking.RankingModel(
         model.weights,
         threshold,
@@ -162,8 +151,7 @@ def main() -> int:
         print(f"{name:28s} {weight:8.3f}")
     for t in THRESHOLDS[::5]:
         print(f"  cut-off {t:.2f}: {describe(curve[float(t)])}")
-    print(f"chosen cut-off {threshold:.2f} (relevant returned at least {recall_floor:.0%}): "
-          f"{describe(curve[threshold])}")  # fmt: skip
+    print(f"chosen cut-off {threshold:.2f}: {describe(curve[threshold])}")
     if not args.dry_run:
         fitted.save()
         print(f"written to {ranking.WEIGHTS_FILE}")
