@@ -9,6 +9,8 @@ distinct captions; a hit is any image with the identical caption in the top K. O
 Two figures:
 - **bridge vector only**: the "labels" vector indexing makes (``perceive_image`` + ``embed``), cosine
   against the caption's text vector;
+- **bridge in class space**: each caption's softmax over its cosines with the label vectors against each
+  image's class probabilities (``polymodal.space.bridge.class_match``), every image scored;
 - **full search**: the PNGs indexed with ``Collection.index`` into a temporary store, queried with
   ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused);
 - **full search, names hidden**: the same with each PNG copied under a number (``0042.png``), so nothing is
@@ -38,6 +40,7 @@ import numpy as np
 from polymodal.analysis import Analyzer
 from polymodal.collection import Collection
 from polymodal.config import Settings
+from polymodal.space import bridge as bridges
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,20 +89,29 @@ def recalls(ranks: Ranks) -> dict[str, float]:
     return {f"R@{k}": 100 * sum(r is not None and r < k for r in ranks) / len(ranks) for k in KS}
 
 
-def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, float]:
-    """Ranks from the label-bridge vectors alone, and the seconds spent making the image vectors."""
+def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> tuple[Ranks, Ranks, float]:
+    """Ranks from the label-bridge vectors alone, from the bridge in class space, and the seconds spent making
+    the image vectors."""
     started = time.perf_counter()
-    vectors = []
+    classifier = analyzer.model("image")
+    vectors, features = [], []
     for i, stamp in enumerate(stamps):
         analysis = analyzer.perceive_image(stamp.path, "png")
         analyzer.embed(analysis)
         vectors.append(next(v.vector for v in analysis.vectors if v.kind == "labels"))
+        features.append(analysis.features[classifier.model_id])
         _progress("perceived", i + 1, len(stamps))
     seconds = time.perf_counter() - started
-    similarities = analyzer.model("text").encode(queries) @ np.stack(vectors).T
+    texts = analyzer.model("text").encode(queries)
+    probabilities = classifier.probabilities(np.stack(features))
+    named = np.stack([analyzer.bridge("image").named_classes(text) for text in texts])
+    by_class = [bridges.class_match(row, probabilities) for row in named]
+    return _ranks(texts @ np.stack(vectors).T, stamps, queries), _ranks(np.stack(by_class), stamps, queries), seconds
+
+
+def _ranks(similarities: np.ndarray, stamps: list[Stamp], queries: list[str]) -> Ranks:
     order = np.argsort(-similarities, axis=1)[:, : max(KS)]
-    ranked = [[stamps[j].caption for j in row] for row in order]
-    return first_hit_ranks(ranked, queries), seconds
+    return first_hit_ranks([[stamps[j].caption for j in row] for row in order], queries)
 
 
 def full_search(
@@ -170,13 +182,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pm-tuxpaint-") as store:
         settings = Settings.from_env(store=Path(store), ocr_mode="never")
         analyzer = Analyzer(settings)
-        bridge_ranks, perceive_seconds = bridge_only(analyzer, stamps, queries)
+        bridge_ranks, class_ranks, perceive_seconds = bridge_only(analyzer, stamps, queries)
         search_ranks, timing = full_search(settings, stamps, queries)
     with tempfile.TemporaryDirectory(prefix="pm-tuxpaint-") as store, tempfile.TemporaryDirectory() as folder:
         settings = Settings.from_env(store=Path(store), ocr_mode="never")
         unnamed_ranks, _ = full_search(settings, names_hidden(stamps, Path(folder)), queries, with_weaker=True)
     results = {
         "bridge vector only (labels, T=10)": recalls(bridge_ranks),
+        "bridge in class space (class match only)": recalls(class_ranks),
         "full search (Collection.search, fused)": recalls(search_ranks),
         "full search, names hidden (+ weaker matches)": recalls(unnamed_ranks),
         "FINDINGS.md bridge (498 q / 538 img)": FINDINGS,

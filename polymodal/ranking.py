@@ -145,6 +145,7 @@ class Candidate:
     open: float = 0.0  # standing of the item in an open-vocabulary space for this query (polymodal.spaces)
     soft_name: float = 0.0  # nearness in meaning of the query's words to the file's name words (soft_share)
     soft_labels: float = 0.0  # the same, of the typed query's words to the item's top labels, tags, visual words
+    classes: float = 0.0  # how well the picture's classes match those the typed query names (bridge.class_match)
 
     def features(self, query_kind: str) -> list[float]:
         """The model's inputs, in the order of :func:`feature_names`."""
@@ -171,6 +172,7 @@ class Candidate:
         soft = "soft_name:cjk" if self.cjk else "soft_name:image" if query_kind == "image" else "soft_name"
         row[feature_names().index(soft)] = self.soft_name
         row[feature_names().index("soft_labels:cjk" if self.cjk else "soft_labels")] = self.soft_labels
+        row[feature_names().index("classes")] = self.classes
         return row
 
 
@@ -193,6 +195,7 @@ def feature_names() -> tuple[str, ...]:
         *opens,
         *soft,
         *sound,
+        "classes",
         "bias:cjk",
         "cosine:cjk",
         *alike,

