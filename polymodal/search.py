@@ -389,7 +389,8 @@ class Searcher:
             return scored
         classifier = self.analyzer.model("image")
         best = scored[:SOFT_LABELS_CANDIDATES]
-        features = {s.sha: f for s in best if (f := self.store.feature(s.sha, classifier.model_id)) is not None}
+        stored = self.store.features_of(classifier.model_id, [s.sha for s in best])
+        features = {sha: f for sha, f in stored.items() if f.size == classifier.feature_dim}
         if not features:
             return scored
         named = self.analyzer.bridge("image").named_classes(self.analyzer.model("text").encode([text])[0])

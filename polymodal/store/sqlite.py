@@ -500,10 +500,14 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO features VALUES (?,?,?)", (sha, model, _blob(vector)))
 
     def features_of(self, model: str, shas: list[str]) -> dict[str, np.ndarray]:
-        """sha -> the feature vector cached under ``model``, for those of ``shas`` that have one (one query)."""
-        wanted = set(shas)
-        rows = self.db.execute("SELECT sha, vector FROM features WHERE model=?", (model,)).fetchall()
-        return {sha: np.frombuffer(blob, np.float32) for sha, blob in rows if sha in wanted}
+        """sha -> the feature vector cached under ``model``, for those of ``shas`` that have one."""
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(shas))
+        for start in range(0, len(unique), MAX_PARAMS):
+            chunk = unique[start : start + MAX_PARAMS]
+            sql = f"SELECT sha, vector FROM features WHERE model=? AND sha IN ({','.join('?' * len(chunk))})"
+            found |= {sha: np.frombuffer(blob, np.float32) for sha, blob in self.db.execute(sql, (model, *chunk))}
+        return found
 
     def delete_features(self, prefix: str) -> int:
         """Delete the cached features whose model id starts with ``prefix``; how many."""
