@@ -425,7 +425,7 @@ class Searcher:
         found = {w: v for w in words if (v := cache.get(w)) is not None}  # get: another thread may clear it
         missing = [w for w in dict.fromkeys(words) if w not in found]
         if missing:
-            found |= zip(missing, normalize(np.asarray(encoder.encode(missing), np.float32)), strict=True)
+            found |= zip(missing, normalize(np.asarray(encoder.encode_each(missing), np.float32)), strict=True)
             with _WORD_LOCK:
                 if len(cache) + len(missing) > WORD_VECTORS_KEPT:
                     cache.clear()

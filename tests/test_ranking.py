@@ -238,3 +238,20 @@ def test_the_classes_a_text_names_match_the_picture_that_shows_them(tmp_path):
     features = np.stack([f[analyzer.model("image").model_id] for f in shown.values()])
     hippo, koala = class_match(named, analyzer.model("image").probabilities(features))
     assert 0 <= koala < hippo <= 1 and hippo > 3 * koala
+
+
+def test_a_search_does_not_depend_on_the_searches_before_it(indexed):
+    """Word vectors are cached across searches; made in batches, a word's vector moved with its batch-mates (the
+    int8 encoder quantizes a batch with one scale) and so did the scores of the next searches."""
+    encoder = indexed.analyzer.model("text")
+    alone = encoder.encode_each(["rocket"])
+    assert np.array_equal(encoder.encode_each(["rocket", "a long sentence about launching rockets"])[:1], alone)
+    from polymodal import search
+
+    cache = search._word_cache(encoder.model_id)
+    cache.clear()
+    first = [(h.path, h.score) for h in indexed.search("kitty on the sofa", k=5).hits]
+    cache.clear()
+    for other in ("a cat asleep", "farm animals at dawn", "一杯咖啡", "someone talking about failing"):
+        indexed.search(other, k=5)  # caches some of the same words, made with other batch-mates
+    assert [(h.path, h.score) for h in indexed.search("kitty on the sofa", k=5).hits] == first
