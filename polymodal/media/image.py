@@ -12,7 +12,7 @@ pixels, 1.5 GB), only the part the classifier's centre crop keeps.
 A **cut-out** (an object on a transparent background: clip art, stickers, stamps) is shown to the classifier
 whole, centred on white, instead of centre-cropped: the object fills its picture, and a crop cuts off its
 head or tail. On the 544 Tux Paint stamps this raised text->image recall@10 of the label bridge from 38.0 to
-41.8 % (``bench/eval_tuxpaint.py``).
+41.2 % (``bench/eval_tuxpaint.py``).
 """
 
 from __future__ import annotations

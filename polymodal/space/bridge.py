@@ -12,8 +12,8 @@ averaging four prompt templates per label on top gave 18.5 / 29.9 / 36.3.
 The same bridge read in **class space** (:func:`class_match`): a text's softmax over its cosines with the label
 vectors (which classes it names) against a picture's class probabilities. A weighted mean of label vectors
 lets every label near the text count; the softmax keeps only the nearest, and every class of the picture
-counts, not its top ten. Alone it ranked the stamps better than the bridge vector (R@10 44.2 against 41.8 %, T
-0.03-0.08 giving 41.6-44.2); search uses it as one more relevance feature.
+counts, not its top ten. Alone it ranks the stamps better than the bridge vector (R@10 44.8 against 41.2 %; T
+was chosen on them: 0.03-0.08 gave 41.6-44.2 % in a trial); search uses it as one more relevance feature.
 """
 
 from __future__ import annotations
