@@ -21,8 +21,8 @@ Features of one (query, item) pair:
   each query word's best cosine above ``SOFT_FLOOR`` rescaled to 0–1, averaged; its own weight for Chinese
   queries, whose words never match an English name exactly, and for image queries, whose words (without a
   text) are the classifier's top labels;
-- ``soft_labels``: the same nearness of the words a person typed to the item's top labels, sound tags and
-  visual words (colours, "drawing"): "烟花" ~ "fireworks", "hoots" ~ "owl"; its own weight for Chinese;
+- ``classes``: for a picture, how well its image classes match those the typed text names (the label bridge
+  read in class space: :func:`polymodal.space.bridge.class_match`);
 - ``gap``: how far the item's cosine is below the best cosine of any candidate of the same vector kind (0 for
   the nearest): a cosine means more when it stands out among the query's neighbours than on its own, since
   all label-bridge vectors sit fairly near each other;
@@ -144,7 +144,6 @@ class Candidate:
     alike: float = 0.0  # cosine of the query media's and the item's classifier / tagger features
     open: float = 0.0  # standing of the item in an open-vocabulary space for this query (polymodal.spaces)
     soft_name: float = 0.0  # nearness in meaning of the query's words to the file's name words (soft_share)
-    soft_labels: float = 0.0  # the same, of the typed query's words to the item's top labels, tags, visual words
     classes: float = 0.0  # how well the picture's classes match those the typed query names (bridge.class_match)
 
     def features(self, query_kind: str) -> list[float]:
@@ -171,7 +170,6 @@ class Candidate:
         row[feature_names().index(f"open:{query_kind}")] = self.open
         soft = "soft_name:cjk" if self.cjk else "soft_name:image" if query_kind == "image" else "soft_name"
         row[feature_names().index(soft)] = self.soft_name
-        row[feature_names().index("soft_labels:cjk" if self.cjk else "soft_labels")] = self.soft_labels
         row[feature_names().index("classes")] = self.classes
         return row
 
@@ -183,7 +181,7 @@ def feature_names() -> tuple[str, ...]:
     gaps = [f"gap:{v}" for v in VECTOR_KINDS]
     alike = [f"alike:{q}" for q in ALIKE_KINDS]
     opens = [f"open:{q}" for q in QUERY_KINDS]
-    soft = ("soft_name", "soft_name:image", "soft_name:cjk", "soft_labels", "soft_labels:cjk")
+    soft = ("soft_name", "soft_name:image", "soft_name:cjk")
     sound = ("words:sound", "name:sound")
     return (
         *biases,

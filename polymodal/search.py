@@ -33,7 +33,6 @@ from polymodal.analysis import (
     SOUND_TAG_WEIGHTS,
     TAG,
     TRANSCRIPT,
-    VISUAL,
     Analyzer,
     Evidence,
     media_vector,
@@ -52,8 +51,7 @@ WORD_ROWS = 400  # evidence rows read from the full-text index for one query
 RARITY_CAP = 5_000  # rows counted to tell how common a query word is
 BRIDGE_KINDS = ("labels", "tags")  # vector kinds of the label bridge
 NAME = "name"  # evidence kind of a file name that shares words with the query
-SOFT_LABELS_CANDIDATES = 100  # the best candidates whose labels are compared in meaning with the query's words
-LABEL_WORDS = 5  # top labels, tags and visual words read per item for that
+CLASS_MATCH_CANDIDATES = 100  # the best candidates whose classes are matched with those the query names
 WORD_VECTORS_KEPT = 100_000  # single-word vectors kept per process (name words, query words), ~200 MB at most
 
 
@@ -173,7 +171,6 @@ class Searcher:
         vector, words, understood, looks, kind = self._represent(query)
         query_terms = ranking.terms(self.fts_text(words))
         meaning = self._meaning_vectors(words if kind != "sound" else query.text or "")  # not the tagger's labels
-        typed = self._meaning_vectors(query.text or "")
         by_words = self._word_matches(query_terms)
         named = self._named(query_terms)
         extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)  # open-vocabulary spaces
@@ -183,7 +180,7 @@ class Searcher:
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
             scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra, meaning)
-            scored = self._rescore_by_classes(self._rescore_by_labels(scored, typed), query.text)
+            scored = self._rescore_by_classes(scored, query.text)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
@@ -356,39 +353,14 @@ class Searcher:
         words = ranking.meaning_words(self.fts_text(text)) if text.strip() else []
         return self._word_vectors(words) if words else None
 
-    def _rescore_by_labels(self, scored: list[Scored], typed: np.ndarray | None) -> list[Scored]:
-        """``scored`` with the best SOFT_LABELS_CANDIDATES given ``soft_labels``: how near the typed query's words
-        are in meaning to each one's top labels, tags and visual words; most relevant first again."""
-        if typed is None:
-            return scored
-        words: dict[str, list[str]] = {}
-        for s in scored[:SOFT_LABELS_CANDIDATES]:
-            if s.sha not in words:
-                texts = [
-                    e.text for kind in (LABEL, TAG, VISUAL) for e in self.store.top_evidence(s.sha, kind, LABEL_WORDS)
-                ]
-                words[s.sha] = ranking.meaning_words(self.fts_text(" ".join(texts)))
-        vocabulary = list(dict.fromkeys(w for found in words.values() for w in found))
-        if not vocabulary:
-            return scored
-        row = {word: i for i, word in enumerate(vocabulary)}
-        cosines = typed @ self._word_vectors(vocabulary).T
-        for s in scored[:SOFT_LABELS_CANDIDATES]:
-            if words[s.sha]:
-                s.candidate.soft_labels = ranking.soft_share(
-                    cosines[:, [row[w] for w in words[s.sha]]].max(axis=1).tolist()
-                )
-                s.relevance = self.model.relevance(s.candidate, s.kind)
-        return sorted(scored, key=lambda s: -s.relevance)
-
     def _rescore_by_classes(self, scored: list[Scored], text: str | None) -> list[Scored]:
-        """``scored`` with the pictures among the best SOFT_LABELS_CANDIDATES given ``classes``: how well their
+        """``scored`` with the pictures among the best CLASS_MATCH_CANDIDATES given ``classes``: how well their
         class probabilities (from the classifier features the store keeps) match the classes the typed text names;
         most relevant first again."""
         if not (text and text.strip()):
             return scored
         classifier = self.analyzer.model("image")
-        best = scored[:SOFT_LABELS_CANDIDATES]
+        best = scored[:CLASS_MATCH_CANDIDATES]
         stored = self.store.features_of(classifier.model_id, [s.sha for s in best])
         features = {sha: f for sha, f in stored.items() if f.size == classifier.feature_dim}
         if not features:
