@@ -168,7 +168,8 @@ class Searcher:
         return self._gather(query)[0]
 
     def _gather(self, query: Query) -> tuple[list[Scored], dict, dict, list[Evidence], dict]:
-        vector, words, understood, looks, kind = self._represent(query)
+        typed = self.analyzer.model("text").encode([query.text])[0] if query.text and query.text.strip() else None
+        vector, words, understood, looks, kind = self._represent(query, typed)
         query_terms = ranking.terms(self.fts_text(words))
         meaning = self._meaning_vectors(words if kind != "sound" else query.text or "")  # not the tagger's labels
         by_words = self._word_matches(query_terms)
@@ -180,7 +181,7 @@ class Searcher:
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
             scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra, meaning)
-            scored = self._rescore_by_classes(scored, query.text)
+            scored = self._rescore_by_classes(scored, typed)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
             if not filtered or strong >= wanted or candidates >= self.index.size:
                 break
@@ -211,10 +212,12 @@ class Searcher:
         return result
 
     # --- the query in the shared space ------------------------------------------------------------
-    def _represent(self, query: Query) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray], str]:
-        """The query's vector, its words for the word matches, what its media were read as, how a query
-        image looks or a query sound sounds (its classifier's or tagger's features), and the query's kind (see
-        ``ranking.QUERY_KINDS``)."""
+    def _represent(
+        self, query: Query, typed: np.ndarray | None
+    ) -> tuple[np.ndarray, str, list[Evidence], dict[str, np.ndarray], str]:
+        """The query's vector (``typed``: its text's, if any), its words for the word matches, what its media were
+        read as, how a query image looks or a query sound sounds (its classifier's or tagger's features), and the
+        query's kind (see ``ranking.QUERY_KINDS``)."""
         parts: list[np.ndarray] = []
         words: list[str] = []
         understood: list[Evidence] = []
@@ -245,9 +248,9 @@ class Searcher:
                 looks = {**looks, **analysis.features}
                 kind = "sound"
             understood += analysis.evidence
-        if query.text and query.text.strip():
-            parts.append(self.analyzer.model("text").encode([query.text])[0])
-            words.append(query.text)
+        if typed is not None:
+            parts.append(typed)
+            words.append(query.text or "")
         return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks, kind
 
     # --- candidates ----------------------------------------------------------------------------------
@@ -353,11 +356,11 @@ class Searcher:
         words = ranking.meaning_words(self.fts_text(text)) if text.strip() else []
         return self._word_vectors(words) if words else None
 
-    def _rescore_by_classes(self, scored: list[Scored], text: str | None) -> list[Scored]:
+    def _rescore_by_classes(self, scored: list[Scored], typed: np.ndarray | None) -> list[Scored]:
         """``scored`` with the pictures among the best CLASS_MATCH_CANDIDATES given ``classes``: how well their
-        class probabilities (from the classifier features the store keeps) match the classes the typed text names;
-        most relevant first again."""
-        if not (text and text.strip()):
+        class probabilities (from the classifier features the store keeps) match the classes the typed text (its
+        vector ``typed``) names; most relevant first again."""
+        if typed is None:
             return scored
         classifier = self.analyzer.model("image")
         best = scored[:CLASS_MATCH_CANDIDATES]
@@ -365,7 +368,7 @@ class Searcher:
         features = {sha: f for sha, f in stored.items() if f.size == classifier.feature_dim}
         if not features:
             return scored
-        named = self.analyzer.bridge("image").named_classes(self.analyzer.model("text").encode([text])[0])
+        named = self.analyzer.bridge("image").named_classes(typed)
         matches = bridges.class_match(named, classifier.probabilities(np.stack(list(features.values()))))
         match_of = dict(zip(features, matches.tolist(), strict=True))
         for s in best:
