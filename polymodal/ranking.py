@@ -67,7 +67,7 @@ STOPWORDS_EN = frozenset(
 STOPWORDS_ZH = frozenset(
     """的 了 是 在 我 有 和 就 不 都 一 一个 上 也 很 到 说 要 去 你 会 着 没有 看 好 这 那 什么 吗 呢 吧 啊 哪 怎么
     谁 里 与 及 或 被 把 给 对 为 从 以 之 其 它 他 她 们 我们 你们 他们 这个 那个 哪个 关于 一只 一张 一些 哪些
-    还 又 并 而 等 地 得 所 如何 为什么 怎样 哪里 那些 这些 些 个 只 张 讲 谈 提到 说了""".split()
+    还 又 并 而 等 地 得 所 如何 为什么 怎样 哪里 那些 这些 些 个 只 张 讲 谈 提到 说了 啦 呀 嘛 哦 呗""".split()
 )
 STOPWORDS = STOPWORDS_EN | STOPWORDS_ZH
 

@@ -3,6 +3,7 @@ score that is the order of the list. Real models on the real sample collection."
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from conftest import TUXPAINT
 from polymodal import ranking
 from polymodal.collection import Collection
 from polymodal.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def names(hits) -> list[str]:
@@ -171,6 +174,41 @@ def test_the_shipped_weights_are_monotone():
             assert weight <= 0, feature
         elif not feature.startswith("bias:"):
             assert weight >= 0, feature
+
+
+def _fit_module():
+    spec = importlib.util.spec_from_file_location("fit_ranking", REPO / "bench" / "fit_ranking.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cut_off_is_read_on_queries_the_weights_were_not_fitted_on(monkeypatch):
+    """bench/fit_ranking.py picks the cut-off on out-of-fold relevances: in each repeat every query is scored
+    once, by the one fit of that repeat that left it out."""
+    fit_ranking = _fit_module()
+    rng = np.random.default_rng(1)
+    data = []
+    for i in range(20):
+        good = ranking.Candidate(cosine=0.3 + 0.3 * rng.random(), words=float(i % 2))
+        bad = ranking.Candidate(cosine=0.3 + 0.3 * rng.random(), words=float(1 - i % 2))
+        data.append(({"id": f"q{i}", "judgements": {"good": 2}}, [("good", good, "text"), ("bad", bad, "text")]))
+    data.append(({"id": "nothing", "judgements": {}}, [("bad", ranking.Candidate(cosine=0.2), "text")]))
+    fitted_on = []
+    fit = fit_ranking.fit
+    monkeypatch.setattr(fit_ranking, "fit", lambda part: fitted_on.append({q["id"] for q, _ in part}) or fit(part))
+    repeats = fit_ranking.out_of_fold(data)
+    assert len(repeats) == fit_ranking.REPEATS and len(fitted_on) == fit_ranking.REPEATS * fit_ranking.FOLDS
+    for r, repeat in enumerate(repeats):
+        assert sorted(q["id"] for q, _ in repeat) == sorted(q["id"] for q, _ in data)
+        folds = fitted_on[r * fit_ranking.FOLDS : (r + 1) * fit_ranking.FOLDS]
+        assert all(set.union(*folds) - fold for fold in folds)  # each fold's fit left some queries out
+        for query, ranked in repeat:
+            assert {path for _, path in ranked} <= {"good", "bad"}
+            assert sum(query["id"] not in fold for fold in folds) == 1  # exactly one fit did not see it
+    threshold, curve = fit_ranking.best_threshold(repeats)
+    assert 0 < threshold < 1 and set(curve[threshold]) == {"no_match_empty", "recall", "f1"}
 
 
 UNNAMED_STAMPS = {  # Tux Paint stamps copied under numbers: only their pixels say what they show
