@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from polymodal.analysis import TRANSCRIPT, Analyzer, Evidence, media_vector
+from polymodal.analysis import Analyzer, Evidence
 from polymodal.config import Settings
 from polymodal.engine import indexer_class
 from polymodal.errors import InputNotFound
 from polymodal.index import Indexer, IndexReport, Progress, VideoProgress, real_path
 from polymodal.models.base import loaded_models
-from polymodal.models.text import normalize
 from polymodal.search import Query, Searcher, SearchResult
 from polymodal.store.base import Store, is_url, open_store
 from polymodal.understand import Understanding
@@ -214,18 +211,13 @@ class Collection(Understanding):
         return total, [ItemSummary(r.id, r.path, r.modality, r.format, r.size, r.meta) for r in rows]
 
     def similar(self, ref: int | str, k: int = 8) -> SearchResult:
-        """Items nearest to this one in the shared space (itself and its duplicates left out)."""
+        """Items like this one: the item searched as a query by example (its vector, words, looks or sound), as a
+        query image or recording is, itself and its copies left out; the nearest however near (no cut-off)."""
         row = self._file_row(ref)
         analysis = self.store.load_analysis(row[2])
         if analysis is None or not analysis.vectors:
             raise ItemNotFound(ref)
-        if analysis.modality in ("image", "audio"):
-            vector = media_vector(analysis)
-        else:
-            vector = normalize(np.mean([v.vector for v in analysis.vectors], axis=0))
-        spoken = any(e.kind == TRANSCRIPT for e in analysis.evidence)
-        kind = {"text": "text", "audio": "speech" if spoken else "sound"}.get(analysis.modality, "image")
-        return self.searcher().search_vector(vector, k, exclude=row[2], kind=kind, looks=analysis.features)
+        return self.searcher().search(Query(k=k, example=analysis, exclude=row[2]))
 
     def remove(self, ref: int | str) -> None:
         self.store.remove_file(self._file_row(ref)[1])

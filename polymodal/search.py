@@ -33,6 +33,7 @@ from polymodal.analysis import (
     SOUND_TAG_WEIGHTS,
     TAG,
     TRANSCRIPT,
+    Analysis,
     Analyzer,
     Evidence,
     media_vector,
@@ -52,6 +53,7 @@ RARITY_CAP = 5_000  # rows counted to tell how common a query word is
 BRIDGE_KINDS = ("labels", "tags")  # vector kinds of the label bridge
 NAME = "name"  # evidence kind of a file name that shares words with the query
 CLASS_MATCH_CANDIDATES = 100  # the best candidates whose classes are matched with those the query names
+EXAMPLE_WORDS = 60  # words of a text or transcript that stand for it as a query (a long one's: its start)
 WORD_VECTORS_KEPT = 100_000  # single-word vectors kept per process (name words, query words), ~200 MB at most
 
 
@@ -66,6 +68,8 @@ class Query:
     path: str | None = None  # only items whose path matches this glob
     person: str | None = None  # only items showing this person (id or name; polymodal.people)
     language: str | None = None  # the language a spoken query is in ("zh"); detected when None
+    example: Analysis | None = None  # an indexed item's analysis as a query by example (its similar items)
+    exclude: str | None = None  # the content (sha) left out: the example itself and its copies
 
 
 @dataclass
@@ -152,12 +156,13 @@ class Searcher:
 
     def search(self, query: Query) -> SearchResult:
         started = time.perf_counter()
-        if not (query.text and query.text.strip()) and query.image is None and query.audio is None:
+        media = query.image is not None or query.audio is not None or query.example is not None
+        if not (query.text and query.text.strip()) and not media:
             raise UsageError("give a text, an image or an audio query")
-        if query.image is None and query.audio is None and not ranking.tokens(query.text or ""):
+        if not media and not ranking.tokens(query.text or ""):
             return SearchResult([], offset=query.offset)  # punctuation alone means nothing to match
         scored, by_vector, by_words, understood, looks = self._gather(query)
-        result = self._page(scored, by_vector, by_words, query, looks)
+        result = self._page(scored, by_vector, by_words, query, looks, cut_off=query.example is None)
         result.understood = understood
         result.milliseconds = (time.perf_counter() - started) * 1000
         return result
@@ -170,16 +175,22 @@ class Searcher:
     def _gather(self, query: Query) -> tuple[list[Scored], dict, dict, list[Evidence], dict]:
         typed = self.analyzer.model("text").encode([query.text])[0] if query.text and query.text.strip() else None
         vector, words, understood, looks, kind = self._represent(query, typed)
+        if query.example is not None and query.example.modality == "text":
+            typed = vector  # a note or a page names classes as a typed text does
         query_terms = ranking.terms(self.fts_text(words))
         meaning = self._meaning_vectors(words if kind != "sound" else query.text or "")  # not the tagger's labels
         by_words = self._word_matches(query_terms)
         named = self._named(query_terms)
-        extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)  # open-vocabulary spaces
+        if query.exclude is not None:  # open-vocabulary spaces
+            extra = spaces.similar_scores(self.store, self.analyzer.settings, query.exclude)
+        else:
+            extra = spaces.extra_space_scores(self.store, self.analyzer.settings, query)
         filtered = bool(query.modality or query.path)
         wanted = query.offset + query.k
         candidates = max(CANDIDATES, wanted * 20) * (FILTERED_WIDER if filtered else 1)
         while True:  # a filter may drop most neighbours: widen until enough hits pass it or every vector was seen
             by_vector = self._vector_ranking(vector, candidates)
+            by_vector.pop(query.exclude, None)
             scored = self._score(by_vector, by_words, named, query_terms, kind, query, looks, extra, meaning)
             scored = self._rescore_by_classes(scored, typed)
             strong = sum(s.relevance >= self.model.threshold for s in scored)
@@ -189,27 +200,6 @@ class Searcher:
         if query.image is not None or query.person:  # the query image's faces, the person filter
             scored = people.refine_search(self, query, scored, by_words)
         return scored, by_vector, by_words, understood, looks
-
-    def search_vector(
-        self,
-        vector: np.ndarray,
-        k: int = 10,
-        exclude: str | None = None,
-        kind: str = "image",
-        looks: dict[str, np.ndarray] | None = None,
-    ) -> SearchResult:
-        """Items nearest to a vector already in the shared space (e.g. an item's own), by vectors only;
-        ``kind`` is the query kind the vector stands for (see :data:`polymodal.ranking.QUERY_KINDS`), ``looks``
-        the item's classifier / tagger features."""
-        started = time.perf_counter()
-        by_vector = self._vector_ranking(vector, max(CANDIDATES, k * 20))
-        by_vector.pop(exclude, None)
-        query = Query(k=k)
-        extra = spaces.similar_scores(self.store, self.analyzer.settings, exclude) if exclude else None
-        scored = self._score(by_vector, {}, [], [], kind, query, looks, extra)
-        result = self._page(scored, by_vector, {}, query, cut_off=False)
-        result.milliseconds = (time.perf_counter() - started) * 1000
-        return result
 
     # --- the query in the shared space ------------------------------------------------------------
     def _represent(
@@ -223,35 +213,45 @@ class Searcher:
         understood: list[Evidence] = []
         looks: dict[str, np.ndarray] = {}
         kind = "text"
+        examples: list[Analysis] = []
         if query.image is not None:
-            analysis = self.analyzer.perceive_image(query.image)
-            looks = analysis.features
-            self.analyzer.embed(analysis)
-            parts.append(media_vector(analysis))
-            if not (query.text and query.text.strip()):  # refined by text: the text says what matters
-                words += [e.text for e in analysis.evidence if e.kind == "ocr"]
-                words += [e.text for e in analysis.evidence if e.kind == LABEL][:3]
-            understood += analysis.evidence
-            kind = "image"
+            examples.append(self.analyzer.perceive_image(query.image))
         if query.audio is not None:
-            analysis = self.analyzer.perceive_audio(query.audio, language=speech.language_code(query.language))
+            examples.append(self.analyzer.perceive_audio(query.audio, language=speech.language_code(query.language)))
+        for analysis in examples:
             self.analyzer.embed(analysis)
-            spoken = " ".join(e.text for e in analysis.evidence if e.kind == TRANSCRIPT).strip()
-            if spoken:
-                parts.append(self.analyzer.model("text").encode([spoken])[0])
-                words.append(spoken)
-                kind = "speech"
-            else:
-                parts.append(media_vector(analysis))
-                tags = [e.text for e in analysis.evidence if e.kind == TAG]
-                words += [t for t in tags if SOUND_TAG_WEIGHTS.get(t, 1.0) >= 1.0][:3]
-                looks = {**looks, **analysis.features}
-                kind = "sound"
             understood += analysis.evidence
+        if query.example is not None:
+            examples.append(query.example)  # embedded when it was indexed
+        for analysis in examples:
+            vector, said, sounds_or_looks, kind = self._example(analysis, refined=typed is not None)
+            parts.append(vector)
+            words += said
+            looks |= sounds_or_looks
         if typed is not None:
             parts.append(typed)
             words.append(query.text or "")
         return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks, kind
+
+    def _example(
+        self, analysis: Analysis, refined: bool
+    ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], str]:
+        """A picture, recording or text as a query by example: its vector, its words for the word matches (none
+        of a picture's when a typed text ``refined`` it: the text says what matters), how it looks or sounds (its
+        classifier's or tagger's features) and its query kind."""
+        if analysis.modality == "text":
+            written = " ".join(e.text for e in analysis.evidence).split()[:EXAMPLE_WORDS]
+            return normalize(np.mean([v.vector for v in analysis.vectors], axis=0)), [" ".join(written)], {}, "text"
+        if analysis.modality == "audio":
+            spoken = " ".join(e.text for e in analysis.evidence if e.kind == TRANSCRIPT).split()[:EXAMPLE_WORDS]
+            if spoken:
+                return self.analyzer.model("text").encode([" ".join(spoken)])[0], [" ".join(spoken)], {}, "speech"
+            tags = [e.text for e in analysis.evidence if e.kind == TAG]
+            heard = [t for t in tags if SOUND_TAG_WEIGHTS.get(t, 1.0) >= 1.0][:3]
+            return media_vector(analysis), heard, analysis.features, "sound"
+        seen = [] if refined else [e.text for e in analysis.evidence if e.kind == "ocr"]
+        seen += [] if refined else [e.text for e in analysis.evidence if e.kind == LABEL][:3]
+        return media_vector(analysis), seen, analysis.features, "image"
 
     # --- candidates ----------------------------------------------------------------------------------
     def _vector_ranking(self, vector: np.ndarray, candidates: int) -> dict[str, tuple[float, int, str]]:
@@ -327,6 +327,8 @@ class Searcher:
         soft_names = self._soft_names(meaning, [row.path for rows in files.values() for row in rows])
         scored: list[Scored] = []
         for sha in shas:
+            if sha == query.exclude:
+                continue
             modality = info.get(sha, {}).get("modality", "")
             if query.modality and modality != query.modality:
                 continue

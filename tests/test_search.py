@@ -103,3 +103,22 @@ def test_status_counts(indexed, samples):
     # Other tests share this session's store; none of the sample collection's files may have an error.
     assert not [e for e in status["recent_errors"] if e["path"].startswith(str(samples))], status["recent_errors"]
     assert any(m.startswith("whisper-base") for m in status["models"])
+
+
+def test_similar_items_cross_modalities(indexed, samples):
+    """Items like one are searched as a query by example (its vector, its words, how it looks or sounds), so the
+    note about cats finds the cat photo, and one Beckett recording the other (by the calibrated relevance of
+    a query by example, the order the badges show; the bare vector path had put the other Beckett recording
+    last of 8 and the cat photo fifth)."""
+
+    def similar(name: str) -> list[str]:
+        result = indexed.similar(str(next(samples.rglob(name))), k=8)
+        scores = [h.score for h in result.hits]
+        assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+        assert name not in names(result.hits) and not result.weaker  # itself left out; no cut-off
+        return names(result.hits)
+
+    assert "endgame_nagg_nell.wav" in similar("beckett.wav")[:2]
+    cats = similar("cats.md")
+    assert cats[0] == "猫.txt" and "chelsea_cat.jpg" in cats[:3]
+    assert {"cats.md", "猫.txt"} & set(similar("chelsea_cat.jpg")[:2])
