@@ -17,6 +17,17 @@ os.environ.setdefault("POLYMODAL_CACHE", str(REPO / ".cache" / "polymodal"))
 from polymodal.collection import Collection  # noqa: E402
 from polymodal.config import Settings  # noqa: E402
 
+
+def bench_module(name: str):
+    """A script of bench/ (``eval_relevance``, ``fit_ranking``) loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 TUXPAINT = Path("/usr/share/tuxpaint/stamps")
 
 

@@ -3,19 +3,16 @@ score that is the order of the list. Real models on the real sample collection."
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TUXPAINT
+from conftest import TUXPAINT, bench_module
 
 from polymodal import ranking
 from polymodal.collection import Collection
 from polymodal.config import Settings
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def names(hits) -> list[str]:
@@ -176,18 +173,10 @@ def test_the_shipped_weights_are_monotone():
             assert weight >= 0, feature
 
 
-def _fit_module():
-    spec = importlib.util.spec_from_file_location("fit_ranking", REPO / "bench" / "fit_ranking.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_cut_off_is_read_on_queries_the_weights_were_not_fitted_on(monkeypatch):
     """bench/fit_ranking.py picks the cut-off on out-of-fold relevances: in each repeat every query is scored
     once, by the one fit of that repeat that left it out."""
-    fit_ranking = _fit_module()
+    fit_ranking = bench_module("fit_ranking")
     rng = np.random.default_rng(1)
     data = []
     for i in range(20):

@@ -8,25 +8,17 @@ the sample collection's photos, notes, recordings and sounds), graded from the m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import bench_module
+
 # Models, CPUs (Intel / AMD) and transcripts differ a little between machines; a real loss is larger.
 TOLERANCE = 0.05
 
 
-def _eval_module():
-    spec = importlib.util.spec_from_file_location("eval_relevance", REPO / "bench" / "eval_relevance.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_floor_queries_are_text_about_the_sample_collection(samples: Path):
-    relevance = _eval_module()
+    relevance = bench_module("eval_relevance")
     queries = relevance.floor_queries(relevance.load_queries())
     assert len(queries) >= 20
     assert {q["kind"] for q in queries} == {"text"} and {q["language"] for q in queries} == {"en", "zh"}
@@ -36,7 +28,7 @@ def test_floor_queries_are_text_about_the_sample_collection(samples: Path):
 
 
 def test_text_search_keeps_the_baseline_ndcg(indexed, samples: Path):
-    relevance = _eval_module()
+    relevance = bench_module("eval_relevance")
     queries = relevance.floor_queries(relevance.load_queries())
     baseline = json.loads(relevance.BASELINE.read_text(encoding="utf-8"))["floor"]
     runs = {q["id"]: relevance.run_query(indexed, q, samples) for q in queries}
