@@ -31,6 +31,21 @@ def bench_module(name: str):
 TUXPAINT = Path("/usr/share/tuxpaint/stamps")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failing test that used a `polymodal serve` (the browser tests' ``server``) gets the server's log and
+    every thread's stack in its report: a request that never answered shows what it waited for."""
+    outcome = yield
+    report = outcome.get_result()
+    base = getattr(item, "funcargs", {}).get("server")
+    if report.failed and call.when == "call" and isinstance(base, str):
+        from test_browser import server_stacks
+
+        stacks = server_stacks(base)
+        if stacks:
+            report.sections.append(("polymodal serve: log and thread stacks", stacks))
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings.from_env(store=tmp_path_factory.mktemp("store"))

@@ -318,6 +318,24 @@ def test_wrong_keys_are_rate_limited_per_address(collection):
         assert keyed.get("/api/items", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
 
 
+def test_reading_files_does_not_use_up_the_request_budget(collection):
+    """A page of results loads a thumbnail or a recording per card: those reads have a bucket of their own
+    (ten times larger), so a caller who browsed can still search, and a flood of them is still slowed down."""
+    config = CONFIG.with_(rate_per_minute=6, rate_burst=3)
+    with TestClient(create_app(collection, config), base_url=LOCAL, raise_server_exceptions=False) as limited:
+        zebra = limited.get("/api/items").json()["items"][0]["item"]
+        reads = [limited.get(f"/api/items/{zebra}/media").status_code for _ in range(29)]
+        assert reads == [200] * 29
+        assert [limited.get("/api/items").status_code for _ in range(2)] == [200, 200]
+        assert "too many requests" in error(limited.get("/api/items"), 429)
+        error(limited.get(f"/api/items/{zebra}/mediabytes"), 429)  # only the file routes themselves
+        reads = 29
+        while limited.get(f"/api/items/{zebra}/media").status_code == 200:
+            reads += 1
+            assert reads < 100, "file reads are not limited at all"
+        assert reads >= 30
+
+
 # --- bodies streamed in: refused without being read whole (real server) -------------------------------------
 def test_large_json_bodies_are_refused_while_streaming(collection):
     with running(create_app(collection, CONFIG), CONFIG) as port:

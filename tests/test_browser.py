@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -36,6 +37,7 @@ ARGS = [
 ]
 SENTENCE = "it was the best of times, it was the worst of times"
 TIMEOUT_MS = 90_000
+SERVERS: dict[str, tuple[subprocess.Popen, Path]] = {}  # base URL -> the `polymodal serve` process and its log
 
 
 def free_port() -> int:
@@ -58,8 +60,10 @@ def serve_copy(indexed, store: Path, *options: str, **env: str) -> Iterator[str]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, process, store / "server.log")
+        SERVERS[base] = (process, store / "server.log")
         yield base
     finally:
+        SERVERS.pop(base, None)
         process.terminate()
         try:
             process.wait(timeout=15)
@@ -73,6 +77,18 @@ def server(indexed, tmp_path_factory: pytest.TempPathFactory):
     """`polymodal serve` on a copy of the indexed sample store; yields its base URL."""
     with serve_copy(indexed, tmp_path_factory.mktemp("browser-store")) as base:
         yield base
+
+
+def server_stacks(base: str) -> str | None:
+    """The tail of the log of the server at ``base`` after it printed every thread's stack (SIGUSR1): what a
+    request that never answered was waiting for."""
+    if base not in SERVERS:
+        return None
+    process, log = SERVERS[base]
+    if process.poll() is None:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+    return log.read_text(errors="replace")[-20_000:]
 
 
 def wait_until_up(base: str, process: subprocess.Popen, log: Path, seconds: float = 120.0) -> None:

@@ -7,7 +7,9 @@ spread over bounded pools so that searches never wait behind indexing.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import signal
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -143,7 +145,9 @@ def server(app: FastAPI, config: ServeConfig) -> Any:
 
 
 def serve(collection: Collection, config: ServeConfig) -> None:
-    """Run the service until interrupted (blocking)."""
+    """Run the service until interrupted (blocking). ``kill -USR1 PID`` prints every thread's stack to stderr."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     app = create_app(collection, config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server(app, config).run()

@@ -8,6 +8,7 @@ the OpenAPI schema).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from polymodal.api.service import Service
 log = logging.getLogger("polymodal.api")
 
 COOKIE = "polymodal_key"
+FILE_READ = re.compile(r"/api/items/\d+/(media|thumbnail)")  # rate-limited apart: see Service.file_limiter
 PUBLIC = frozenset({"/api/health", "/api/session", "/api/openapi.json"})
 bearer = HTTPBearer(auto_error=False, description="an API key made with `polymodal keys create NAME`")
 
@@ -41,7 +43,8 @@ def authorize(svc: Service, request: Request) -> Caller:
     key_id = None
     if svc.config.keys_required:
         key_id = _verified_key(svc, request, address)
-    wait = svc.limiter.check(f"key:{key_id}" if key_id else f"ip:{address}")
+    limiter = svc.file_limiter if FILE_READ.fullmatch(request.url.path) else svc.limiter
+    wait = limiter.check(f"key:{key_id}" if key_id else f"ip:{address}")
     if wait > 0:
         raise _too_many(svc, wait)
     return Caller(key_id, address)

@@ -32,6 +32,7 @@ from polymodal.collection import Collection
 T = TypeVar("T")
 WARM_FAMILIES = ("text", "image", "sound", "vad", "speech")
 FAILURES_PER_MINUTE, FAILURES_BURST = 60, 20
+FILE_RATE_FACTOR = 10  # reads of items' files (thumbnails, media) may come this many times faster than requests
 
 
 class Pool:
@@ -72,6 +73,10 @@ class Service:
         self.keys = KeyStore(self.store_dir)
         self.trust = Trust.from_config(config)
         self.limiter = RateLimiter(config.rate_per_minute, config.rate_burst)
+        # A page of results asks for a thumbnail or a recording per card (an audio player for several byte
+        # ranges): reading an item's file spends tokens of its own, so browsing never locks a caller out of
+        # searching, and a flood of file reads is still slowed down.
+        self.file_limiter = RateLimiter(config.rate_per_minute * FILE_RATE_FACTOR, config.rate_burst * FILE_RATE_FACTOR)
         # Requests without a valid key, per address: fewer than a key may make (0 still turns limits off).
         self.failures = RateLimiter(
             min(config.rate_per_minute, FAILURES_PER_MINUTE), min(config.rate_burst, FAILURES_BURST)

@@ -41,7 +41,8 @@ const KIND = { image: "Image", audio: "Audio", text: "Document", video: "Video" 
 class ApiError extends Error {
   constructor(message, status) { super(message); this.status = status; }
 }
-async function api(path, { method = "GET", json, form, signal, accept } = {}) {
+const RETRY_LIMIT_S = 10; // "too many requests" or "busy" with a shorter Retry-After is waited out, once
+async function api(path, { method = "GET", json, form, signal, accept, retried = false } = {}) {
   const headers = {};
   let body;
   if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
@@ -57,6 +58,12 @@ async function api(path, { method = "GET", json, form, signal, accept } = {}) {
   if (response.status === 401) {
     askForKey();
     throw new ApiError("An API key is needed (see the dialog).", 401);
+  }
+  const retryAfter = Number(response.headers.get("Retry-After") ?? Infinity);
+  if ((response.status === 429 || response.status === 503) && !retried && retryAfter <= RETRY_LIMIT_S) {
+    await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000));
+    if (signal?.aborted) throw new DOMException("aborted", "AbortError");
+    return api(path, { method, json, form, signal, accept, retried: true });
   }
   if (!response.ok) {
     let message = `The service answered ${response.status}.`;
