@@ -98,7 +98,7 @@ MIN_EVENT_SECONDS = 0.5
 MAX_EVENTS = 40
 # Recipes of the evidence drawn from a model's output (see Analyzer.stage_id): images got visual attributes and
 # an OCR floor, then cut-outs shown whole (polymodal.media.image); sounds got timed events.
-PERCEPTION_RECIPES = {"image": "+visual1+cutouts", "sound": "+events1"}
+PERCEPTION_RECIPES = {"image": "+visual2+cutouts", "sound": "+events1"}
 # OCR reads an image reduced to this short side at most (a 100 MP scan would need ~1 GB at full size; the
 # reader scales its input down to a few thousand pixels anyway).
 OCR_SHORT_SIDE = 1500  # (reduced by whole factors: the short side stays at least twice this)

@@ -88,6 +88,15 @@ def test_tinted_copies_lead_with_their_tint(motorcycle):
     assert "红色" in visual.evidence_texts(red, "zh")[-1]
 
 
+def test_a_small_vivid_colour_is_named_as_an_accent(motorcycle):
+    attributes = visual.perceive(motorcycle)  # a red motorcycle in a grey and brown garage
+    assert "red" not in _by_kind(attributes, "colour") and _by_kind(attributes, "accent") == ["red"]
+    assert visual.evidence_texts(attributes)[-1].endswith("; red details")
+    assert visual.evidence_texts(attributes, "zh")[-1].endswith("；红色细节")
+    assert "red" not in _by_kind(visual.perceive(_tinted(motorcycle, 2)), "accent")  # its blue copy
+    assert not _by_kind(visual.perceive(_small(data.chelsea())), "accent")  # a tabby's fur is not vivid
+
+
 def test_greyscale_copy_is_black_and_white(motorcycle):
     grey = np.asarray(Image.fromarray(motorcycle).convert("L"))  # a (h, w) array is accepted as it is
     attributes = visual.perceive(grey)
