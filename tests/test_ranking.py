@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TUXPAINT, bench_module
+from PIL import Image
 
 from polymodal import ranking
 from polymodal.collection import Collection
@@ -128,6 +129,31 @@ def test_a_file_name_outranks_a_note_that_shares_one_word(tmp_path, samples):
         found = collection.search("zanzibar", k=3).hits
         assert names(found) == ["zanzibar_trip.jpg"]
         assert found[0].why[-1].kind == "name"
+
+
+def test_colour_words_refine_a_search(tmp_path, samples):
+    """Issue 12's example: copies of the motorcycle photo tinted red, green and blue, under names that say
+    nothing. A colour typed, or refining the photo as a query, finds its copy first."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    photo = samples / "photos" / "motorcycle.jpg"
+    pixels = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32)
+    copies = {"red": "IMG_0001.jpg", "green": "IMG_0002.jpg", "blue": "IMG_0003.jpg"}
+    for channel, name in enumerate(copies.values()):
+        gains = np.full(3, 0.55, np.float32)
+        gains[channel] = 1.0
+        Image.fromarray((pixels * gains).clip(0, 255).astype(np.uint8)).save(folder / name, quality=90)
+    with Collection(settings=Settings.from_env(store=tmp_path / "store")) as collection:
+        collection.index(folder)
+
+        def first(text: str, image: Path | None = None) -> str:
+            result = collection.search(text, image=image, k=3)
+            return names(result.hits + result.weaker)[0]
+
+        assert first("a red motorcycle") == first("红色摩托车") == copies["red"]
+        assert first("a blue motorcycle") == copies["blue"]
+        for colour, name in copies.items():
+            assert first(f"in {colour}", photo) == name, colour
 
 
 def test_garbled_or_unsure_ocr_lines_are_not_evidence():
