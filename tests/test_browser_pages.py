@@ -211,6 +211,24 @@ def test_remove_has_undo(server, page):
         time.sleep(0.5)
 
 
+def test_a_short_retry_after_is_waited_out(server, page):
+    """A search answered "too many requests, try again in 1 s" is asked again once, and its results shown."""
+    refused: list[str] = []
+
+    def refuse_once(route):
+        if refused:
+            return route.continue_()
+        refused.append(route.request.url)
+        body = json.dumps({"error": "too many requests; try again in 0.4 s", "code": "rate_limited"})
+        route.fulfill(status=429, headers={"Retry-After": "1"}, content_type="application/json", body=body)
+
+    page.route("**/api/search**", refuse_once)
+    page.goto(server + "/")
+    search(page, "coffee")
+    assert refused and page.locator("#results .card").count()
+    assert "too many" not in page.locator("#results").inner_text()
+
+
 def test_add_files_lists_each_file(server, page, samples, tmp_path):
     fresh = tmp_path / "bread.md"
     fresh.write_text("# Bread\n\nSourdough needs a starter, flour, water and salt.\n", encoding="utf-8")
