@@ -154,7 +154,9 @@ def test_ray_reports_a_file_that_kills_its_worker_every_time(
     finally:
         stop.set()
         killer.join()
-    assert len(killed) >= 4, killed  # twice in its partition, twice alone
+    # At least once in its partition and once alone: how many tries Ray makes on a restarted actor varies (a
+    # fresh-clone CI run saw 3 deaths, with the file still reported as below).
+    assert len(killed) >= 2, killed
     assert report.outcomes["analyzed"] == len(good) and report.outcomes["failed"] == 1, report.to_dict()
     [(shown, reason)] = report.errors
     assert shown == display_path(bad) and "died indexing this file alone" in reason, report.errors
