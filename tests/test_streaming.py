@@ -70,26 +70,18 @@ def test_cli_json_stream_tokens_come_before_the_answer(samples: Path, tmp_path: 
 def test_cli_plain_streams_to_a_terminal_and_ctrl_c_stops_the_model(samples: Path):
     """In a terminal the words appear as they come; Ctrl-C after the first ones stops the LLM (the task ends
     with what was written, exit 130) well before the whole summary would have been written."""
-    for _ in range(3):  # a busy machine may hand this test the words only once the model has finished
-        code, err, seen, stopped_after, late = _ctrl_c_after_the_first_words(samples / "notes" / "dickens.txt")
-        if not late:
-            break
-    assert not late, f"the whole text was on the terminal before Ctrl-C could be sent, three times: {seen!r}"
-    assert code == 130, err
-    assert "what was written so far" in err  # the task ended through the stop event, not a forced exit
-    assert stopped_after < 5.0, stopped_after
-    assert len(seen.decode(errors="replace").split()) >= 3
-
-
-def _ctrl_c_after_the_first_words(document: Path) -> tuple[int, str, bytes, float, bool]:
-    """`polymodal describe DOCUMENT` in a terminal, sent SIGINT once three words are on it: the exit code,
-    stderr, what the terminal got, the seconds from Ctrl-C to the exit, and whether Ctrl-C came late (after
-    the checked text replaced the draft: the model had finished)."""
+    document = samples / "notes" / "dickens.txt"
     parent, child = pty.openpty()
     command = cli("describe", str(document), "--llm", SMALL_LLM)
-    process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=child, stderr=subprocess.PIPE, text=True)
+    # Started in the background (`make test &`, nohup), this process ignores Ctrl-C and its children would too:
+    # a handler here is reset to the default in the child, which then turns Ctrl-C into KeyboardInterrupt.
+    ignoring = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=child, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, ignoring)
     os.close(child)
-    seen, started, interrupted, late = b"", time.monotonic(), None, False
+    seen, started, interrupted = b"", time.monotonic(), None
     try:
         while process.poll() is None and time.monotonic() - started < 600:
             ready, _, _ = select.select([parent], [], [], 0.2)
@@ -100,14 +92,17 @@ def _ctrl_c_after_the_first_words(document: Path) -> tuple[int, str, bytes, floa
                     break
             if interrupted is None and len(seen.split()) >= 3:  # the first words are on the terminal
                 process.send_signal(signal.SIGINT)
-                interrupted, late = time.monotonic(), b"\x1b[J" in seen
+                interrupted = time.monotonic()
         code = process.wait(timeout=30)
         stopped_after = time.monotonic() - (interrupted or started)
     finally:
         os.close(parent)
     _, err = process.communicate()
     assert interrupted is not None, f"no words were streamed: {seen!r} {err}"
-    return code, err, seen, stopped_after, late
+    assert code == 130, err
+    assert "what was written so far" in err  # the task ended through the stop event, not a forced exit
+    assert stopped_after < 5.0, stopped_after
+    assert len(seen.decode(errors="replace").split()) >= 3
 
 
 def test_cli_without_llm_prints_the_answer_and_json(samples: Path):
