@@ -75,11 +75,11 @@ def test_cli_plain_streams_to_a_terminal_and_ctrl_c_stops_the_model(samples: Pat
     command = cli("describe", str(document), "--llm", SMALL_LLM)
     # Started in the background (`make test &`, nohup), this process ignores Ctrl-C and its children would too:
     # a handler here is reset to the default in the child, which then turns Ctrl-C into KeyboardInterrupt.
-    ignoring = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         process = subprocess.Popen(command, cwd=REPO, env=env(), stdout=child, stderr=subprocess.PIPE, text=True)
     finally:
-        signal.signal(signal.SIGINT, ignoring)
+        signal.signal(signal.SIGINT, previous)
     os.close(child)
     seen, started, interrupted = b"", time.monotonic(), None
     try:
