@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from polymodal import people, ranking, spaces
+from polymodal import lexicon, people, ranking, spaces
 from polymodal.analysis import (
     EVENT,
     LABEL,
@@ -233,9 +233,7 @@ class Searcher:
             words.append(query.text or "")
         return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks, kind
 
-    def _example(
-        self, analysis: Analysis, refined: bool
-    ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], str]:
+    def _example(self, analysis: Analysis, refined: bool) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], str]:
         """A picture, recording or text as a query by example: its vector, its words for the word matches (none
         of a picture's when a typed text ``refined`` it: the text says what matters), how it looks or sounds (its
         classifier's or tagger's features) and its query kind."""
@@ -383,7 +381,10 @@ class Searcher:
         """path -> how near the query's words are in meaning to the words of its name and folder (``soft_name``)."""
         if meaning is None:
             return {}
-        named = {path: ranking.meaning_words(self.fts_text(ranking.name_words(path))) for path in set(paths)}
+        named = {
+            path: [w for w in ranking.meaning_words(self.fts_text(ranking.name_words(path))) if lexicon.is_word(w)]
+            for path in set(paths)
+        }
         vocabulary = list(dict.fromkeys(word for words in named.values() for word in words))
         if not vocabulary:
             return {}

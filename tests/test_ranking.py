@@ -78,7 +78,7 @@ def test_file_names_are_searchable(indexed):
     assert any(e.kind == "name" and "astronaut" in e.text for e in hit.why)
 
 
-@pytest.mark.parametrize("nonsense", ["xqzvbnm plorf", "???"])
+@pytest.mark.parametrize("nonsense", ["xqzvbnm plorf", "???", "咕噜哔叭啦"])
 def test_nonsense_returns_no_hits(indexed, nonsense):
     result = indexed.search(nonsense, k=10)
     assert result.hits == []

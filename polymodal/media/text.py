@@ -927,6 +927,11 @@ def _segment_run(run: str, with_chars: bool) -> str:
     return " ".join(words)
 
 
+def chinese_word_frequency(word: str) -> int:
+    """How often ``word`` occurs in jieba's dictionary corpus; 0 for a word it does not know."""
+    return int(_jieba().dt.FREQ.get(word, 0))
+
+
 @functools.lru_cache(maxsize=1)
 def _jieba():  # -> jieba module, loaded once and quietly
     import logging
