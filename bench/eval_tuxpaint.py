@@ -9,8 +9,9 @@ distinct captions; a hit is any image with the identical caption in the top K. O
 Two figures:
 - **bridge vector only**: the "labels" vector indexing makes (``perceive_image`` + ``embed``), cosine
   against the caption's text vector;
-- **bridge in class space**: each caption's softmax over its cosines with the label vectors against each
-  image's class probabilities (``polymodal.space.bridge.class_match``), every image scored;
+- **bridge in class space**: each caption's softmax over its cosines with the label vectors (its vector moved
+  toward its nouns described as the classes are: ``polymodal.space.bridge.described``) against each image's
+  class probabilities (``polymodal.space.bridge.class_match``), every image scored, as search does;
 - **full search**: the PNGs indexed with ``Collection.index`` into a temporary store, queried with
   ``Collection.search(caption, modality="image", k=10)`` (vector + BM25 over the labels, fused);
 - **full search, names hidden**: the same with each PNG copied under a number (``0042.png``), so nothing is
@@ -102,9 +103,11 @@ def bridge_only(analyzer: Analyzer, stamps: list[Stamp], queries: list[str]) -> 
         features.append(analysis.features[classifier.model_id])
         _progress("perceived", i + 1, len(stamps))
     seconds = time.perf_counter() - started
-    texts = analyzer.model("text").encode(queries)
+    encoder = analyzer.model("text")
+    texts = encoder.encode(queries)
     probabilities = classifier.probabilities(np.stack(features))
-    named = np.stack([analyzer.bridge("image").named_classes(text) for text in texts])
+    described = [bridges.described(encoder, query, text) for query, text in zip(queries, texts, strict=True)]
+    named = np.stack([analyzer.bridge("image").named_classes(text) for text in described])
     by_class = [bridges.class_match(row, probabilities) for row in named]
     return _ranks(texts @ np.stack(vectors).T, stamps, queries), _ranks(np.stack(by_class), stamps, queries), seconds
 

@@ -177,6 +177,8 @@ class Searcher:
         vector, words, understood, looks, kind = self._represent(query, typed)
         if query.example is not None and query.example.modality == "text":
             typed = vector  # a note or a page names classes as a typed text does
+        elif typed is not None:  # its nouns described as the classes are, for the classes it names
+            typed = bridges.described(self.analyzer.model("text"), query.text or "", typed)
         query_terms = ranking.terms(self.fts_text(words))
         meaning = self._meaning_vectors(words if kind != "sound" else query.text or "")  # not the tagger's labels
         by_words = self._word_matches(query_terms)

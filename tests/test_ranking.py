@@ -282,6 +282,29 @@ def test_the_classes_a_text_names_match_the_picture_that_shows_them(tmp_path):
     assert 0 <= koala < hippo <= 1 and hippo > 3 * koala
 
 
+def test_nouns_described_as_the_classes_are_find_more_animals(tmp_path):
+    """The Tux Paint animal stamps against their own captions in class space: a caption's nouns described as the
+    classes are ("goat: a kind of even-toed ungulate, ...") put ~14 more of 134 captions' stamps in the top 5."""
+    from polymodal.analysis import Analyzer
+    from polymodal.space import bridge as bridges
+
+    stamps = [s for s in bench_module("eval_tuxpaint").collect(TUXPAINT) if s.category == "animals"]
+    analyzer = Analyzer(Settings.from_env(store=tmp_path, ocr_mode="never"))
+    classifier, encoder, bridge = analyzer.model("image"), analyzer.model("text"), analyzer.bridge("image")
+    features = [analyzer.perceive_image(s.path, "png").features[classifier.model_id] for s in stamps]
+    probabilities = classifier.probabilities(np.stack(features))
+    captions = list(dict.fromkeys(s.caption for s in stamps))
+    shown = np.array([s.caption for s in stamps])
+
+    def found_in_top5(vectors) -> int:
+        scores = np.stack([bridges.class_match(bridge.named_classes(v), probabilities) for v in vectors])
+        return sum(c in shown[np.argsort(-row)[:5]] for c, row in zip(captions, scores, strict=True))
+
+    plain = encoder.encode(captions)
+    described = [bridges.described(encoder, c, v) for c, v in zip(captions, plain, strict=True)]
+    assert found_in_top5(described) >= found_in_top5(plain) + 7, len(captions)
+
+
 def test_a_search_does_not_depend_on_the_searches_before_it(indexed):
     """Word vectors are cached across searches; made in batches, a word's vector moved with its batch-mates (the
     int8 encoder quantizes a batch with one scale) and so did the scores of the next searches."""

@@ -139,3 +139,12 @@ def test_enriched_phrasings_rank_categories_with_the_real_encoder(texts, setting
     person = encoder.encode(["a person"])[0] @ enriched.T
     top = [classes[j] for j in np.argsort(-person)[:5]]
     assert set(top) <= set(PEOPLE) | set(GROUPS["clothing"]), [texts[i].name for i in top]
+
+
+def test_a_querys_nouns_are_described_as_the_classes_are():
+    described = vocabulary.noun_phrasings("A goat on the rocks, with its kids")
+    assert described[0].startswith("goat: a kind of ") and "mammal" in described[0]
+    assert any(text.startswith("kid: ") for text in described)  # "kids" reduced to its noun
+    assert not any(text.split(":")[0] in {"the", "with", "its"} for text in described)
+    assert vocabulary.noun_phrasings("一只山羊") == []  # WordNet is English
+    assert vocabulary.noun_phrasings("A goat", wordnet=None) == []

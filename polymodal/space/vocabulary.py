@@ -20,6 +20,10 @@ table is kept in the cache (``<cache>/vocabulary/``); later runs read only that 
 the class texts are the name, synonyms and description only: :func:`vocabulary_id` says which, so vectors made
 one way are not mixed with vectors made the other.
 
+A query is described the same way (:func:`noun_phrasings`): each English noun it names, in its most frequent
+WordNet sense, as "frog: a kind of amphibian, vertebrate, animal", so that "a goat" meets "Alpine ibex: a kind
+of wild goat, goat, ..." (:func:`polymodal.space.bridge.described`).
+
 Nothing is read at import time.
 """
 
@@ -269,6 +273,45 @@ def _table_from(data: Path) -> dict[str, dict] | None:
 
 
 Synsets = dict[str, tuple[list[str], list[str], str]]
+QUERY_NOUNS = 6  # described per query at most: a long text is mostly other words
+
+
+def noun_phrasings(text: str, wordnet: Path | None = WORDNET_DIR) -> list[str]:
+    """The English nouns of ``text`` described as the classes are, in their most frequent WordNet sense: "a frog
+    on a log" -> ["frog: a kind of amphibian, vertebrate, animal", "log: a kind of ..."]. Stop words, words of
+    fewer than three letters and nouns without ancestors are left out; empty without WordNet."""
+    from polymodal import lexicon
+    from polymodal.ranking import STOPWORDS
+
+    if wordnet is None or not (wordnet / "index.noun").is_file() or not (wordnet / "data.noun").is_file():
+        return []
+    senses, synsets = _first_senses(wordnet / "index.noun"), _cached_synsets(wordnet / "data.noun")
+    found: list[str] = []
+    for word in dict.fromkeys(re.findall(r"[a-z]+", text.lower())):
+        if word in STOPWORDS or len(word) < 3:
+            continue
+        noun = next((form for form in (word, *lexicon.bases(word)) if form in senses), None)
+        ancestors = _hypernym_names(senses[noun], synsets) if noun and senses[noun] in synsets else []
+        if ancestors:
+            found.append(f"{noun}: a kind of {', '.join(ancestors)}")
+    return found[:QUERY_NOUNS]
+
+
+@lru_cache(maxsize=2)
+def _first_senses(index: Path) -> dict[str, str]:
+    """One-word noun -> the offset of its most frequent sense (the first one WordNet's ``index.noun`` lists)."""
+    senses = {}
+    with open(index, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            fields = line.split()
+            if fields and not line.startswith(" ") and "_" not in fields[0]:
+                senses[fields[0]] = fields[-int(fields[2])]
+    return senses
+
+
+@lru_cache(maxsize=2)
+def _cached_synsets(data: Path) -> Synsets:
+    return _noun_synsets(data)
 
 
 def _noun_synsets(data: Path) -> Synsets:
