@@ -354,9 +354,14 @@ class Searcher:
         return scored
 
     def _meaning_vectors(self, text: str) -> np.ndarray | None:
-        """Unit vectors of the query's meaning words (:func:`polymodal.ranking.meaning_words`), None without any."""
+        """Unit vectors of the query's meaning words (:func:`polymodal.ranking.meaning_words`), None without any; a
+        word with no meaning (:func:`polymodal.lexicon.is_word`: "哔叭" of "咕噜哔叭啦") gets a zero vector: it
+        counts among the query's words and is near no name."""
         words = ranking.meaning_words(self.fts_text(text)) if text.strip() else []
-        return self._word_vectors(words) if words else None
+        if not words:
+            return None
+        known = np.array([[float(lexicon.is_word(word))] for word in words], np.float32)
+        return self._word_vectors(words) * known
 
     def _rescore_by_classes(self, scored: list[Scored], typed: np.ndarray | None) -> list[Scored]:
         """``scored`` with the pictures among the best CLASS_MATCH_CANDIDATES given ``classes``: how well their

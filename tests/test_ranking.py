@@ -169,6 +169,11 @@ def test_meaning_words_keep_content_words_of_any_script():
     assert ranking.meaning_words("宇航员 的 照片") == ["宇航员", "照片"]
 
 
+def test_a_query_word_with_no_meaning_is_near_no_name(indexed):
+    vectors = indexed.searcher()._meaning_vectors("kitty 哔叭")  # "哔叭": two sounds, no word of jieba's
+    assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-3) and not vectors[1].any()
+
+
 def test_soft_share_rescales_each_words_best_cosine():
     assert ranking.soft_share([]) == 0.0
     assert ranking.soft_share([ranking.SOFT_FLOOR - 0.1, 1.0]) == 0.5
