@@ -453,7 +453,7 @@ def report(run: dict[str, Any], baseline: dict | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=("test", "dev", "all"), default="all")
+    parser.add_argument("--split", choices=("test", "dev", "fresh", "all"), default="all")
     parser.add_argument("--json", type=Path, default=RESULTS / "relevance.json", help="where to write this run")
     parser.add_argument("--label", default="current", help="a name for this run (e.g. the change under test)")
     parser.add_argument("--baseline", type=Path, default=BASELINE, help="the stored run to compare with")
