@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 
 from polymodal.media.text import chinese_word_frequency
+from polymodal.space.vocabulary import WORDNET_DIR
 
-WORDNET_DIR = Path("/usr/share/wordnet")
 PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
 # WordNet's morphy suffix rules (ending -> base ending), all parts of speech together.
 SUFFIXES = (

@@ -235,7 +235,9 @@ class Searcher:
             words.append(query.text or "")
         return normalize(np.sum(parts, axis=0)), " ".join(words), understood, looks, kind
 
-    def _example(self, analysis: Analysis, refined: bool) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], str]:
+    def _example(
+        self, analysis: Analysis, refined: bool
+    ) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], str]:
         """A picture, recording or text as a query by example: its vector, its words for the word matches (none
         of a picture's when a typed text ``refined`` it: the text says what matters), how it looks or sounds (its
         classifier's or tagger's features) and its query kind."""
