@@ -285,7 +285,7 @@ def noun_phrasings(text: str, wordnet: Path | None = WORDNET_DIR) -> list[str]:
 
     if wordnet is None or not (wordnet / "index.noun").is_file() or not (wordnet / "data.noun").is_file():
         return []
-    senses, synsets = _first_senses(wordnet / "index.noun"), _cached_synsets(wordnet / "data.noun")
+    senses, synsets = _first_senses(wordnet / "index.noun"), _noun_synsets(wordnet / "data.noun")
     found: list[str] = []
     for word in dict.fromkeys(re.findall(r"[a-z]+", text.lower())):
         if word in STOPWORDS or len(word) < 3:
@@ -310,10 +310,6 @@ def _first_senses(index: Path) -> dict[str, str]:
 
 
 @lru_cache(maxsize=2)
-def _cached_synsets(data: Path) -> Synsets:
-    return _noun_synsets(data)
-
-
 def _noun_synsets(data: Path) -> Synsets:
     """offset -> (lemmas, hypernym offsets in pointer order, gloss) of every noun synset in WordNet's ``data.noun``."""
     synsets: Synsets = {}
